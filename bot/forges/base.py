@@ -1,0 +1,69 @@
+"""The Forge protocol: everything the bot needs from GitHub or GitLab, and nothing more.
+
+Forge-agnostic code takes a `Forge`; only modules in this package (and bot/events.py)
+know which forge they talk to. Every method raises `bot.errors.ForgeError` when the
+API fails after retries (5xx and rate limits are retried with backoff, honouring
+Retry-After).
+"""
+from __future__ import annotations
+
+from typing import Optional, Protocol
+
+from bot.models import CommentRef, Mergeability, PullRequest, Repo
+
+# Commit status states, forge-neutral; each forge maps them to its own words.
+PENDING, SUCCESS, FAILURE = "pending", "success", "failure"
+
+
+class Forge(Protocol):
+    #: The largest comment body the forge accepts, in characters.
+    comment_limit: int
+    #: The login the bot posts as (its own comments are ignored as commands).
+    bot_login: str
+
+    def pull_request(self, repo: Repo, number: int) -> PullRequest:
+        """The pull request as the forge reports it now (head, base, state, fork, draft)."""
+
+    def changed_files(self, pull: PullRequest) -> list[str]:
+        """Every path the pull request changes (all pages; both sides of a rename)."""
+
+    def create_comment(self, pull: PullRequest, body: str) -> CommentRef:
+        """Post a new comment on the pull request."""
+
+    def update_comment(self, pull: PullRequest, comment_id: str, body: str) -> None:
+        """Replace the body of a comment the bot posted."""
+
+    def comment_body(self, pull: PullRequest, comment_id: str) -> str:
+        """The current body of a comment (to mark it outdated)."""
+
+    def add_reaction(self, pull: PullRequest, comment_id: str, reaction: str = "eyes") -> None:
+        """React to a user's comment (👀 acknowledges a command)."""
+
+    def set_status(
+        self, repo: Repo, sha: str, context: str, state: str, description: str, target_url: str = ""
+    ) -> None:
+        """Set a commit status: state is PENDING, SUCCESS or FAILURE."""
+
+    def approvals(self, pull: PullRequest) -> tuple[list[str], int]:
+        """(logins whose latest review approves the head, approvals still required by the forge)."""
+
+    def mergeability(self, pull: PullRequest) -> Mergeability:
+        """Whether the forge would merge now, ignoring the bot's own plankeeper/apply status."""
+
+    def has_write_permission(self, repo: Repo, login: str) -> bool:
+        """Whether the user may push to the repository."""
+
+    def in_group(self, repo: Repo, login: str, group: str) -> bool:
+        """Whether the user is in a team (`team:org/slug`) or group (`group:path`)."""
+
+    def merge(self, pull: PullRequest, delete_source_branch: bool = False) -> None:
+        """Merge the pull request."""
+
+    def clone_auth(self, repo: Repo) -> Optional[tuple[str, str]]:
+        """(username, password) for HTTPS git, or None for anonymous; never logged or stored."""
+
+    def create_or_update_issue(self, repo: Repo, title: str, body: str, issue_id: Optional[str]) -> str:
+        """Open an issue (or update issue_id) and return its id. Used for drift reports."""
+
+    def close_issue(self, repo: Repo, issue_id: str, comment: str) -> None:
+        """Close an issue with a final comment."""

@@ -1,0 +1,433 @@
+"""GitHub (and GitHub Enterprise) behind the Forge protocol, on PyGithub.
+
+Authenticates with a token, or as a GitHub App: the App's JWT buys an installation token,
+kept until shortly before it expires. PyGithub's own retries are off; every call goes
+through bot.forges.retry so failures are retried, and reported, the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Optional, TypeVar
+from urllib.parse import quote
+
+from github import Auth, Github, GithubIntegration
+from github.Repository import Repository
+
+from bot.errors import ForgeError, SettingsError
+from bot.forges.retry import ForgeRequestFailed, call_with_retry
+from bot.models import CommentRef, Mergeability, PullRequest, Repo
+
+T = TypeVar("T")
+
+APPLY_CONTEXT = "plankeeper/apply"
+STATUS_DESCRIPTION_LIMIT = 140  # GitHub answers 422 to longer commit status descriptions
+TOKEN_REFRESH_MARGIN = 300.0  # seconds before expiry an installation token is replaced
+MERGEABILITY_POLLS = (0.5, 1.0, 2.0, 3.0)  # waits while GitHub computes `mergeable`
+WRITE_ROLES = {"admin", "maintain", "write"}
+
+BLOCKED = "blocked by branch protection (required reviews or checks)"
+NOT_MERGEABLE = {
+    "dirty": "merge conflict",
+    "blocked": BLOCKED,
+    "behind": "head branch is behind the base branch",
+    "draft": "draft pull request",
+    "unknown": "GitHub has not computed mergeability yet",
+}
+OK_CHECK_CONCLUSIONS = {"success", "neutral", "skipped"}
+
+
+class GitHubForge:
+    """The Forge protocol for one GitHub server; see bot.forges.base.Forge for each method."""
+
+    comment_limit = 65536
+
+    def __init__(
+        self,
+        api_url: str,
+        token: Optional[str] = None,
+        app_id: Optional[int] = None,
+        private_key: Optional[str] = None,
+        installation_id: Optional[int] = None,
+        bot_login: Optional[str] = None,
+        *,
+        write_interval: float = 1.0,
+        attempts: int = 4,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ):
+        """Raises SettingsError unless a token or both app_id and private_key are given.
+
+        write_interval: seconds PyGithub waits between two writes, which GitHub asks of
+        integrations to avoid secondary rate limits; 0 turns it off (test servers).
+        """
+        if not token and not (app_id and private_key):
+            raise SettingsError(
+                "github: set github.token, or github.app_id and github.private_key_file"
+            )
+        self.api_url = api_url.rstrip("/")
+        self._token, self._write_interval = token, write_interval
+        self._attempts, self._sleep, self._clock = attempts, sleep, clock
+        self._bot_login = bot_login
+        self._lock = threading.Lock()
+        self._installation_id = installation_id
+        self._installations: dict[str, int] = {}  # repo full name -> installation id
+        self._tokens: dict[
+            int, tuple[str, float, Github]
+        ] = {}  # installation -> token, expiry, client
+        self._integration: Optional[GithubIntegration] = None
+        self._client: Optional[Github] = self._github(token) if token else None
+        if not token:
+            self._integration = GithubIntegration(
+                base_url=self.api_url,
+                auth=Auth.AppAuth(str(app_id), private_key),
+                retry=None,
+                seconds_between_requests=None,
+                seconds_between_writes=None,  # one token per hour: no pacing needed
+            )
+
+    @classmethod
+    def from_settings(cls, gh: Any, installation_id: Optional[int] = None) -> "GitHubForge":
+        """From Settings.github (api_url, token, app_id, private_key, webhook_secret)."""
+        return cls(
+            gh.api_url,
+            token=gh.token,
+            app_id=gh.app_id,
+            private_key=gh.private_key,
+            installation_id=installation_id,
+            bot_login=getattr(gh, "bot_login", None),
+            write_interval=getattr(gh, "write_interval", 1.0),
+        )
+
+    # -- authentication --------
+
+    def _github(self, token: str) -> Github:
+        return Github(
+            base_url=self.api_url,
+            auth=Auth.Token(token),
+            retry=None,
+            per_page=100,
+            lazy=True,
+            seconds_between_requests=None,
+            seconds_between_writes=self._write_interval or None,
+        )
+
+    def _call(self, action: str, fn: Callable[[], T]) -> T:
+        return call_with_retry(
+            fn,
+            action=f"GitHub: {action}",
+            attempts=self._attempts,
+            sleep=self._sleep,
+            clock=self._clock,
+        )
+
+    def _gh(self, repo: Optional[Repo] = None) -> Github:
+        """The client to use now: the token's, or a fresh-enough installation token's."""
+        if self._client is not None:
+            return self._client
+        installation = self._installation_for(repo)
+        with self._lock:
+            cached = self._tokens.get(installation)
+            if cached and cached[1] - TOKEN_REFRESH_MARGIN > self._clock():
+                return cached[2]
+            auth = self._call(
+                f"get an installation token for installation {installation}",
+                lambda: self._app().get_access_token(installation),
+            )
+            client = self._github(auth.token)
+            self._tokens[installation] = (auth.token, auth.expires_at.timestamp(), client)
+            return client
+
+    def _app(self) -> GithubIntegration:
+        assert self._integration is not None
+        return self._integration
+
+    def _installation_for(self, repo: Optional[Repo]) -> int:
+        if repo is not None and repo.installation_id:
+            return repo.installation_id
+        if self._installation_id:
+            return self._installation_id
+        if repo is None:
+            raise ForgeError("GitHub App: no installation id known for this call")
+        if repo.full_name not in self._installations:
+            owner, name = repo.full_name.split("/", 1)
+            found = self._call(
+                f"find the App installation for {repo.full_name}",
+                lambda: self._app().get_repo_installation(owner, name).id,
+            )
+            self._installations[repo.full_name] = found
+        return self._installations[repo.full_name]
+
+    def _token_for(self, repo: Optional[Repo]) -> str:
+        if self._token:
+            return self._token
+        self._gh(repo)
+        return self._tokens[self._installation_for(repo)][0]
+
+    @property
+    def bot_login(self) -> str:
+        """The login the bot posts as: given, the token's user, or "<app slug>[bot]"."""
+        if self._bot_login is None:
+            if self._client is not None:
+                client = self._client
+                self._bot_login = self._call(
+                    "read the authenticated user", lambda: client.get_user().login
+                )
+            else:
+                slug = self._call("read the GitHub App", lambda: self._app().get_app().slug)
+                self._bot_login = f"{slug}[bot]"
+        return self._bot_login
+
+    @bot_login.setter
+    def bot_login(self, login: str) -> None:
+        self._bot_login = login
+
+    def _repo(self, repo: Repo) -> Repository:
+        # Lazy: no request until an attribute or method needs one.
+        return self._gh(repo).get_repo(repo.full_name)
+
+    # -- pull requests --------
+
+    def pull_request(self, repo: Repo, number: int) -> PullRequest:
+        def fetch() -> PullRequest:
+            pr = self._repo(repo).get_pull(number)
+            head_repo, base_repo = pr.head.repo, pr.base.repo
+            merged = bool(pr.merged)
+            return PullRequest(
+                repo=repo,
+                number=number,
+                author=pr.user.login,
+                head_sha=pr.head.sha,
+                head_ref=pr.head.ref,
+                base_ref=pr.base.ref,
+                url=pr.html_url,
+                title=pr.title,
+                base_sha=pr.base.sha,
+                head_clone_url=head_repo.clone_url if head_repo else "",
+                is_fork=head_repo is None or head_repo.full_name != base_repo.full_name,
+                is_draft=bool(pr.draft),
+                state="merged" if merged else pr.state,
+                merge_sha=pr.merge_commit_sha if merged else None,
+            )
+
+        return self._call(f"read pull request {repo.full_name}#{number}", fetch)
+
+    def changed_files(self, pull: PullRequest) -> list[str]:
+        def fetch() -> list[str]:
+            paths: dict[str, None] = {}
+            for changed in self._repo(pull.repo).get_pull(pull.number).get_files():
+                paths[changed.filename] = None
+                if changed.previous_filename:
+                    paths[changed.previous_filename] = None
+            return list(paths)
+
+        return self._call(f"list files of {_ref(pull)}", fetch)
+
+    # -- comments --------
+
+    def create_comment(self, pull: PullRequest, body: str) -> CommentRef:
+        def post() -> CommentRef:
+            comment = self._repo(pull.repo).get_issue(pull.number).create_comment(body)
+            return CommentRef(id=str(comment.id), url=comment.html_url)
+
+        return self._call(f"comment on {_ref(pull)}", post)
+
+    def update_comment(self, pull: PullRequest, comment_id: str, body: str) -> None:
+        self._call(
+            f"update comment {comment_id} on {_ref(pull)}",
+            lambda: self._comment(pull, comment_id).edit(body),
+        )
+
+    def comment_body(self, pull: PullRequest, comment_id: str) -> str:
+        return self._call(
+            f"read comment {comment_id} on {_ref(pull)}",
+            lambda: self._comment(pull, comment_id).body,
+        )
+
+    def add_reaction(self, pull: PullRequest, comment_id: str, reaction: str = "eyes") -> None:
+        self._call(
+            f"react to comment {comment_id} on {_ref(pull)}",
+            lambda: self._comment(pull, comment_id).create_reaction(reaction),
+        )
+
+    def _comment(self, pull: PullRequest, comment_id: str) -> Any:
+        return self._repo(pull.repo).get_issue(pull.number).get_comment(int(comment_id))
+
+    # -- statuses, reviews, mergeability --------
+
+    def set_status(
+        self, repo: Repo, sha: str, context: str, state: str, description: str, target_url: str = ""
+    ) -> None:
+        """Raises ValueError for a state other than pending, success or failure."""
+        if state not in ("pending", "success", "failure"):
+            raise ValueError(f"unknown commit status state {state!r}")
+        limit = STATUS_DESCRIPTION_LIMIT
+        text = description if len(description) <= limit else description[: limit - 1] + "…"
+        extra = {"target_url": target_url} if target_url else {}
+        self._call(
+            f"set status {context} on {repo.full_name}@{sha[:12]}",
+            lambda: (
+                self._repo(repo)
+                .get_commit(sha)
+                .create_status(state, description=text, context=context, **extra)
+            ),
+        )
+
+    def approvals(self, pull: PullRequest) -> tuple[list[str], int]:
+        """Approvers by their latest approving or blocking review; 1 still required if none.
+
+        The REST API shows branch-protection rules (the real required count) only to admins,
+        so the bot asks for at least one approval; GitHub itself enforces the rest at merge.
+        COMMENTED reviews do not change a reviewer's standing, as on GitHub.
+        """
+
+        def fetch() -> list[str]:
+            latest: dict[str, str] = {}
+            for review in self._repo(pull.repo).get_pull(pull.number).get_reviews():
+                if review.state in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED") and review.user:
+                    latest[review.user.login] = review.state
+            return [login for login, state in latest.items() if state == "APPROVED"]
+
+        approvers = self._call(f"list reviews of {_ref(pull)}", fetch)
+        return approvers, 0 if approvers else 1
+
+    def mergeability(self, pull: PullRequest) -> Mergeability:
+        """Ask GitHub (re-polling while it computes); the bot's own apply status never blocks."""
+        for wait in (*MERGEABILITY_POLLS, None):
+            state = self._call(
+                f"read mergeability of {_ref(pull)}", lambda: self._merge_state(pull)
+            )
+            if state[0] is not None or wait is None:
+                break
+            self._sleep(wait)
+        mergeable, mergeable_state, head_sha, closed = state
+        if closed:
+            return Mergeability(False, "pull request is closed")
+        if mergeable is None:
+            return Mergeability(False, NOT_MERGEABLE["unknown"])
+        if mergeable_state == "blocked" and self._only_own_apply_status_blocks(pull.repo, head_sha):
+            return Mergeability(True)
+        if mergeable_state in NOT_MERGEABLE:
+            return Mergeability(False, NOT_MERGEABLE[mergeable_state])
+        if not mergeable:
+            return Mergeability(False, "GitHub reports the pull request cannot be merged")
+        return Mergeability(True)  # clean, unstable (failing optional checks), has_hooks
+
+    def _merge_state(self, pull: PullRequest) -> tuple[Optional[bool], str, str, bool]:
+        pr = self._repo(pull.repo).get_pull(pull.number)
+        return pr.mergeable, pr.mergeable_state, pr.head.sha, pr.state != "open"
+
+    def _only_own_apply_status_blocks(self, repo: Repo, sha: str) -> bool:
+        """Whether plankeeper/apply is the only status or check run on sha not succeeding."""
+
+        def fetch() -> bool:
+            commit = self._repo(repo).get_commit(sha)
+            others = [
+                s.context for s in commit.get_combined_status().statuses if s.state != "success"
+            ]
+            checks = [
+                c.name for c in commit.get_check_runs() if c.conclusion not in OK_CHECK_CONCLUSIONS
+            ]
+            return others == [APPLY_CONTEXT] and not checks
+
+        return self._call(f"read statuses of {repo.full_name}@{sha[:12]}", fetch)
+
+    # -- permissions --------
+
+    def has_write_permission(self, repo: Repo, login: str) -> bool:
+        def fetch() -> bool:
+            _, data = self._gh(repo).requester.requestJsonAndCheck(
+                "GET", f"/repos/{repo.full_name}/collaborators/{quote(login, safe='')}/permission"
+            )
+            return (
+                data.get("permission") in ("admin", "write") or data.get("role_name") in WRITE_ROLES
+            )
+
+        return self._unless_missing(f"read {login}'s permission on {repo.full_name}", fetch, False)
+
+    def in_group(self, repo: Repo, login: str, group: str) -> bool:
+        """Only `team:org/slug` means anything on GitHub; other groups are never matched."""
+        kind, _, name = group.partition(":")
+        org, _, slug = name.partition("/")
+        if kind != "team" or not org or not slug:
+            return False
+
+        def fetch() -> bool:
+            _, data = self._gh(repo).requester.requestJsonAndCheck(
+                "GET", f"/orgs/{quote(org)}/teams/{quote(slug)}/memberships/{quote(login, safe='')}"
+            )
+            return data.get("state") == "active"
+
+        return self._unless_missing(f"read {login}'s membership of {org}/{slug}", fetch, False)
+
+    def _unless_missing(self, action: str, fn: Callable[[], T], missing: T) -> T:
+        """fn(), or `missing` when GitHub answers 404 (unknown user, team or non-member)."""
+        try:
+            return self._call(action, fn)
+        except ForgeRequestFailed as exc:
+            if exc.status == 404:
+                return missing
+            raise
+
+    # -- merging --------
+
+    def merge(self, pull: PullRequest, delete_source_branch: bool = False) -> None:
+        """Merge exactly pull.head_sha (GitHub refuses with 409 if the head moved)."""
+        self._call(
+            f"merge {_ref(pull)}",
+            lambda: self._repo(pull.repo).get_pull(pull.number).merge(sha=pull.head_sha),
+        )
+        if delete_source_branch and not pull.is_fork:
+            path = f"/repos/{pull.repo.full_name}/git/refs/heads/{quote(pull.head_ref)}"
+            # 422: the branch is already gone (e.g. GitHub's own auto-delete), which is the goal.
+            self._unless_status(
+                f"delete branch {pull.head_ref} of {pull.repo.full_name}",
+                lambda: self._gh(pull.repo).requester.requestJsonAndCheck("DELETE", path),
+                422,
+            )
+
+    def _unless_status(self, action: str, fn: Callable[[], Any], ok_status: int) -> None:
+        try:
+            self._call(action, fn)
+        except ForgeRequestFailed as exc:
+            if exc.status != ok_status:
+                raise
+
+    def clone_auth(self, repo: Repo) -> Optional[tuple[str, str]]:
+        return "x-access-token", self._token_for(repo)
+
+    # -- issues --------
+
+    def create_or_update_issue(
+        self, repo: Repo, title: str, body: str, issue_id: Optional[str]
+    ) -> str:
+        if issue_id:
+            self._call(
+                f"update issue {repo.full_name}#{issue_id}",
+                lambda: (
+                    self._repo(repo)
+                    .get_issue(int(issue_id))
+                    .edit(title=title, body=body, state="open")
+                ),
+            )
+            return issue_id
+        return self._call(
+            f"open an issue on {repo.full_name}",
+            lambda: str(self._repo(repo).create_issue(title=title, body=body).number),
+        )
+
+    def close_issue(self, repo: Repo, issue_id: str, comment: str) -> None:
+        issue_ref = f"{repo.full_name}#{issue_id}"
+        self._call(
+            f"comment on issue {issue_ref}",
+            lambda: self._repo(repo).get_issue(int(issue_id)).create_comment(comment),
+        )
+        self._call(
+            f"close issue {issue_ref}",
+            lambda: self._repo(repo).get_issue(int(issue_id)).edit(state="closed"),
+        )
+
+
+def _ref(pull: PullRequest) -> str:
+    return f"{pull.repo.full_name}#{pull.number}"

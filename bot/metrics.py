@@ -1,0 +1,86 @@
+"""Prometheus metrics kept in Redis, so they are right across every web and worker process
+on every machine (prometheus-client's multiprocess mode only covers one machine).
+
+Counters and histogram buckets are Redis hashes; `/metrics` renders them with a custom
+collector through prometheus-client's exposition format.
+"""
+from __future__ import annotations
+
+import json
+
+import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+
+WEBHOOKS_KEY = "pk:metrics:webhooks"
+JOBS_KEY = "pk:metrics:jobs"
+DURATION_KEY = "pk:metrics:job_duration"
+DRIFT_KEY = "pk:metrics:drift"
+BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+def _field(**labels: str) -> str:
+    return json.dumps(labels, sort_keys=True)
+
+
+def count_webhook(r: redis.Redis, event: str, outcome: str) -> None:
+    r.hincrby(WEBHOOKS_KEY, _field(event=event or "unknown", outcome=outcome), 1)
+
+
+def count_job(r: redis.Redis, kind: str, state: str, duration: float | None = None) -> None:
+    pipe = r.pipeline()
+    pipe.hincrby(JOBS_KEY, _field(kind=kind, state=state), 1)
+    if duration is not None:
+        for bound in BUCKETS:
+            if duration <= bound:
+                pipe.hincrby(DURATION_KEY, _field(kind=kind, le=str(bound)), 1)
+        pipe.hincrby(DURATION_KEY, _field(kind=kind, le="+Inf"), 1)
+        pipe.hincrbyfloat(DURATION_KEY, _field(kind=kind, le="sum"), duration)
+    pipe.execute()
+
+
+def set_drift(r: redis.Redis, repo: str, project: str, drifted: bool) -> None:
+    r.hset(DRIFT_KEY, _field(repo=repo, project=project), 1 if drifted else 0)
+
+
+class RedisCollector:
+    def __init__(self, r: redis.Redis, queue_depth, locks_held):
+        self._redis, self._queue_depth, self._locks_held = r, queue_depth, locks_held
+
+    def _hash(self, key: str) -> list[tuple[dict, float]]:
+        return [(json.loads(k), float(v)) for k, v in self._redis.hgetall(key).items()]
+
+    def collect(self):
+        webhooks = CounterMetricFamily("plankeeper_webhooks", "Webhooks received", labels=["event", "outcome"])
+        for labels, value in self._hash(WEBHOOKS_KEY):
+            webhooks.add_metric([labels["event"], labels["outcome"]], value)
+        yield webhooks
+        jobs = CounterMetricFamily("plankeeper_jobs", "Jobs finished or started, by state", labels=["kind", "state"])
+        for labels, value in self._hash(JOBS_KEY):
+            jobs.add_metric([labels["kind"], labels["state"]], value)
+        yield jobs
+        yield self._durations()
+        yield GaugeMetricFamily("plankeeper_queue_depth", "Jobs waiting in the queue", value=self._queue_depth())
+        yield GaugeMetricFamily("plankeeper_locks_held", "Project locks held", value=self._locks_held())
+        drift = GaugeMetricFamily("plankeeper_drift_detected", "1 when the project drifted", labels=["repo", "project"])
+        for labels, value in self._hash(DRIFT_KEY):
+            drift.add_metric([labels["repo"], labels["project"]], value)
+        yield drift
+
+    def _durations(self) -> HistogramMetricFamily:
+        by_kind: dict[str, dict[str, float]] = {}
+        for labels, value in self._hash(DURATION_KEY):
+            by_kind.setdefault(labels["kind"], {})[labels["le"]] = value
+        family = HistogramMetricFamily("plankeeper_job_duration_seconds", "Job durations", labels=["kind"])
+        for kind, values in by_kind.items():
+            buckets = [(str(float(b)), values.get(str(b), 0.0)) for b in BUCKETS]
+            buckets.append(("+Inf", values.get("+Inf", 0.0)))
+            family.add_metric([kind], buckets, values.get("sum", 0.0))
+        return family
+
+
+def exposition(r: redis.Redis, queue_depth, locks_held) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RedisCollector(r, queue_depth, locks_held))
+    return generate_latest(registry)

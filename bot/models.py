@@ -1,0 +1,179 @@
+"""Frozen dataclasses passed between the layers of the bot.
+
+Everything here is plain data: it serializes to a JSON dict with `to_dict()` and back
+with `from_dict()`, which is how it crosses the queue.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from runners.models import ApplyResult, PlanResult, Project, ResourceChange  # noqa: F401 (re-export)
+
+
+def _to_dict(obj: Any) -> Any:
+    return dataclasses.asdict(obj)
+
+
+@dataclass(frozen=True)
+class Repo:
+    """A repository on a forge."""
+
+    forge: str  # forge kind, as understood by bot.forges.make_forge
+    host: str  # e.g. github.com, gitlab.example.com
+    full_name: str  # owner/name (GitLab: group/subgroup/name)
+    clone_url: str
+    default_branch: str = "main"
+    html_url: str = ""
+    forge_id: Optional[int] = None  # GitLab project id; None on GitHub
+    installation_id: Optional[int] = None  # GitHub App installation that sent the event
+
+    @property
+    def id(self) -> str:
+        """host/owner/name: what the allowlist and server-side repo config match."""
+        return f"{self.host}/{self.full_name}"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Repo":
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    """A pull request (GitHub) or merge request (GitLab), as the forge reports it now."""
+
+    repo: Repo
+    number: int
+    author: str
+    head_sha: str
+    head_ref: str
+    base_ref: str
+    url: str = ""
+    title: str = ""
+    base_sha: str = ""
+    head_clone_url: str = ""  # differs from repo.clone_url for forks
+    is_fork: bool = False
+    is_draft: bool = False
+    state: str = "open"  # open | closed | merged
+    merge_sha: Optional[str] = None
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PullRequest":
+        data = dict(data)
+        data["repo"] = Repo.from_dict(data["repo"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class PullRequestEvent:
+    """A pull request opened, updated with new commits, closed or merged."""
+
+    delivery_id: str
+    action: str  # opened | updated | closed | merged | approved
+    pull: PullRequest
+    sender: str
+
+    kind = "pull_request"
+
+
+@dataclass(frozen=True)
+class CommentEvent:
+    """A new comment on a pull request (it may or may not be a command)."""
+
+    delivery_id: str
+    repo: Repo
+    pull_number: int
+    comment_id: str
+    body: str
+    author: str
+
+    kind = "comment"
+
+
+@dataclass(frozen=True)
+class ReviewEvent:
+    """A review submitted on a pull request (GitHub) / merge request approved (GitLab)."""
+
+    delivery_id: str
+    pull: PullRequest
+    reviewer: str
+    state: str  # approved | changes_requested | commented
+
+    kind = "review"
+
+
+Event = Union[PullRequestEvent, CommentEvent, ReviewEvent]
+EVENT_TYPES: dict[str, type] = {
+    "pull_request": PullRequestEvent,
+    "comment": CommentEvent,
+    "review": ReviewEvent,
+}
+
+
+def event_to_dict(event: Event) -> dict:
+    """Serialize an event for the queue: {"kind": ..., "data": {...}}."""
+    return {"kind": event.kind, "data": _to_dict(event)}
+
+
+def event_from_dict(payload: dict) -> Event:
+    cls = EVENT_TYPES[payload["kind"]]
+    data = dict(payload["data"])
+    if "pull" in data:
+        data["pull"] = PullRequest.from_dict(data["pull"])
+    if "repo" in data:
+        data["repo"] = Repo.from_dict(data["repo"])
+    return cls(**data)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A parsed comment command (SPEC §6)."""
+
+    name: str  # plan | apply | unlock | cancel | approve_policies | help | version
+    dirs: tuple[str, ...] = ()
+    workspace: Optional[str] = None
+    projects: tuple[str, ...] = ()
+    verbose: bool = False
+    extra_args: tuple[str, ...] = ()
+    queue: bool = False
+    auto_merge_disabled: bool = False
+
+    def to_dict(self) -> dict:
+        return _to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Command":
+        data = dict(data)
+        for key in ("dirs", "projects", "extra_args"):
+            data[key] = tuple(data.get(key, ()))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Mergeability:
+    """Whether the forge would merge the pull request now, and if not, why in words."""
+
+    mergeable: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class CommentRef:
+    """A comment the bot posted, to edit it later."""
+
+    id: str
+    url: str = ""
+
+
+@dataclass
+class ProjectOutcome:
+    """What happened to one project in one command run; what render.py turns into markdown."""
+
+    project: Project
+    status: str  # queued | running | planned | no_changes | applied | failed | locked | cancelled | skipped
+    plan: Optional[PlanResult] = None
+    apply: Optional[ApplyResult] = None
+    message: str = ""  # extra explanation for the user (lock holder, refusal reason, next steps)
+    log_url: str = ""
+    drift: list[ResourceChange] = field(default_factory=list)

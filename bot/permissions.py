@@ -1,0 +1,30 @@
+"""Who may run which command: write access, plus the configured users/teams/groups."""
+from __future__ import annotations
+
+from bot.errors import UserFacingError
+from bot.forges.base import Forge
+from bot.models import Repo
+
+# Commands that change infrastructure or others' work need write access on top of the list.
+WRITE_COMMANDS = ("apply", "unlock", "approve_policies")
+
+
+def check(forge: Forge, repo: Repo, login: str, command: str, permissions: dict[str, tuple[str, ...]]) -> None:
+    """Raise UserFacingError saying why `login` may not run `command` here."""
+    allowed = permissions.get(command)
+    if command in WRITE_COMMANDS and not forge.has_write_permission(repo, login):
+        raise UserFacingError(
+            f"@{login} cannot `/{command}` here: it needs write permission on {repo.full_name}.",
+            title=f"{command} refused",
+        )
+    if allowed and not any(_matches(forge, repo, login, who) for who in allowed):
+        raise UserFacingError(
+            f"@{login} cannot `/{command}` here: the server allows it only for {', '.join(allowed)}.",
+            title=f"{command} refused",
+        )
+
+
+def _matches(forge: Forge, repo: Repo, login: str, who: str) -> bool:
+    if who.startswith(("team:", "group:")):
+        return forge.in_group(repo, login, who)
+    return who.lower() == login.lower()

@@ -1,0 +1,95 @@
+"""The only module that enqueues: JSON arguments, job ids from delivery ids, timeouts."""
+from __future__ import annotations
+
+import re
+import time
+from typing import Optional
+
+import redis
+from rq import Callback, Queue
+from rq.serializers import JSONSerializer
+
+from bot import joblog
+from bot.models import Event, event_to_dict
+
+QUEUE_NAME = "plankeeper"
+DELIVERY_KEY = "pk:delivery:{}"
+DELIVERY_TTL = 7 * 24 * 3600
+# Steps per job (checkout, init, plan, show, apply...) each bounded by terraform.timeout.
+JOB_TIMEOUT_STEPS = 6
+
+
+def queue(r: redis.Redis) -> Queue:
+    return Queue(QUEUE_NAME, connection=r, serializer=JSONSerializer)
+
+
+def job_id_for(delivery_id: str) -> str:
+    return "d-" + re.sub(r"[^A-Za-z0-9_-]", "_", delivery_id)[:120]
+
+
+def claim_delivery(r: redis.Redis, delivery_id: str) -> bool:
+    """True the first time a delivery id is seen; False for a redelivery."""
+    return bool(r.set(DELIVERY_KEY.format(delivery_id), "1", nx=True, ex=DELIVERY_TTL))
+
+
+def release_delivery(r: redis.Redis, delivery_id: str) -> None:
+    """Forget a delivery whose enqueue failed, so the forge's redelivery is accepted."""
+    r.delete(DELIVERY_KEY.format(delivery_id))
+
+
+def describe(event: Event) -> dict:
+    """Fields of the job record that say what the job is about."""
+    repo = event.repo if hasattr(event, "repo") else event.pull.repo  # type: ignore[union-attr]
+    number = event.pull_number if hasattr(event, "pull_number") else event.pull.number  # type: ignore[union-attr]
+    title = {"pull_request": f"pull request {getattr(event, 'action', '')}", "review": "review"}.get(event.kind, "comment")
+    return {"repo": repo.id, "pull": number, "title": title, "event": event.kind}
+
+
+def enqueue_event(r: redis.Redis, event: Event, timeout_seconds: int) -> str:
+    """Queue the job that handles an event; returns the job id (derived from the delivery id)."""
+    job_id = job_id_for(event.delivery_id)
+    joblog.record_job(r, job_id, state="queued", created_at=time.time(), delivery=event.delivery_id, **describe(event))
+    queue(r).enqueue_call(
+        "bot.jobs.handle_event",
+        args=(event_to_dict(event),),
+        job_id=job_id,
+        timeout=timeout_seconds * JOB_TIMEOUT_STEPS,
+        result_ttl=24 * 3600,
+        failure_ttl=30 * 24 * 3600,
+        on_failure=Callback("bot.jobs.on_job_failure"),
+        description=f"{event.kind} {describe(event)['repo']}#{describe(event)['pull']}",
+    )
+    return job_id
+
+
+def enqueue_followup(
+    r: redis.Redis, func: str, payload: dict, timeout_seconds: int, job_id: Optional[str] = None, **record: object
+) -> str:
+    """Queue a job created by another job (drift check, queued apply...)."""
+    rq_job = queue(r).enqueue_call(
+        func,
+        args=(payload,),
+        job_id=job_id,
+        timeout=timeout_seconds * JOB_TIMEOUT_STEPS,
+        result_ttl=24 * 3600,
+        failure_ttl=30 * 24 * 3600,
+        on_failure=Callback("bot.jobs.on_job_failure"),
+    )
+    joblog.record_job(r, rq_job.id, state="queued", created_at=time.time(), **record)
+    return rq_job.id
+
+
+def cancel_queued(r: redis.Redis, repo_id: str, pull_number: int, except_job: str = "") -> int:
+    """Cancel the pull request's jobs still waiting in the queue; returns how many."""
+    from rq.job import Job
+
+    q = queue(r)
+    cancelled = 0
+    for job_id in q.get_job_ids():
+        record = joblog.get_job(r, job_id)
+        if job_id == except_job or not record or record.get("repo") != repo_id or record.get("pull") != str(pull_number):
+            continue
+        Job.fetch(job_id, connection=r, serializer=JSONSerializer).cancel()
+        joblog.record_job(r, job_id, state="cancelled", summary="cancelled by /cancel", ended_at=time.time())
+        cancelled += 1
+    return cancelled

@@ -1,0 +1,153 @@
+"""Results -> markdown comments (SPEC §8). Pure: no I/O. Redaction is applied last."""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+from bot.models import ProjectOutcome, PullRequest
+from runners.models import ResourceChange
+
+ACTION_LABELS = {
+    "create": "➕ create",
+    "update": "🔧 update",
+    "replace": "⚠️ **replace**",
+    "delete": "🗑️ **delete**",
+    "read": "📖 read",
+}
+STATUS_WORDS = {
+    "queued": "⏳ queued",
+    "running": "🔄 running…",
+    "planned": "📝 changes",
+    "no_changes": "✅ no changes",
+    "applied": "✅ applied",
+    "failed": "❌ failed",
+    "locked": "🔒 locked by another pull request",
+    "cancelled": "🛑 cancelled",
+    "skipped": "⏭️ skipped",
+}
+TRUNCATED_NOTE = "\n… output truncated: the full output is in the [job log]({url}).\n"
+OUTDATED_BANNER = "> ⚠️ **Outdated:** a newer plan replaced this one{link}.\n\n"
+MAX_TABLE_ROWS = 50
+
+
+def overview(command: str, outcomes: Sequence[ProjectOutcome], running: bool) -> str:
+    """The one-line overview: N projects: X with changes, Y without, Z failed."""
+    n = len(outcomes)
+    noun = "project" if n == 1 else "projects"
+    failed = sum(o.status in ("failed", "locked", "cancelled") for o in outcomes)
+    if command == "apply":
+        applied = sum(o.status == "applied" for o in outcomes)
+        text = f"{n} {noun}: {applied} applied, {failed} failed"
+    else:
+        changed = sum(o.status == "planned" for o in outcomes)
+        unchanged = sum(o.status == "no_changes" for o in outcomes)
+        text = f"{n} {noun}: {changed} with changes, {unchanged} without, {failed} failed"
+    pending = sum(o.status in ("queued", "running") for o in outcomes)
+    return text + (f" ({pending} still running)" if running and pending else "")
+
+
+def change_table(changes: Sequence[ResourceChange]) -> str:
+    if not changes:
+        return ""
+    order = {"delete": 0, "replace": 1, "create": 2, "update": 3, "read": 4}
+    rows = sorted(changes, key=lambda c: (order.get(c.action, 9), c.address))
+    lines = ["| Change | Resource |", "|---|---|"]
+    lines += [f"| {ACTION_LABELS.get(c.action, c.action)} | `{c.address}` |" for c in rows[:MAX_TABLE_ROWS]]
+    if len(rows) > MAX_TABLE_ROWS:
+        lines.append(f"| … | {len(rows) - MAX_TABLE_ROWS} more in the output below |")
+    destructive = sum(c.action in ("delete", "replace") for c in changes)
+    warn = f"\n**⚠️ {destructive} resource(s) will be deleted or replaced.**\n" if destructive else ""
+    return "\n".join(lines) + "\n" + warn
+
+
+def _fence(text: str) -> str:
+    fence = "```"
+    while fence in text:
+        fence += "`"
+    return f"{fence}diff\n{text.rstrip()}\n{fence}"
+
+
+def _output_block(text: str, budget: Optional[int], log_url: str) -> str:
+    if budget is not None and len(text) > budget:
+        text = text[: max(budget, 0)] + TRUNCATED_NOTE.format(url=log_url)
+    return f"<details><summary>Show output</summary>\n\n{_fence(text)}\n</details>\n"
+
+
+def project_section(command: str, outcome: ProjectOutcome, budget: Optional[int] = None) -> str:
+    p = outcome.project
+    title = f"### {'`' + p.name + '` · ' if p.name else ''}dir: `{p.dir}` · workspace: `{p.workspace}`"
+    parts = [title, "", f"**{STATUS_WORDS.get(outcome.status, outcome.status)}**", ""]
+    result = outcome.apply if command == "apply" and outcome.apply else outcome.plan
+    if outcome.message:
+        parts += [outcome.message, ""]
+    if outcome.status == "failed" and result and result.failed_step:
+        parts += [f"The `{result.failed_step}` step failed. {result.error}".rstrip(), ""]
+    if outcome.plan and command == "plan" and outcome.plan.ok:
+        table = change_table(outcome.plan.changes)
+        if table:
+            parts += [table]
+    if result and result.output:
+        parts += [_output_block(result.output, budget, outcome.log_url)]
+    if result and result.summary:
+        parts += [f"`{result.summary}`", ""]
+    if command == "plan" and outcome.status == "planned":
+        parts += [f"To apply this project: `{apply_command(p)}`", ""]
+    if outcome.log_url:
+        parts += [f"[Full log]({outcome.log_url})", ""]
+    return "\n".join(parts)
+
+
+def apply_command(project) -> str:
+    if project.name:
+        return f"/apply -p {project.name}"
+    ws = "" if project.workspace == "default" else f" -w {project.workspace}"
+    return f"/apply -d {project.dir}{ws}"
+
+
+def command_comment(
+    command: str,
+    pull: PullRequest,
+    outcomes: Sequence[ProjectOutcome],
+    *,
+    running: bool,
+    limit: int,
+    redact: Callable[[str], str],
+    footer: str = "",
+) -> str:
+    """The whole comment for one command run; never longer than `limit` characters."""
+    head = f"**Plankeeper {command}** for `{pull.head_sha[:7]}` · {overview(command, outcomes, running)}\n\n"
+    tail = _footer(command, outcomes, running) + footer
+
+    def build(budget: Optional[int]) -> str:
+        sections = [project_section(command, o, budget) for o in outcomes]
+        return redact(head + "\n---\n".join(sections) + "\n---\n" + tail)
+
+    body = build(None)
+    if len(body) <= limit:
+        return body
+    fixed = len(build(0))
+    per_project = max((limit - fixed - 200) // max(len(outcomes), 1), 0)
+    body = build(per_project)
+    return body if len(body) <= limit else body[: limit - 80] + "\n\n… comment truncated: see the job log.\n"
+
+
+def _footer(command: str, outcomes: Sequence[ProjectOutcome], running: bool) -> str:
+    if running:
+        return "_Running: this comment updates as projects finish._\n"
+    if command == "plan" and any(o.status == "planned" for o in outcomes):
+        return "To apply every planned project: `/apply` · To discard these plans and unlock: `/unlock`\n"
+    if command == "plan" and any(o.status == "failed" for o in outcomes):
+        return "Fix the failing project(s) and push, or comment `/plan` to retry.\n"
+    return ""
+
+
+def mark_outdated(body: str, newer_url: str = "") -> str:
+    """An older plan comment, collapsed under a banner pointing at the newer one."""
+    if body.startswith("> ⚠️ **Outdated:**"):
+        return body
+    link = f": see [the newer plan]({newer_url})" if newer_url else ""
+    return OUTDATED_BANNER.format(link=link) + "<details><summary>Outdated plan</summary>\n\n" + body + "\n</details>\n"
+
+
+def error_comment(title: str, message: str, redact: Callable[[str], str], log_url: str = "") -> str:
+    link = f"\n\n[Job log]({log_url})" if log_url else ""
+    return redact(f"**{title}**\n\n{message}{link}\n")

@@ -1,0 +1,44 @@
+"""Pure webhook authentication: GitHub HMAC-SHA256 signatures and GitLab secret tokens.
+
+Every comparison is constant time (`hmac.compare_digest`) so a caller cannot learn the
+secret byte by byte from response timings.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+_GITHUB_PREFIX = "sha256="
+_SHA256_HEX_LEN = 64
+
+
+def sign_github(secret: str, body: bytes) -> str:
+    """The `X-Hub-Signature-256` header value GitHub would send for `body`."""
+    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    return _GITHUB_PREFIX + digest
+
+
+def verify_github(secret: str, body: bytes, header: str | None) -> bool:
+    """True when `header` is `sha256=<hex>` and the HMAC of `body` under `secret` matches.
+
+    False (never an exception) for a missing header, another algorithm, a wrong length,
+    non-hex digits or an empty secret.
+    """
+    if not secret or not header or not header.startswith(_GITHUB_PREFIX):
+        return False
+    given = header[len(_GITHUB_PREFIX):].lower()
+    if len(given) != _SHA256_HEX_LEN or any(c not in "0123456789abcdef" for c in given):
+        return False
+    expected = sign_github(secret, body)[len(_GITHUB_PREFIX):]
+    return hmac.compare_digest(expected.encode("ascii"), given.encode("ascii"))
+
+
+def verify_gitlab(secret: str, header: str | None) -> bool:
+    """True when the `X-Gitlab-Token` header equals `secret`, compared in constant time.
+
+    False for a missing header or an empty secret (an empty secret never authenticates).
+    """
+    if not secret or header is None:
+        return False
+    # compare_digest on bytes accepts any characters; str would reject non-ASCII input.
+    return hmac.compare_digest(secret.encode("utf-8"), header.encode("utf-8", "surrogatepass"))

@@ -1,0 +1,98 @@
+"""POST /events: verify, parse, de-duplicate, enqueue, answer. No forge calls, no git.
+
+Answers (SPEC §5): 202 queued, 200 ignored (JSON says why), 400 malformed, 401 bad or
+missing signature, 403 repository not allowlisted, 413 body over 25 MiB.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+
+from flask import Blueprint, current_app, jsonify, request
+
+from bot import events, queueing, signatures
+from bot import metrics
+from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+blueprint = Blueprint("webhooks", __name__)
+MAX_BODY_BYTES = 25 * 1024 * 1024
+
+
+def _answer(status: int, outcome: str, event_name: str, **body: object):
+    metrics.count_webhook(current_app.config["RUNTIME"].redis, event_name, outcome)
+    return jsonify({"outcome": outcome, **body}), status
+
+
+def allowlisted(repo_id: str, patterns: tuple[str, ...] | list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(repo_id.lower(), p.lower()) for p in patterns)
+
+
+@blueprint.post("/events")
+def receive():
+    rt: Runtime = current_app.config["RUNTIME"]
+    settings = rt.settings
+    forge = events.forge_of(request.headers)
+    if forge is None:
+        return _answer(400, "malformed", "", error="not a GitHub or GitLab webhook (no X-GitHub-Event or X-Gitlab-Event header)")
+    event_name = request.headers.get("X-GitHub-Event") or request.headers.get("X-Gitlab-Event") or ""
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        return _answer(413, "too_large", event_name, error="body over 25 MiB")
+    body = request.get_data(cache=False)
+    if len(body) > MAX_BODY_BYTES:
+        return _answer(413, "too_large", event_name, error="body over 25 MiB")
+    problem = _signature_problem(forge, body, settings)
+    if problem:
+        log.warning("webhook refused: %s (delivery %s)", problem, events.delivery_id(request.headers))
+        return _answer(401, "unauthorized", event_name, error=problem)
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _answer(400, "malformed", event_name, error=f"body is not valid JSON: {exc}")
+    delivery = events.delivery_id(request.headers)
+    if not delivery:
+        return _answer(400, "malformed", event_name, error="missing delivery id header (X-GitHub-Delivery / X-Gitlab-Event-UUID)")
+    try:
+        event = _parse(forge, event_name, payload, delivery, settings)
+    except events.MalformedEvent as exc:
+        return _answer(400, "malformed", event_name, error=str(exc))
+    if isinstance(event, events.Ignored):
+        return _answer(200, "ignored", event_name, reason=event.reason)
+    repo = event.repo if hasattr(event, "repo") else event.pull.repo  # type: ignore[union-attr]
+    if not allowlisted(repo.id, settings.repo_allowlist):
+        return _answer(403, "forbidden", event_name, error=f"repository {repo.id} is not in repo_allowlist")
+    if not queueing.claim_delivery(rt.redis, delivery):
+        return _answer(200, "duplicate", event_name, reason=f"delivery {delivery} was already received")
+    try:
+        job_id = queueing.enqueue_event(rt.redis, event, settings.terraform.timeout)
+    except Exception:
+        queueing.release_delivery(rt.redis, delivery)
+        raise
+    log.info("queued job %s for %s delivery %s (%s)", job_id, event_name, delivery, repo.id)
+    return _answer(202, "queued", event_name, job_id=job_id, job_url=rt.job_url(job_id))
+
+
+def _signature_problem(forge: str, body: bytes, settings) -> str | None:
+    section = getattr(settings, forge)
+    secret = section.webhook_secret
+    if not secret:
+        return f"{forge}.webhook_secret is not configured on this server: set it to accept {forge} webhooks"
+    if forge == "github":
+        ok = signatures.verify_github(secret, body, request.headers.get("X-Hub-Signature-256"))
+        return None if ok else "missing or wrong X-Hub-Signature-256"
+    ok = signatures.verify_gitlab(secret, request.headers.get("X-Gitlab-Token"))
+    return None if ok else "missing or wrong X-Gitlab-Token"
+
+
+def _parse(forge: str, event_name: str, payload, delivery: str, settings):
+    section = getattr(settings, forge)
+    if forge == "github":
+        return events.parse_github(
+            event_name, payload, bot_login=section.bot_login, allow_draft_prs=settings.allow_draft_prs,
+            delivery_id=delivery,
+        )
+    return events.parse_gitlab(
+        event_name, payload, bot_login=section.bot_login, allow_draft_prs=settings.allow_draft_prs,
+        delivery_id=delivery,
+    )

@@ -1,0 +1,60 @@
+"""The explicit, minimal environment that Terraform and kubectl run with.
+
+Built from an allowlist so that the bot's own secrets (forge tokens, Redis URL, any
+PLANKEEPER_* setting) never reach a process that runs code from a pull request.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Mapping
+
+ALLOWED_NAMES = frozenset(
+    {
+        "PATH",
+        "LANG",
+        "TZ",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+    }
+)
+ALLOWED_PREFIXES = ("LC_", "AWS_", "GOOGLE_", "CLOUDSDK_", "ARM_", "AZURE_", "TF_VAR_")
+FORBIDDEN_NAMES = frozenset({"GITHUB_TOKEN", "GITLAB_TOKEN", "GH_TOKEN", "REDIS_URL"})
+FORBIDDEN_PREFIXES = ("PLANKEEPER_",)
+
+
+def is_forbidden(name: str) -> bool:
+    """True for variables that must never be handed to a child process."""
+    return name in FORBIDDEN_NAMES or name.upper().startswith(FORBIDDEN_PREFIXES)
+
+
+def is_allowed(name: str, passthrough: Iterable[str] = ()) -> bool:
+    """True when name may be copied from the parent environment."""
+    if is_forbidden(name):
+        return False
+    return name in ALLOWED_NAMES or name.startswith(ALLOWED_PREFIXES) or name in set(passthrough)
+
+
+def minimal_env(
+    parent: Mapping[str, str],
+    home: Path,
+    tmpdir: Path,
+    extra: Mapping[str, str] = {},
+    passthrough: Iterable[str] = (),
+) -> dict[str, str]:
+    """Allowlisted variables of parent, HOME and TMPDIR set to the job's dirs, then extra.
+
+    Forbidden names are dropped even when listed in passthrough; extra is the caller's
+    explicit choice and is applied last, unfiltered.
+    """
+    names = set(passthrough)
+    env = {k: v for k, v in parent.items() if is_allowed(k, names)}
+    env["HOME"] = str(home)
+    env["TMPDIR"] = str(tmpdir)
+    env.update(extra)
+    return env

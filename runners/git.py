@@ -1,0 +1,205 @@
+"""Cached clones: one bare mirror per repository URL, cheap local checkouts of exact commits.
+
+Credentials travel only in the git process's environment (GIT_CONFIG_COUNT/KEY/VALUE set an
+http.extraHeader scoped to the URL's origin): never in argv, in a stored remote URL, on disk
+or in an error message.
+"""
+from __future__ import annotations
+
+import base64
+import fcntl
+import hashlib
+import re
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Mapping, Optional, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+import git
+
+from runners.environment import is_allowed
+
+FETCH_TIMEOUT = 900  # seconds for one fetch of a large repository
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+_SHA = re.compile(r"^[0-9a-fA-F]{4,64}$")
+_GIT_PASSTHROUGH = ("HOME", "SSH_AUTH_SOCK", "GIT_SSH_COMMAND", "GIT_SSL_CAINFO")
+
+
+class GitError(Exception):
+    """A git operation failed; the message is safe to show users (no credentials)."""
+
+
+def strip_credentials(text: str) -> str:
+    """Remove user:password@ from every URL in text."""
+    return _USERINFO.sub(lambda m: m.group("scheme"), text)
+
+
+class RepoCache:
+    """Bare mirrors under cache_dir, shared by every job on this machine."""
+
+    def __init__(self, cache_dir: Path, parent_env: Mapping[str, str]) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.base_env = {
+            k: v for k, v in parent_env.items() if k in _GIT_PASSTHROUGH or is_allowed(k)
+        }
+        self.base_env.update({"GIT_TERMINAL_PROMPT": "0", "GCM_INTERACTIVE": "never"})
+
+    def checkout(
+        self,
+        clone_url: str,
+        sha: str,
+        dest: Path,
+        auth: Optional[tuple[str, str]] = None,
+        refs: Sequence[str] = (),
+    ) -> None:
+        """Check out exactly sha (detached) at dest, an absent or empty directory.
+
+        Fetches heads, tags and refs (e.g. "refs/pull/7/head") into the mirror, and sha itself
+        when still missing. Raises GitError when the URL cannot be reached or sha is not found.
+        """
+        url, auth = _split_auth(clone_url, auth)
+        if not _SHA.match(sha):
+            raise GitError(f"not a commit id: {sha!r}")
+        dest = Path(dest)
+        if dest.exists() and any(dest.iterdir()):
+            raise GitError(f"checkout destination {dest} is not empty")
+        env = self._env(url, auth)
+        mirror = self._mirror_path(url)
+        with self._locked(mirror):
+            self._ensure_mirror(mirror)
+            self._fetch(mirror, url, env, refs, sha)
+            self._clone(mirror, dest, sha, url)
+
+    def changed_files(self, repo_dir: Path, base: str, head: str) -> list[str]:
+        """Files changed between the merge base of base and head, and head.
+
+        Renamed files are listed under both names. Raises GitError when a commit is unknown.
+        """
+        out = _git(
+            git.Git(str(repo_dir)),
+            ["diff", "--name-status", "-M", "-z", "--no-color", f"{base}...{head}"],
+            self.base_env,
+            what=f"compare {base}...{head}",
+        )
+        fields = out.split("\0")
+        files: set[str] = set()
+        i = 0
+        while i < len(fields) and fields[i]:
+            status = fields[i]
+            count = 2 if status[0] in "RC" else 1
+            files.update(fields[i + 1 : i + 1 + count])
+            i += 1 + count
+        return sorted(files)
+
+    def _env(self, url: str, auth: Optional[tuple[str, str]]) -> dict[str, str]:
+        env = dict(self.base_env)
+        if auth is None:
+            return env
+        parts = urlsplit(url)
+        origin = urlunsplit((parts.scheme, parts.netloc, "/", "", ""))
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        env.update(
+            {
+                "GIT_CONFIG_COUNT": "1",
+                "GIT_CONFIG_KEY_0": f"http.{origin}.extraHeader",
+                "GIT_CONFIG_VALUE_0": f"Authorization: Basic {token}",
+            }
+        )
+        return env
+
+    def _mirror_path(self, url: str) -> Path:
+        digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", url.rstrip("/").rsplit("/", 1)[-1])[:40]
+        return self.cache_dir / f"{slug.strip('.-') or 'repo'}-{digest}.git"
+
+    @contextmanager
+    def _locked(self, mirror: Path) -> Iterator[None]:
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        with open(mirror.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _ensure_mirror(self, mirror: Path) -> None:
+        if (mirror / "HEAD").exists():
+            return
+        repo = git.Repo.init(str(mirror), bare=True)
+        with repo.config_writer() as config:
+            config.set_value("gc", "auto", "0")  # no gc racing a clone that reads the mirror
+        repo.close()
+
+    def _fetch(
+        self, mirror: Path, url: str, env: dict[str, str], refs: Sequence[str], sha: str
+    ) -> None:
+        g = git.Git(str(mirror))
+        specs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
+        fetch = ["fetch", "--quiet", "--no-write-fetch-head", url]
+        try:
+            _git(g, [*fetch, *specs, *(f"+{ref}:{ref}" for ref in refs)], env, f"fetch {url}")
+        except GitError:
+            if not refs:
+                raise
+            # a ref the forge has not published (yet): heads, tags and the sha may still do
+            _git(g, [*fetch, *specs], env, f"fetch {url}")
+        if _has_commit(g, sha):
+            return
+        try:
+            _git(g, [*fetch, sha], env, f"fetch {url}")
+        except GitError:
+            pass  # servers may refuse unadvertised commits; reported below as not found
+        if not _has_commit(g, sha):
+            raise GitError(f"commit {sha} not found in {url} (was it force-pushed away?)")
+
+    def _clone(self, mirror: Path, dest: Path, sha: str, url: str) -> None:
+        _git(
+            git.Git(str(self.cache_dir)),
+            ["clone", "--quiet", "--local", "--no-checkout", str(mirror), str(dest)],
+            self.base_env,
+            f"clone {url}",
+        )
+        _git(
+            git.Git(str(dest)),
+            ["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", sha],
+            self.base_env,
+            f"check out {sha}",
+        )
+
+
+def _split_auth(
+    clone_url: str, auth: Optional[tuple[str, str]]
+) -> tuple[str, Optional[tuple[str, str]]]:
+    """Move user:password@ out of the URL (it would be stored in git config) into auth."""
+    parts = urlsplit(clone_url)
+    if "://" not in clone_url or "@" not in parts.netloc:
+        return clone_url, auth
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    url = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    if auth is None and ":" in userinfo:
+        user, password = userinfo.split(":", 1)
+        auth = (user, password)
+    return url, auth
+
+
+def _has_commit(g: git.Git, sha: str) -> bool:
+    try:
+        g.execute(["git", "cat-file", "-e", f"{sha}^{{commit}}"])
+    except git.GitCommandError:
+        return False
+    return True
+
+
+def _git(g: git.Git, args: list[str], env: Mapping[str, str], what: str) -> str:
+    try:
+        out = g.execute(
+            ["git", *args],
+            env=dict(env),
+            kill_after_timeout=FETCH_TIMEOUT,
+            strip_newline_in_stdout=False,
+        )
+    except git.GitCommandError as exc:
+        detail = exc.stderr if isinstance(exc.stderr, str) else str(exc.stderr or "")
+        detail = detail.strip().removeprefix("stderr:").strip().strip("'").strip()
+        raise GitError(strip_credentials(f"could not {what}: {detail or exc.status}")) from exc
+    return str(out)

@@ -1,0 +1,212 @@
+"""Run one external program without a shell, streaming its output, with timeouts and cancel.
+
+The program runs in its own session (process group) so that a timeout or a cancel reaches
+everything it started: SIGINT first (Terraform then stops cleanly and releases state locks),
+then SIGTERM, then SIGKILL.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Mapping, Optional, Sequence
+
+from runners.models import LineSink, StopCheck
+
+POLL_INTERVAL = 0.2
+TERM_WAIT = 2.0
+# After the main process exits, children it left behind may still hold the pipe open.
+DRAIN_WAIT = 2.0
+
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+
+
+class ExecutableNotFound(FileNotFoundError):
+    """The program to run does not exist or is not on PATH."""
+
+    def __init__(self, argv0: str) -> None:
+        super().__init__(f"executable not found: {argv0!r} (is it installed and on PATH?)")
+        self.argv0 = argv0
+
+
+@dataclass
+class ProcessResult:
+    exit_code: int  # negative: killed by that signal
+    output: str  # stdout and stderr merged, ANSI stripped
+    timed_out: bool
+    cancelled: bool
+    duration: float
+
+
+def strip_ansi(text: str) -> str:
+    """Remove ANSI colour and cursor escape sequences."""
+    return _ANSI.sub("", text)
+
+
+def run(
+    argv: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    on_line: Optional[LineSink] = None,
+    should_stop: Optional[StopCheck] = None,
+    grace: float = 10.0,
+) -> ProcessResult:
+    """Run argv in cwd with exactly env; return its merged output and exit code.
+
+    Lines go to on_line (from the calling thread) as they are produced. On timeout or when
+    should_stop() returns True the process group is interrupted, then terminated, then killed.
+    Raises ExecutableNotFound when argv[0] cannot be found, NotADirectoryError when cwd is missing.
+    """
+    if not argv:
+        raise ValueError("empty argument list")
+    if not Path(cwd).is_dir():
+        raise NotADirectoryError(f"working directory does not exist: {cwd}")
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=str(cwd),
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise ExecutableNotFound(str(argv[0])) from exc
+    lines: "queue.Queue[Optional[str]]" = queue.Queue()
+    reader = threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True)
+    reader.start()
+    collected: list[str] = []
+    watcher = _Watcher(proc, started + timeout, should_stop, grace)
+    try:
+        _pump(proc, reader, lines, collected, on_line, watcher)
+    except BaseException:
+        _signal_group(proc.pid, signal.SIGKILL)  # never leave a job's process behind
+        proc.wait()
+        raise
+    exit_code = proc.wait()
+    reader.join(timeout=1)
+    return ProcessResult(
+        exit_code=exit_code,
+        output="\n".join(collected),
+        timed_out=watcher.timed_out,
+        cancelled=watcher.cancelled,
+        duration=time.monotonic() - started,
+    )
+
+
+def _pump(
+    proc: subprocess.Popen,
+    reader: threading.Thread,
+    lines: "queue.Queue[Optional[str]]",
+    collected: list[str],
+    on_line: Optional[LineSink],
+    watcher: "_Watcher",
+) -> None:
+    """Hand lines to on_line until the output ends, enforcing timeout and cancel meanwhile."""
+    while True:
+        try:
+            line = lines.get(timeout=POLL_INTERVAL)
+        except queue.Empty:
+            if proc.poll() is not None and not reader.is_alive():
+                return
+        else:
+            if line is None:
+                return
+            _emit(line, collected, on_line)
+        watcher.check()
+        if proc.poll() is not None and reader.is_alive() and watcher.drain_expired():
+            _signal_group(proc.pid, signal.SIGKILL)
+
+
+def _emit(line: str, collected: list[str], on_line: Optional[LineSink]) -> None:
+    collected.append(line)
+    if on_line is not None:
+        on_line(line)
+
+
+def _read_lines(stream: Optional[IO[bytes]], sink: "queue.Queue[Optional[str]]") -> None:
+    assert stream is not None
+    try:
+        for raw in iter(stream.readline, b""):
+            text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            sink.put(strip_ansi(text).rstrip("\r"))
+    finally:
+        stream.close()
+        sink.put(None)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class _Watcher:
+    """Decides when to interrupt, terminate and kill the process group."""
+
+    def __init__(
+        self,
+        proc: subprocess.Popen,
+        deadline: float,
+        should_stop: Optional[StopCheck],
+        grace: float,
+    ) -> None:
+        self.proc = proc
+        self.deadline = deadline
+        self.should_stop = should_stop
+        self.grace = grace
+        self.timed_out = False
+        self.cancelled = False
+        self.stopping_since: Optional[float] = None
+        self.stage = 0  # 0 running, 1 SIGINT sent, 2 SIGTERM sent, 3 SIGKILL sent
+        self.exited_at: Optional[float] = None
+        self.last_poll = 0.0
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if self.stage == 0:
+            if self.proc.poll() is not None:
+                return
+            if now >= self.deadline:
+                self.timed_out = True
+            elif self._stop_requested(now):
+                self.cancelled = True
+            else:
+                return
+            self._escalate(signal.SIGINT, now)
+            return
+        waited = now - (self.stopping_since or now)
+        if self.stage == 1 and waited >= self.grace:
+            self._escalate(signal.SIGTERM, now)
+        elif self.stage == 2 and waited >= self.grace + TERM_WAIT:
+            self._escalate(signal.SIGKILL, now)
+
+    def _stop_requested(self, now: float) -> bool:
+        # should_stop may be a Redis round trip: ask at most every POLL_INTERVAL
+        if self.should_stop is None or now - self.last_poll < POLL_INTERVAL:
+            return False
+        self.last_poll = now
+        return bool(self.should_stop())
+
+    def drain_expired(self) -> bool:
+        """True once the main process has been gone long enough for leftovers to be killed."""
+        now = time.monotonic()
+        if self.exited_at is None:
+            self.exited_at = now
+        return now - self.exited_at >= DRAIN_WAIT or self.stage > 0
+
+    def _escalate(self, sig: int, now: float) -> None:
+        if self.stopping_since is None:
+            self.stopping_since = now
+        self.stage += 1
+        _signal_group(self.proc.pid, sig)

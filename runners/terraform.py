@@ -1,0 +1,354 @@
+"""Terraform/OpenTofu runner: init, workspace select, plan, show -json, apply.
+
+Implements runners.base.Runner. Engine failures never raise: they come back as a result
+with the failing step, its output and what to do next.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+from runners.embedded_terraform import embedded_argv
+from runners.models import ApplyResult, LineSink, PlanResult, ResourceChange, StopCheck
+from runners.process import ExecutableNotFound, ProcessResult, run
+
+NO_CHANGES = "No changes. Your infrastructure matches the configuration."
+VERSION_TIMEOUT = 60.0
+
+_NEXT_STEP = {
+    "init": "check the backend configuration, provider and module sources and credentials, "
+    "then push a fix or comment /plan again",
+    "workspace": "check the workspace name and the backend's access to its state",
+    "plan": "fix the errors shown in the output and push, "
+    "or comment /plan again if it was transient",
+    "show": "the saved plan could not be read; comment /plan again",
+    "apply": "read the output, fix the cause and plan again; the state may be partly updated",
+}
+
+
+class MissingBinary(Exception):
+    """No configured Terraform binary satisfies a project's terraform_version."""
+
+
+@dataclass
+class _Step:
+    name: str
+    result: Optional[ProcessResult]
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None and not self.error
+
+
+# ---------------------------------------------------------------------------- binaries
+
+
+def resolve_binary(
+    setting: str,
+    path: str,
+    version: Optional[str] = None,
+    binaries: Mapping[str, str] = {},
+    distribution: str = "terraform",
+) -> list[str]:
+    """The argv prefix that runs Terraform for a project.
+
+    setting "auto" picks `terraform`, else `tofu` on the given PATH, else the embedded
+    Terraform; anything else is a path or a name looked up on PATH. With a version constraint
+    the binary comes from `binaries` (constraint or version -> path). Raises MissingBinary when
+    no entry fits the version.
+    """
+    if version:
+        return [_pick_versioned(version, binaries, distribution)]
+    if setting == "embedded":
+        return embedded_argv()
+    if setting == "auto":
+        for name in ("terraform", "tofu"):
+            found = shutil.which(name, path=path)
+            if found:
+                return [found]
+        return embedded_argv()
+    if "/" in setting:
+        return [setting]
+    return [shutil.which(setting, path=path) or setting]
+
+
+def _pick_versioned(version: str, binaries: Mapping[str, str], distribution: str) -> str:
+    wanted = version.strip()
+    if wanted in binaries:
+        return binaries[wanted]
+    candidates = [
+        (_parse_version(key), path)
+        for key, path in binaries.items()
+        if _is_plain_version(key) and version_satisfies(key, wanted)
+    ]
+    if candidates:
+        return max(candidates)[1]
+    if _is_plain_version(wanted):
+        for key, path in binaries.items():
+            if not _is_plain_version(key) and version_satisfies(wanted, key):
+                return path
+    known = ", ".join(sorted(binaries)) or "none"
+    raise MissingBinary(
+        f"no {distribution} binary for version {wanted!r}: add one to the server setting "
+        f"terraform.binaries (configured: {known})"
+    )
+
+
+_CONSTRAINT = re.compile(r"^\s*(=|!=|>=|<=|>|<|~>)?\s*v?(\d+(?:\.\d+){0,2})(?:-[\w.]+)?\s*$")
+
+
+def _is_plain_version(text: str) -> bool:
+    return re.fullmatch(r"v?\d+(\.\d+){0,2}", text.strip()) is not None
+
+
+def _parse_version(text: str) -> tuple[int, int, int]:
+    nums = [int(n) for n in re.findall(r"\d+", text.strip().lstrip("v").split("-")[0])[:3]]
+    return (nums + [0, 0, 0])[0], (nums + [0, 0, 0])[1], (nums + [0, 0, 0])[2]
+
+
+def version_satisfies(version: str, constraint: str) -> bool:
+    """True when version (e.g. "1.5.7") meets a Terraform constraint ("~> 1.5, != 1.5.2")."""
+    have = _parse_version(version)
+    for part in constraint.split(","):
+        match = _CONSTRAINT.match(part)
+        if not match:
+            return False
+        op, raw = match.group(1) or "=", match.group(2)
+        want = _parse_version(raw)
+        if not _compare(have, op, want, raw.count(".") + 1):
+            return False
+    return True
+
+
+def _compare(have: tuple[int, int, int], op: str, want: tuple[int, int, int], given: int) -> bool:
+    if op == "~>":
+        # ~> 1.5 allows 1.x >= 1.5; ~> 1.5.7 allows 1.5.x >= 1.5.7
+        prefix = max(given - 1, 1)
+        return have >= want and have[:prefix] == want[:prefix]
+    return {
+        "=": have == want,
+        "!=": have != want,
+        ">": have > want,
+        ">=": have >= want,
+        "<": have < want,
+        "<=": have <= want,
+    }[op]
+
+
+# ---------------------------------------------------------------------------- plan JSON
+
+
+def _action(actions: Sequence[str]) -> Optional[str]:
+    kinds = set(actions)
+    if kinds == {"delete", "create"}:
+        return "replace"
+    if kinds <= {"no-op"}:
+        return None
+    return actions[0] if len(actions) == 1 else "-".join(actions)
+
+
+def _changes(entries: Sequence[dict]) -> list[ResourceChange]:
+    out = []
+    for rc in entries or ():
+        action = _action(rc.get("change", {}).get("actions", []))
+        if action:
+            out.append(ResourceChange(address=rc.get("address", "?"), action=action))
+    return out
+
+
+def resource_changes(plan_json: dict) -> list[ResourceChange]:
+    """Resources the plan changes (no-ops left out), in Terraform's order."""
+    return _changes(plan_json.get("resource_changes", []))
+
+
+def drift_changes(plan_json: dict) -> list[ResourceChange]:
+    """Resources that changed outside Terraform since the last apply ("resource_drift")."""
+    return _changes(plan_json.get("resource_drift", []))
+
+
+def _summary_line(output: str, prefixes: Sequence[str]) -> str:
+    for line in output.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(tuple(prefixes)):
+            return stripped
+    return ""
+
+
+def _counted_summary(changes: Sequence[ResourceChange]) -> str:
+    add = sum(c.action in ("create", "replace") for c in changes)
+    change = sum(c.action == "update" for c in changes)
+    destroy = sum(c.action in ("delete", "replace") for c in changes)
+    return f"Plan: {add} to add, {change} to change, {destroy} to destroy."
+
+
+def _parse_json_output(output: str) -> Optional[dict]:
+    for line in output.splitlines():
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                continue
+    return None
+
+
+# ---------------------------------------------------------------------------- runner
+
+
+class TerraformRunner:
+    """Runs one Terraform/OpenTofu binary with a fixed environment and per-step timeout."""
+
+    def __init__(
+        self,
+        argv0: Sequence[str],
+        env: Mapping[str, str],
+        timeout: float,
+        plugin_cache_dir: Optional[Path] = None,
+    ) -> None:
+        self.argv0 = list(argv0)
+        self.timeout = timeout
+        self.env = dict(env)
+        self.env.update({"TF_IN_AUTOMATION": "1", "TF_INPUT": "0"})
+        if plugin_cache_dir is not None:
+            Path(plugin_cache_dir).mkdir(parents=True, exist_ok=True)
+            self.env["TF_PLUGIN_CACHE_DIR"] = str(plugin_cache_dir)
+
+    def plan(
+        self,
+        project_dir: Path,
+        workspace: str,
+        out_dir: Path,
+        extra_args: Sequence[str] = (),
+        on_line: Optional[LineSink] = None,
+        should_stop: Optional[StopCheck] = None,
+    ) -> PlanResult:
+        """init, workspace select, plan -out, show -json; see runners.base.Runner.plan."""
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        plan_file = (Path(out_dir) / "plan.tfplan").resolve()
+        prepared = self._prepare(project_dir, workspace, on_line, should_stop)
+        if prepared is not None:
+            return self._plan_failure(prepared)
+        args = ["plan", "-input=false", "-no-color", "-detailed-exitcode", f"-out={plan_file}"]
+        step = self._step("plan", project_dir, [*args, *extra_args], on_line, should_stop, (0, 2))
+        if not step.ok:
+            return self._plan_failure(step)
+        assert step.result is not None
+        show = self._step(
+            "show", project_dir, ["show", "-json", "-no-color", str(plan_file)], None, should_stop
+        )
+        plan_json = _parse_json_output(show.result.output) if show.ok and show.result else None
+        if plan_json is None:
+            show.error = show.error or "terraform show -json printed no JSON"
+            return self._plan_failure(show)
+        changes = resource_changes(plan_json)
+        has_changes = step.result.exit_code == 2
+        summary = _summary_line(step.result.output, ("Plan: ", NO_CHANGES))
+        return PlanResult(
+            ok=True,
+            has_changes=has_changes,
+            summary=summary or (_counted_summary(changes) if has_changes else NO_CHANGES),
+            changes=changes,
+            output=step.result.output,
+            plan_file=str(plan_file),
+            plan_json=plan_json,
+        )
+
+    def apply(
+        self,
+        project_dir: Path,
+        workspace: str,
+        plan_file: Path,
+        on_line: Optional[LineSink] = None,
+        should_stop: Optional[StopCheck] = None,
+    ) -> ApplyResult:
+        """init, workspace select, apply the saved plan file; see runners.base.Runner.apply."""
+        prepared = self._prepare(project_dir, workspace, on_line, should_stop)
+        if prepared is not None:
+            return self._apply_failure(prepared)
+        args = ["apply", "-input=false", "-no-color", str(Path(plan_file).resolve())]
+        step = self._step("apply", project_dir, args, on_line, should_stop)
+        if not step.ok:
+            return self._apply_failure(step)
+        assert step.result is not None
+        summary = _summary_line(step.result.output, ("Apply complete!",))
+        return ApplyResult(ok=True, summary=summary, output=step.result.output)
+
+    def version(self) -> str:
+        """First line of `terraform version`, e.g. "Terraform v1.15.5"; never raises."""
+        try:
+            result = run([*self.argv0, "version"], Path("/"), self.env, VERSION_TIMEOUT)
+        except (OSError, ValueError) as exc:
+            return f"unknown ({exc})"
+        first = result.output.strip().splitlines()[0] if result.output.strip() else ""
+        return first if result.exit_code == 0 and first else f"unknown (exit {result.exit_code})"
+
+    # ------------------------------------------------------------------------ steps
+
+    def _prepare(
+        self,
+        project_dir: Path,
+        workspace: str,
+        on_line: Optional[LineSink],
+        should_stop: Optional[StopCheck],
+    ) -> Optional[_Step]:
+        """Run init and select the workspace; the failed step, or None when both worked."""
+        init = self._step(
+            "init", project_dir, ["init", "-input=false", "-no-color"], on_line, should_stop
+        )
+        if not init.ok:
+            return init
+        if workspace == "default":
+            return None
+        args = ["workspace", "select", "-or-create=true", workspace]
+        select = self._step("workspace", project_dir, args, on_line, should_stop)
+        return None if select.ok else select
+
+    def _step(
+        self,
+        name: str,
+        project_dir: Path,
+        args: Sequence[str],
+        on_line: Optional[LineSink],
+        should_stop: Optional[StopCheck],
+        ok_codes: Sequence[int] = (0,),
+    ) -> _Step:
+        if on_line is not None:
+            on_line(f"$ terraform {' '.join(args)}")
+        try:
+            argv = [*self.argv0, *args]
+            result = run(argv, Path(project_dir), self.env, self.timeout, on_line, should_stop)
+        except (ExecutableNotFound, NotADirectoryError) as exc:
+            return _Step(name, None, str(exc))
+        if result.cancelled:
+            return _Step(name, result, f"terraform {name} was cancelled")
+        if result.timed_out:
+            return _Step(
+                name, result, f"terraform {name} timed out after {self.timeout:g}s "
+                "(server setting terraform.timeout)"
+            )
+        if result.exit_code not in ok_codes:
+            failed = f"terraform {name} failed (exit {result.exit_code})"
+            return _Step(name, result, f"{failed}: {_NEXT_STEP[name]}")
+        return _Step(name, result)
+
+    def _plan_failure(self, step: _Step) -> PlanResult:
+        return PlanResult(
+            ok=False,
+            failed_step=step.name,
+            error=step.error,
+            output=step.result.output if step.result else step.error,
+            cancelled=bool(step.result and step.result.cancelled),
+        )
+
+    def _apply_failure(self, step: _Step) -> ApplyResult:
+        return ApplyResult(
+            ok=False,
+            failed_step=step.name,
+            error=step.error,
+            output=step.result.output if step.result else step.error,
+            cancelled=bool(step.result and step.result.cancelled),
+        )

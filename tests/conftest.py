@@ -1,0 +1,52 @@
+"""Fixtures shared by every test package."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.github import FakeGitHub
+from tests.support import EMBEDDED_TERRAFORM, GitRepo, Server
+
+WEBHOOK_SECRET = "webhook-secret-for-tests"
+GITHUB_TOKEN = "test-token"
+
+
+@pytest.fixture
+def fake_github():
+    with FakeGitHub(token=GITHUB_TOKEN, login="plankeeper-bot") as fake:
+        yield fake
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> GitRepo:
+    return GitRepo(tmp_path)
+
+
+@pytest.fixture
+def serve_factory(tmp_path: Path, fake_github):
+    """Start `plankeeper serve` processes configured against the fake GitHub."""
+    servers: list[Server] = []
+
+    def start(extra: dict | None = None, name: str = "server", env: dict | None = None) -> Server:
+        directory = tmp_path / name
+        directory.mkdir(exist_ok=True)
+        config = {
+            "workers": 2,
+            "github": {"api_url": fake_github.api_url, "token": GITHUB_TOKEN, "webhook_secret": WEBHOOK_SECRET,
+                       "bot_login": "plankeeper-bot"},
+            "terraform": {"binary": EMBEDDED_TERRAFORM, "timeout": 120},
+        }
+        for key, value in (extra or {}).items():
+            if isinstance(value, dict) and isinstance(config.get(key), dict):
+                config[key] = {**config[key], **value}
+            else:
+                config[key] = value
+        server = Server(directory, config, env).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        code = server.stop()
+        assert code == 0, f"serve exited with {code}:\n{server.log()}"

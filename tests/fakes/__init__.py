@@ -1,0 +1,1 @@
+"""Stand-ins for forge HTTP APIs: real servers speaking the real wire protocol."""
