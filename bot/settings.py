@@ -137,6 +137,7 @@ class GitHubSettings:
     private_key: str | None = _secret()  # PEM text, usually given as private_key_file
     webhook_secret: str | None = _secret()
     bot_login: str | None = None  # None = ask the API who we are
+    write_interval: float = _meta(1.0, min=0)  # seconds between API writes, as GitHub asks of integrations
 
     @property
     def configured(self) -> bool:
@@ -599,6 +600,8 @@ def _convert_value(value: Any, tp: Any, origin: Any, path: str, meta: Mapping[st
         return _convert_bool(value, path)
     if tp is int:
         return _convert_int(value, path, meta)
+    if tp is float:
+        return _convert_float(value, path, meta)
     if not isinstance(value, str):
         hint = " (quote it in YAML)" if isinstance(value, (int, float, bool)) else ""
         raise _err(path, f"expected a string, got {_show(value, meta)}{hint}")
@@ -651,6 +654,18 @@ def _convert_bool(value: Any, path: str) -> bool:
     if isinstance(value, bool):
         return value
     raise _err(path, f"expected true or false, got {_show(value, {})}")
+
+
+def _convert_float(value: Any, path: str, meta: Mapping[str, Any]) -> float:
+    low = meta.get("min")
+    try:
+        number = float(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or (low is not None and number < low):
+        wanted = "a number" + (f" >= {low}" if low is not None else "")
+        raise _err(path, f"expected {wanted}, got {_show(value, meta)}")
+    return number
 
 
 def _convert_int(value: Any, path: str, meta: Mapping[str, Any]) -> int:

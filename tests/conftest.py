@@ -34,7 +34,7 @@ def serve_factory(tmp_path: Path, fake_github):
         config = {
             "workers": 2,
             "github": {"api_url": fake_github.api_url, "token": GITHUB_TOKEN, "webhook_secret": WEBHOOK_SECRET,
-                       "bot_login": "plankeeper-bot"},
+                       "bot_login": "plankeeper-bot", "write_interval": 0},
             "terraform": {"binary": EMBEDDED_TERRAFORM, "timeout": 120},
         }
         for key, value in (extra or {}).items():

@@ -1,21 +1,20 @@
 """GitHub (and GitHub Enterprise) behind the Forge protocol, on PyGithub.
 
-Authenticates with a token, or as a GitHub App: the App's JWT buys an installation token,
-kept until shortly before it expires. PyGithub's own retries are off; every call goes
-through bot.forges.retry so failures are retried, and reported, the same way everywhere.
+Authenticates with a token or as a GitHub App (bot.forges.github_auth). PyGithub's own
+retries are off; every call goes through bot.forges.retry so failures are retried, and
+reported, the same way everywhere.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any, Callable, Optional, TypeVar
 from urllib.parse import quote
 
-from github import Auth, Github, GithubIntegration
+from github import Github
 from github.Repository import Repository
 
-from bot.errors import ForgeError, SettingsError
+from bot.forges.github_auth import GitHubAuth
 from bot.forges.retry import ForgeRequestFailed, call_with_retry
 from bot.models import CommentRef, Mergeability, PullRequest, Repo
 
@@ -23,7 +22,6 @@ T = TypeVar("T")
 
 APPLY_CONTEXT = "plankeeper/apply"
 STATUS_DESCRIPTION_LIMIT = 140  # GitHub answers 422 to longer commit status descriptions
-TOKEN_REFRESH_MARGIN = 300.0  # seconds before expiry an installation token is replaced
 MERGEABILITY_POLLS = (0.5, 1.0, 2.0, 3.0)  # waits while GitHub computes `mergeable`
 WRITE_ROLES = {"admin", "maintain", "write"}
 
@@ -62,30 +60,19 @@ class GitHubForge:
         write_interval: seconds PyGithub waits between two writes, which GitHub asks of
         integrations to avoid secondary rate limits; 0 turns it off (test servers).
         """
-        if not token and not (app_id and private_key):
-            raise SettingsError(
-                "github: set github.token, or github.app_id and github.private_key_file"
-            )
         self.api_url = api_url.rstrip("/")
-        self._token, self._write_interval = token, write_interval
         self._attempts, self._sleep, self._clock = attempts, sleep, clock
         self._bot_login = bot_login
-        self._lock = threading.Lock()
-        self._installation_id = installation_id
-        self._installations: dict[str, int] = {}  # repo full name -> installation id
-        self._tokens: dict[
-            int, tuple[str, float, Github]
-        ] = {}  # installation -> token, expiry, client
-        self._integration: Optional[GithubIntegration] = None
-        self._client: Optional[Github] = self._github(token) if token else None
-        if not token:
-            self._integration = GithubIntegration(
-                base_url=self.api_url,
-                auth=Auth.AppAuth(str(app_id), private_key),
-                retry=None,
-                seconds_between_requests=None,
-                seconds_between_writes=None,  # one token per hour: no pacing needed
-            )
+        self._auth = GitHubAuth(
+            self.api_url,
+            self._call,
+            token=token,
+            app_id=app_id,
+            private_key=private_key,
+            installation_id=installation_id,
+            write_interval=write_interval,
+            clock=clock,
+        )
 
     @classmethod
     def from_settings(cls, gh: Any, installation_id: Optional[int] = None) -> "GitHubForge":
@@ -100,19 +87,6 @@ class GitHubForge:
             write_interval=getattr(gh, "write_interval", 1.0),
         )
 
-    # -- authentication --------
-
-    def _github(self, token: str) -> Github:
-        return Github(
-            base_url=self.api_url,
-            auth=Auth.Token(token),
-            retry=None,
-            per_page=100,
-            lazy=True,
-            seconds_between_requests=None,
-            seconds_between_writes=self._write_interval or None,
-        )
-
     def _call(self, action: str, fn: Callable[[], T]) -> T:
         return call_with_retry(
             fn,
@@ -123,60 +97,13 @@ class GitHubForge:
         )
 
     def _gh(self, repo: Optional[Repo] = None) -> Github:
-        """The client to use now: the token's, or a fresh-enough installation token's."""
-        if self._client is not None:
-            return self._client
-        installation = self._installation_for(repo)
-        with self._lock:
-            cached = self._tokens.get(installation)
-            if cached and cached[1] - TOKEN_REFRESH_MARGIN > self._clock():
-                return cached[2]
-            auth = self._call(
-                f"get an installation token for installation {installation}",
-                lambda: self._app().get_access_token(installation),
-            )
-            client = self._github(auth.token)
-            self._tokens[installation] = (auth.token, auth.expires_at.timestamp(), client)
-            return client
-
-    def _app(self) -> GithubIntegration:
-        assert self._integration is not None
-        return self._integration
-
-    def _installation_for(self, repo: Optional[Repo]) -> int:
-        if repo is not None and repo.installation_id:
-            return repo.installation_id
-        if self._installation_id:
-            return self._installation_id
-        if repo is None:
-            raise ForgeError("GitHub App: no installation id known for this call")
-        if repo.full_name not in self._installations:
-            owner, name = repo.full_name.split("/", 1)
-            found = self._call(
-                f"find the App installation for {repo.full_name}",
-                lambda: self._app().get_repo_installation(owner, name).id,
-            )
-            self._installations[repo.full_name] = found
-        return self._installations[repo.full_name]
-
-    def _token_for(self, repo: Optional[Repo]) -> str:
-        if self._token:
-            return self._token
-        self._gh(repo)
-        return self._tokens[self._installation_for(repo)][0]
+        return self._auth.client(repo)
 
     @property
     def bot_login(self) -> str:
         """The login the bot posts as: given, the token's user, or "<app slug>[bot]"."""
         if self._bot_login is None:
-            if self._client is not None:
-                client = self._client
-                self._bot_login = self._call(
-                    "read the authenticated user", lambda: client.get_user().login
-                )
-            else:
-                slug = self._call("read the GitHub App", lambda: self._app().get_app().slug)
-                self._bot_login = f"{slug}[bot]"
+            self._bot_login = self._auth.login()
         return self._bot_login
 
     @bot_login.setter
@@ -395,7 +322,7 @@ class GitHubForge:
                 raise
 
     def clone_auth(self, repo: Repo) -> Optional[tuple[str, str]]:
-        return "x-access-token", self._token_for(repo)
+        return "x-access-token", self._auth.token(repo)
 
     # -- issues --------
 

@@ -52,7 +52,7 @@ def test_example_config_lists_every_top_level_key() -> None:
     expected = {f.name for f in dataclasses.fields(Settings)}
     assert set(data) == expected
     assert set(data["github"]) == {"api_url", "token", "app_id", "private_key_file",
-                                   "webhook_secret", "bot_login"}
+                                   "webhook_secret", "bot_login", "write_interval"}
 
 
 def test_empty_file_and_null_sections_mean_defaults(tmp_path: Path) -> None:

