@@ -22,10 +22,15 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = None  # the webhook view enforces its own limit with a JSON answer
 
     from bot.webhooks import blueprint as webhooks_bp
-    from bot.ui import blueprint as ui_bp
+    from bot import logs
+    from bot.ui import api_blueprint as ui_api_bp, blueprint as ui_bp
+    from bot.drift_api import blueprint as drift_bp
 
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(ui_bp)
+    app.register_blueprint(ui_api_bp)
+    app.before_request(logs.clear)  # a server thread's last request must not lend its log context
+    app.register_blueprint(drift_bp)
 
     @app.get("/healthz")
     def healthz():

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from bot import artifacts, audit, locks, render, selection
+from bot import artifacts, audit, drift, locks, notify, render, selection
 from bot.engines import runner_for
 from bot.errors import ApplyRefused, UserFacingError
 from bot.models import Command, ProjectOutcome, PullRequest, PullRequestEvent
@@ -76,7 +76,7 @@ def run_apply(ctx: JobContext, pull: PullRequest, command: Command, actor: str, 
             return "not applied: " + "; ".join(problems)
         raise ApplyRefused("Apply requirements do not hold:\n" + "\n".join(f"- {p}" for p in problems),
                            title="Apply refused")
-    report = CommandReport(ctx.forge, ctx.rt.redis, pull, "apply", ctx.job_url, ctx.redact)
+    report = CommandReport(ctx, pull, "apply")
     outcomes = [ProjectOutcome(_project_of(p), "queued", log_url=ctx.job_url) for p in plans]
     report.start(outcomes)
     repo_dir = ctx.checkout(pull)
@@ -86,6 +86,7 @@ def run_apply(ctx: JobContext, pull: PullRequest, command: Command, actor: str, 
         apply_project(ctx, pull, repo_dir, plan, outcome, actor, queue=command.queue)
         report.progress(outcomes)
     report.finish(outcomes)
+    notify.apply_finished(ctx.settings, pull, outcomes, ctx.job_url, actor)
     if all(o.status == "applied" for o in outcomes):
         _maybe_automerge(ctx, pull, command)
     return render.overview("apply", outcomes, running=False)
@@ -125,6 +126,7 @@ def apply_project(
                      result="success" if result.ok else f"failed: {result.failed_step or ''}", job_id=ctx.job_id)
         if result.ok:
             artifacts.delete_plan(r, pull.repo.id, pull.number, plan.project_key)
+            drift.record_last_applied(r, pull.repo.id, plan.project_key, pull.head_sha)
     finally:
         _release_mutex(r, mutex, ctx.job_id)
 

@@ -39,6 +39,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         embedded = EmbeddedRedis(Path(settings.data_dir))
         settings = dataclasses.replace(settings, redis_url=embedded.start())
     workers = _spawn_workers(args.config, settings)
+    from bot.scheduler import start_thread
+
+    _, stop_scheduler = start_thread(settings)  # drift checks on their cron; exactly once across servers
     stopping = {"flag": False}
 
     def on_term(signum, frame):
@@ -54,6 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.info("stopping: draining %d worker(s) (running jobs finish first)", len(workers))
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop_scheduler.set()
         _drain(workers, settings.terraform.timeout)
         if embedded:
             embedded.stop()
@@ -99,16 +103,16 @@ def _drain(workers: list[subprocess.Popen], timeout: int) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from rq import Worker
     from rq.serializers import JSONSerializer
 
     from bot import jobs, queueing
+    from bot.worker import PlankeeperWorker
 
     settings = _load(args.config)
     if not settings.redis_url:
         raise SettingsError("redis_url: `plankeeper worker` needs an external Redis (redis://host:6379/0)")
     rt = jobs.init_worker(settings)
-    worker = Worker([queueing.queue(rt.redis)], connection=rt.redis, serializer=JSONSerializer)
+    worker = PlankeeperWorker([queueing.queue(rt.redis)], connection=rt.redis, serializer=JSONSerializer)
     worker.work(burst=args.burst, logging_level="INFO", with_scheduler=False)
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from bot import artifacts, audit
+from bot import artifacts, audit, drift, notify
 from bot.forges.base import FAILURE, PENDING, SUCCESS
 from bot.models import ProjectOutcome, PullRequest
 from bot.orchestrator import JobContext
@@ -37,7 +37,7 @@ def merge_to_deploy(ctx: JobContext, pull: PullRequest) -> str:
         return "merge-to-deploy: nothing was planned"
     merge_sha = pull.merge_sha or pull.head_sha
     merged = replace(pull, head_sha=merge_sha)
-    report = CommandReport(ctx.forge, ctx.rt.redis, merged, "apply", ctx.job_url, ctx.redact)
+    report = CommandReport(ctx, merged, "apply")
     outcomes = [ProjectOutcome(_project_of(p), "queued", log_url=ctx.job_url) for p in plans]
     report.start(outcomes)
     ctx.forge.set_status(pull.repo, merge_sha, CONTEXT, PENDING, "merge-to-deploy running", ctx.job_url)
@@ -65,11 +65,14 @@ def merge_to_deploy(ctx: JobContext, pull: PullRequest) -> str:
         result = _apply(ctx, merged, repo_dir, saved, outcome.project)
         outcome.apply = result
         outcome.status = "applied" if result.ok else "failed"
+        if result.ok:
+            drift.record_last_applied(ctx.rt.redis, pull.repo.id, reviewed.project_key, merge_sha)
         audit.record(ctx.rt.redis, "apply", user=pull.author, repo=pull.repo.id, pull=pull.number, commit=merge_sha,
                      project=reviewed.project_key, plan_sha256=saved.sha256,
                      result="success (merge-to-deploy)" if result.ok else "failed", job_id=ctx.job_id)
         report.progress(outcomes)
     report.finish(outcomes)
+    notify.apply_finished(ctx.settings, merged, outcomes, ctx.job_url, pull.author)
     ok = all(o.status == "applied" for o in outcomes)
     ctx.forge.set_status(pull.repo, merge_sha, CONTEXT, SUCCESS if ok else FAILURE,
                          "merge-to-deploy applied" if ok else "merge-to-deploy did not apply everything", ctx.job_url)

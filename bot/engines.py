@@ -1,14 +1,23 @@
-"""Which runner plans a project: the one place that turns settings into a Runner."""
+"""Which runner plans a project: the one place that turns settings into a Runner.
+
+TerraformRunner for the default workflow, WorkflowRunner for a custom one, KubectlRunner for
+`engine: kubectl`. A project's terraform_version picks a binary from terraform.binaries.
+"""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+from typing import Mapping, Optional
 
+from bot.errors import UserFacingError
 from bot.settings import Settings
 from runners.base import Runner
 from runners.environment import minimal_env
 from runners.models import Project
-from runners.terraform import TerraformRunner, resolve_binary
+from runners.repo_config_schema import EffectiveProject
+from runners.terraform import MissingBinary, TerraformRunner, resolve_binary
+from runners.workflows import WorkflowRunner
 from runners.workspace import Workspace
 
 
@@ -17,22 +26,76 @@ def parent_environment() -> dict[str, str]:
     return dict(os.environ)
 
 
-def runner_for(project: Project, settings: Settings, workspace: Workspace, terraform_version: str | None = None) -> Runner:
-    """The runner for the project's engine, with a private HOME/TMPDIR in the workspace."""
+def runner_for(project: Project, settings: Settings, workspace: Workspace,
+               effective: Optional[EffectiveProject] = None, step_env: Optional[Mapping[str, str]] = None,
+               terraform_version: Optional[str] = None) -> Runner:
+    """The runner for the project's engine, with a private HOME/TMPDIR in the workspace.
+
+    Raises UserFacingError when no configured binary fits the project's terraform_version or
+    terraform_distribution.
+    """
     env = minimal_env(parent_environment(), workspace.home, workspace.tmp)
     if project.engine == "kubectl":
-        from runners.kubectl import KubectlRunner
+        return _kubectl_runner(settings, env, effective)
+    version = terraform_version or (effective.terraform_version if effective else None)
+    distribution = effective.terraform_distribution if effective else "terraform"
+    argv0 = _terraform_argv(settings, env.get("PATH", ""), version, distribution)
+    terraform = TerraformRunner(argv0, env, settings.terraform.timeout, plugin_cache_dir=plugin_cache(settings))
+    if effective is None or effective.workflow.is_default:
+        return terraform
+    step = dict(step_env or {})
+    if version:
+        step.setdefault("ATLANTIS_TERRAFORM_VERSION", version)
+    return WorkflowRunner(terraform, effective.workflow, step, settings.terraform.timeout, terraform.env)
 
-        kube = settings.kubectl
-        return KubectlRunner(
-            kubectl=kube.binary, helm=None, env=env, timeout=settings.terraform.timeout,
-            kubeconfig=str(kube.kubeconfig) if kube.kubeconfig else None, context=kube.context, namespace=None,
-        )
-    argv0 = resolve_binary(
-        settings.terraform.binary, env.get("PATH", ""), version=terraform_version,
-        binaries=settings.terraform.binaries,
+
+def _terraform_argv(settings: Settings, path: str, version: Optional[str], distribution: str) -> list[str]:
+    try:
+        if distribution == "opentofu" and not version and settings.terraform.binary in ("auto", "embedded"):
+            found = shutil.which("tofu", path=path)
+            if not found:
+                raise MissingBinary("no `tofu` binary on PATH: install OpenTofu or set terraform.binary")
+            return [found]
+        return resolve_binary(settings.terraform.binary, path, version=version,
+                              binaries=settings.terraform.binaries, distribution=distribution)
+    except MissingBinary as exc:
+        raise UserFacingError(
+            f"Cannot run this project with {distribution} {version or ''}: {exc}.".replace("  ", " "),
+            title="Missing Terraform version") from exc
+
+
+def _kubectl_runner(settings: Settings, env: dict[str, str], effective: Optional[EffectiveProject]) -> Runner:
+    from runners.kubectl import KubectlRunner
+
+    kube = settings.kubectl
+    # context and namespace: server settings only (merge_with_server copies them from the server
+    # side repo config); render, prune and values come from the repo file
+    cfg = effective.kubectl if effective is not None else None
+    return KubectlRunner(
+        kubectl=kube.binary, helm=shutil.which("helm", path=env.get("PATH", "")), env=env,
+        timeout=settings.terraform.timeout, kubeconfig=str(kube.kubeconfig) if kube.kubeconfig else None,
+        context=(cfg.context if cfg and cfg.context else kube.context), namespace=cfg.namespace if cfg else None,
+        render=cfg.render if cfg else "plain", prune=cfg.prune if cfg else False,
+        helm_values=cfg.values if cfg else (),
     )
-    return TerraformRunner(argv0, env, settings.terraform.timeout, plugin_cache_dir=plugin_cache(settings))
+
+
+def step_env_for(pull, project: Project, repo_rel_dir: str, extra_args=(), user: str = "") -> dict[str, str]:
+    """The Atlantis step variables about the pull request (pull: bot.models.PullRequest).
+
+    Values may come from users (branch names, authors): they are only ever passed as
+    environment variables, never put into a command line.
+    """
+    owner, _, name = pull.repo.full_name.rpartition("/")
+    from runners.workflows import comment_args
+
+    return {
+        "PROJECT_NAME": project.name or "", "PULL_NUM": str(pull.number), "PULL_AUTHOR": pull.author,
+        "PULL_URL": pull.url, "HEAD_COMMIT": pull.head_sha, "HEAD_BRANCH_NAME": pull.head_ref,
+        "BASE_BRANCH_NAME": pull.base_ref, "BASE_REPO_OWNER": owner, "BASE_REPO_NAME": name,
+        "HEAD_REPO_OWNER": owner, "HEAD_REPO_NAME": name, "USER_NAME": user or pull.author,
+        "COMMENT_ARGS": comment_args(extra_args), "REPO_REL_DIR": repo_rel_dir,
+    }
 
 
 def plugin_cache(settings: Settings) -> Path:

@@ -8,16 +8,22 @@ as failed, never left pending.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+import redis
+from redis.exceptions import LockError
 
 from rq import get_current_job
 
-from bot import joblog, metrics, render
-from bot.errors import UserFacingError
+from bot import commands, drift, joblog, logs, metrics, notify, render, reporting
+from bot.errors import UsageError, UserFacingError
 from bot.forges import make_forge
 from bot.forges.base import FAILURE
-from bot.models import Event, event_from_dict
+from bot.models import CommentEvent, Event, event_from_dict
 from bot.orchestrator import JobContext, handle
 from bot.redact import Redactor, settings_secrets
 from bot.runtime import Runtime
@@ -50,12 +56,16 @@ def handle_event(payload: dict) -> str:
     job = get_current_job()
     job_id = job.id if job else f"inline-{time.time():.0f}"
     event = event_from_dict(payload)
+    logs.bind_event(job_id, event)
+    joblog.record_job(rt.redis, job_id, pull_url=getattr(getattr(event, "pull", None), "url", None) or None)
     redact = redactor(rt.settings)
     ctx = JobContext(rt, make_forge(_repo_of(event), rt.settings), job_id, joblog.JobLog(rt.redis, job_id, redact), redact)
-    joblog.record_job(rt.redis, job_id, state="running", started_at=time.time())
+    joblog.record_job(rt.redis, job_id, state="running", started_at=time.time(), pid=os.getpid())
     metrics.count_job(rt.redis, event.kind, "started")
+    drift.remember_repo(rt.redis, _repo_of(event))  # server-wide drift schedules check repos seen here
     try:
-        summary = handle(ctx, event)
+        with pull_request_turn(rt, event):
+            summary = handle(ctx, event)
     except UserFacingError as exc:
         summary = f"failed: {exc.title}"
         _finish(rt, job_id, event, "failed", summary, ctx.started_at)
@@ -72,6 +82,56 @@ def handle_event(payload: dict) -> str:
     return summary
 
 
+PULL_MUTEX_KEY = "pk:pull-mutex:{repo}#{number}"
+PULL_MUTEX_TTL = 60  # seconds; renewed while the job runs, so a dead worker frees it quickly
+
+
+@contextmanager
+def pull_request_turn(rt: Runtime, event: Event) -> Iterator[None]:
+    """Run one pull request's jobs one at a time, in the order they start.
+
+    /cancel skips the line: it must reach a running job, not wait behind it.
+    """
+    if _is_cancel(rt, event):
+        yield
+        return
+    repo = _repo_of(event)
+    number = getattr(event, "pull_number", None) or event.pull.number  # type: ignore[union-attr]
+    mutex = rt.redis.lock(PULL_MUTEX_KEY.format(repo=repo.id, number=number), timeout=PULL_MUTEX_TTL,
+                          sleep=0.2, thread_local=False)
+    mutex.acquire(blocking=True, blocking_timeout=rt.settings.terraform.timeout * 6)
+    stop = threading.Event()
+    renewer = threading.Thread(target=_renew, args=(mutex, stop), daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join()
+        try:
+            mutex.release()
+        except LockError:
+            log.warning("pull request mutex of %s#%s expired before release", repo.id, number)
+
+
+def _renew(mutex, stop: threading.Event) -> None:
+    while not stop.wait(PULL_MUTEX_TTL / 3):
+        try:
+            mutex.reacquire()
+        except (LockError, redis.RedisError):
+            return
+
+
+def _is_cancel(rt: Runtime, event: Event) -> bool:
+    if not isinstance(event, CommentEvent):
+        return False
+    try:
+        command = commands.parse_comment(event.body, aliases=rt.settings.comment_aliases)
+    except UsageError:
+        return False
+    return command is not None and command.name == "cancel"
+
+
 def _finish(rt: Runtime, job_id: str, event: Event, state: str, summary: str, started: float) -> None:
     duration = time.time() - started
     joblog.record_job(rt.redis, job_id, state=state, summary=summary, ended_at=time.time(), duration=f"{duration:.2f}")
@@ -86,30 +146,33 @@ def _report_failure(ctx: JobContext, event: Event, title: str, message: str) -> 
     """Tell the pull request what went wrong and fail whatever status the job set pending."""
     repo = _repo_of(event)
     number = getattr(event, "pull_number", None) or event.pull.number  # type: ignore[union-attr]
+    notify.job_failed(ctx.settings, ctx.job_id, repo.id, number, f"{title}: {message}", ctx.job_url)
     try:
         pull = ctx.forge.pull_request(repo, number)
         ctx.forge.create_comment(pull, render.error_comment(title, message, ctx.redact, ctx.job_url))
-        for context in _pending_contexts(ctx.rt, ctx.job_id):
-            ctx.forge.set_status(repo, pull.head_sha, context, FAILURE, title[:100], ctx.job_url)
+        for context, sha in reporting.pending_statuses(ctx.rt.redis, ctx.job_id).items():
+            ctx.forge.set_status(repo, sha, context, FAILURE, title[:100], ctx.job_url)
     except Exception:
         log.exception("job %s: could not report failure on %s#%s", ctx.job_id, repo.id, number)
 
 
-def _pending_contexts(rt: Runtime, job_id: str) -> list[str]:
-    return ["plankeeper/plan", "plankeeper/apply"]
-
-
 def on_job_failure(job, connection, exc_type, exc_value, traceback) -> None:
     """RQ failure callback: an exception escaped the job, it timed out, or its worker died."""
-    rt = runtime()
-    payload = job.args[0] if job.args else None
     reason = "its worker died" if exc_type is not None and exc_type.__name__ == "AbandonedJobError" else (
         "it timed out" if exc_type is not None and "Timeout" in exc_type.__name__ else "of an internal error")
-    log.error("job %s failed because %s: %s", job.id, reason, exc_value)
+    report_dead_job(job, reason, exc_value)
+
+
+def report_dead_job(job, reason: str, detail: object = "") -> None:
+    """Record the job as failed and tell its pull request, failing the statuses it left pending."""
+    rt = runtime()
+    payload = job.args[0] if job.args else None
+    log.error("job %s failed because %s: %s", job.id, reason, detail)
     joblog.record_job(rt.redis, job.id, state="failed", summary=f"failed: {reason}", ended_at=time.time())
     if not payload:
         return
     event = event_from_dict(payload)
+    logs.bind_event(job.id, event)
     redact = redactor(rt.settings)
     ctx = JobContext(rt, make_forge(_repo_of(event), rt.settings), job.id, joblog.JobLog(rt.redis, job.id, redact), redact)
     ctx.log(f"job failed because {reason}")

@@ -9,13 +9,17 @@ from pathlib import Path
 from typing import Sequence
 
 from bot import render, selection
-from bot.engines import runner_for
+from bot.engines import runner_for, step_env_for
 from bot.errors import UserFacingError
 from bot.models import Command, ProjectOutcome, PullRequest, Repo
 from bot.redact import Redactor, settings_secrets
+from runners.models import PlanResult
 from runners.git import GitError, RepoCache
-from runners.projects import discover_projects, module_users
+from runners.projects import module_users, select_for_changes
+from runners.repo_config import RepoConfigError, load_repo_config, merge_with_server, project_defaults
 from runners.workspace import create_workspace
+
+LOCAL_REPO_ID = "local/local/repo"
 
 GITHUB_LIMIT = 65536
 
@@ -59,20 +63,29 @@ def local_plan(settings, repo: Path, base: str | None, head: str, dirs: Sequence
         try:
             cache.checkout(str(repo.resolve()), head_sha, ws.resolve("repo"))
             changed = cache.changed_files(ws.resolve("repo"), base_sha, head_sha)
-            projects = selection.select_projects(ws, "repo", Command("plan", dirs=tuple(dirs), projects=tuple(names)), changed)
+            resolved = settings.repo_settings(LOCAL_REPO_ID)
+            config, effective = selection.load_effective(ws, "repo", resolved)
+            command = Command("plan", dirs=tuple(dirs), projects=tuple(names))
+            chosen = selection.select_effective(ws, "repo", command, changed, config, effective, resolved,
+                                                autoplan=not (dirs or names))
         except (GitError, UserFacingError) as exc:
             print(f"plankeeper plan: {getattr(exc, 'message', exc)}", file=sys.stderr)
             return 1
         pull = PullRequest(Repo("local", "local", repo.name, str(repo)), 0, os.environ.get("USER", "local"),
                            head_sha, head, base or "")
         outcomes = []
-        for project in projects:
+        for ep in chosen:
+            project = ep.project
             _progress(f"planning {project.dir} (workspace {project.workspace})")
-            runner = runner_for(project, settings, ws)
             out = ws.resolve(f"out/{len(outcomes)}")
             out.mkdir(parents=True)
-            result = runner.plan(selection.project_dir(ws, "repo", project), project.workspace, out,
-                                 on_line=lambda line: None)
+            try:
+                step_env = step_env_for(pull, project, project.dir)
+                runner = runner_for(project, settings, ws, ep, step_env)
+                result = runner.plan(selection.project_dir(ws, "repo", project), project.workspace, out,
+                                     on_line=lambda line: None)
+            except UserFacingError as exc:
+                result = PlanResult(ok=False, failed_step="setup", error=exc.message)
             status = "failed" if not result.ok else ("planned" if result.has_changes else "no_changes")
             outcomes.append(ProjectOutcome(project, status, plan=result))
             _progress(f"{project.dir}: {result.summary or result.error or status}")
@@ -86,20 +99,20 @@ def local_plan(settings, repo: Path, base: str | None, head: str, dirs: Sequence
 
 
 def check_repo(settings, repo: Path, base: str | None, head: str | None) -> int:
-    """List projects and what a change would autoplan; 1 on a bad config."""
+    """Validate the repo config, list the resolved projects and what a change would autoplan.
+
+    Exit 1 on a bad config (printed as file:line: key: message) or unresolvable refs.
+    """
     root = repo.resolve()
-    roots = selection.terraform_dirs(root)
-    users = module_users(root)
-    modules = sorted(users)
+    resolved = settings.repo_settings(LOCAL_REPO_ID)
+    try:
+        config = load_repo_config(root, resolved.repo_config_file)
+        effective = merge_with_server(config, resolved)
+    except RepoConfigError as exc:
+        print(f"plankeeper check: {exc}", file=sys.stderr)
+        return 1
     print(f"Repository: {root}")
-    print("Terraform roots:" if roots else "No Terraform files found.")
-    for d in roots:
-        if d not in users:
-            print(f"  - {d} (workspace default)")
-    if modules:
-        print("Local modules (a change plans every root using them):")
-        for m in modules:
-            print(f"  - {m}: used by {', '.join(sorted(users[m]))}")
+    _print_config(root, config, effective)
     if head:
         cache = RepoCache(root / ".git" / "plankeeper-cache", dict(os.environ))
         try:
@@ -109,10 +122,50 @@ def check_repo(settings, repo: Path, base: str | None, head: str | None) -> int:
         except Exception as exc:
             print(f"plankeeper check: {exc}", file=sys.stderr)
             return 1
-        planned = discover_projects(root, changed)
+        planned = select_for_changes(effective, changed, root, config.autodiscover if config else None,
+                                     autoplan=True, defaults=lambda p: project_defaults(p, resolved))
         print(f"A change from {base_sha[:7]} to {head_sha[:7]} would autoplan:")
-        for p in planned:
-            print(f"  - {p.dir} (workspace {p.workspace})")
+        for ep in planned:
+            print("  - " + _describe(ep))
         if not planned:
             print("  nothing")
     return 0
+
+
+def _describe(ep) -> str:
+    p = ep.project
+    name = f"{p.name}: " if p.name else ""
+    return (f"{name}{p.dir} (workspace {p.workspace}, engine {p.engine}, workflow {ep.workflow.name}, "
+            f"autoplan {'on' if ep.autoplan else 'off'})")
+
+
+def _print_config(root: Path, config, effective) -> None:
+    if config is None:
+        print("No repo config (plankeeper.yaml or atlantis.yaml): projects are discovered.")
+        _print_discovered(root)
+        return
+    print(f"Config: {config.file} (valid)")
+    print(f"Projects ({len(effective)}):" if effective else "Projects: none configured")
+    for ep in effective:
+        print("  - " + _describe(ep))
+        if ep.depends_on:
+            print(f"      depends on {', '.join(ep.depends_on)}")
+    if config.workflows:
+        print("Workflows: " + ", ".join(sorted(config.workflows)))
+    mode = config.autodiscover.mode
+    if mode == "enabled" or (mode == "auto" and not effective):
+        print(f"Autodiscovery: {mode} (unlisted Terraform dirs are planned too)")
+        _print_discovered(root)
+
+
+def _print_discovered(root: Path) -> None:
+    roots = selection.terraform_dirs(root)
+    users = module_users(root)
+    print("Terraform roots:" if roots else "No Terraform files found.")
+    for d in roots:
+        if d not in users:
+            print(f"  - {d} (workspace default)")
+    if users:
+        print("Local modules (a change plans every root using them):")
+        for m in sorted(users):
+            print(f"  - {m}: used by {', '.join(sorted(users[m]))}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import re
 
-from bot import artifacts, locks, selection
+from bot import artifacts, drift, locks, selection
 from bot.engines import runner_for
 from bot.errors import UserFacingError
 from bot.models import Command, ProjectOutcome, PullRequest
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def run_plan(ctx: JobContext, pull: PullRequest, command: Command, autoplan: bool) -> str:
     """Plan the pull request's projects; returns the overview line."""
-    report = CommandReport(ctx.forge, ctx.rt.redis, pull, "plan", ctx.job_url, ctx.redact)
+    report = CommandReport(ctx, pull, "plan")
     try:
         repo_dir = ctx.checkout(pull)
         changed = ctx.forge.changed_files(pull)
@@ -71,6 +71,7 @@ def plan_project(ctx: JobContext, pull: PullRequest, repo_dir: str, command: Com
     else:
         _store(ctx, pull, project, result)
         outcome.status = "planned" if result.has_changes else "no_changes"
+        outcome.drift, outcome.message = drift.base_drift(ctx.rt.redis, pull.repo.id, project.key, result)
 
 
 def _plan(ctx: JobContext, pull: PullRequest, repo_dir: str, project: Project, extra_args) -> PlanResult:

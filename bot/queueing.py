@@ -79,6 +79,17 @@ def enqueue_followup(
     return rq_job.id
 
 
+def enqueue_drift_check(r: redis.Redis, payload: dict, timeout_seconds: int, job_id: str, **record: object) -> str:
+    """Queue bot.drift.run_drift_check (it has its own failure callback: there is no pull request)."""
+    joblog.record_job(r, job_id, state="queued", created_at=time.time(), **record)
+    queue(r).enqueue_call(
+        "bot.drift.run_drift_check", args=(payload,), job_id=job_id, timeout=timeout_seconds * JOB_TIMEOUT_STEPS,
+        result_ttl=24 * 3600, failure_ttl=30 * 24 * 3600, on_failure=Callback("bot.drift.on_check_failure"),
+        description=f"drift check {record.get('repo', '')}",
+    )
+    return job_id
+
+
 def cancel_queued(r: redis.Redis, repo_id: str, pull_number: int, except_job: str = "") -> int:
     """Cancel the pull request's jobs still waiting in the queue; returns how many."""
     from rq.job import Job

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
-import redis
+if TYPE_CHECKING:
+    from bot.orchestrator import JobContext
 
 from bot import render
 from bot.errors import ForgeError
@@ -15,23 +16,16 @@ from bot.models import ProjectOutcome, PullRequest
 
 log = logging.getLogger(__name__)
 PLAN_COMMENTS_KEY = "pk:plan-comments:{repo}#{number}"
+PENDING_KEY = "pk:job-pending:{}"  # context -> sha of statuses a job left pending
 CONTEXTS = {"plan": "plankeeper/plan", "apply": "plankeeper/apply"}
 
 
 class CommandReport:
     """One command's comment and status on one pull request."""
 
-    def __init__(
-        self,
-        forge: Forge,
-        r: redis.Redis,
-        pull: PullRequest,
-        command: str,
-        job_url: str,
-        redact: Callable[[str], str],
-    ):
-        self.forge, self.redis, self.pull, self.command = forge, r, pull, command
-        self.job_url, self.redact = job_url, redact
+    def __init__(self, ctx: "JobContext", pull: PullRequest, command: str):
+        self.forge, self.redis, self.pull, self.command = ctx.forge, ctx.rt.redis, pull, command
+        self.job_id, self.job_url, self.redact = ctx.job_id, ctx.job_url, ctx.redact
         self.comment_id: Optional[str] = None
         self.comment_url = ""
 
@@ -80,8 +74,15 @@ class CommandReport:
 
     def status(self, state: str, description: str) -> None:
         context = CONTEXTS.get(self.command)
-        if context:
-            self.forge.set_status(self.pull.repo, self.pull.head_sha, context, state, description, self.job_url)
+        if not context:
+            return
+        self.forge.set_status(self.pull.repo, self.pull.head_sha, context, state, description, self.job_url)
+        key = PENDING_KEY.format(self.job_id)
+        if state == PENDING:  # remembered so that a job that dies is never left pending
+            self.redis.hset(key, context, self.pull.head_sha)
+            self.redis.expire(key, 7 * 24 * 3600)
+        else:
+            self.redis.hdel(key, context)
 
     def _supersede_older_plans(self) -> None:
         key = PLAN_COMMENTS_KEY.format(repo=self.pull.repo.id, number=self.pull.number)
@@ -93,3 +94,8 @@ class CommandReport:
                 self.forge.update_comment(self.pull, comment_id, render.mark_outdated(body, self.comment_url))
             except ForgeError:
                 log.warning("could not mark comment %s outdated on %s#%s", comment_id, self.pull.repo.id, self.pull.number)
+
+
+def pending_statuses(r, job_id: str) -> dict[str, str]:
+    """Statuses (context -> sha) the job set pending and has not finished."""
+    return {k.decode(): v.decode() for k, v in r.hgetall(PENDING_KEY.format(job_id)).items()}

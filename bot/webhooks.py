@@ -12,7 +12,7 @@ import logging
 from flask import Blueprint, current_app, jsonify, request
 
 from bot import events, queueing, signatures
-from bot import metrics
+from bot import logs, metrics
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ def receive():
     except (ValueError, UnicodeDecodeError) as exc:
         return _answer(400, "malformed", event_name, error=f"body is not valid JSON: {exc}")
     delivery = events.delivery_id(request.headers)
+    logs.bind(delivery=delivery)
     if not delivery:
         return _answer(400, "malformed", event_name, error="missing delivery id header (X-GitHub-Delivery / X-Gitlab-Event-UUID)")
     try:
@@ -60,6 +61,7 @@ def receive():
     if isinstance(event, events.Ignored):
         return _answer(200, "ignored", event_name, reason=event.reason)
     repo = event.repo if hasattr(event, "repo") else event.pull.repo  # type: ignore[union-attr]
+    logs.update(repo=repo.id, pull=getattr(event, "pull_number", None) or event.pull.number)  # type: ignore[union-attr]
     if not allowlisted(repo.id, settings.repo_allowlist):
         return _answer(403, "forbidden", event_name, error=f"repository {repo.id} is not in repo_allowlist")
     if not queueing.claim_delivery(rt.redis, delivery):

@@ -45,6 +45,9 @@ class _Step:
         return self.result is not None and not self.error
 
 
+StepRun = _Step  # public name for the outcome of one step-level call
+
+
 # ---------------------------------------------------------------------------- binaries
 
 
@@ -232,30 +235,13 @@ class TerraformRunner:
         prepared = self._prepare(project_dir, workspace, on_line, should_stop)
         if prepared is not None:
             return self._plan_failure(prepared)
-        args = ["plan", "-input=false", "-no-color", "-detailed-exitcode", f"-out={plan_file}"]
-        step = self._step("plan", project_dir, [*args, *extra_args], on_line, should_stop, (0, 2))
+        step = self.plan_step(project_dir, plan_file, extra_args, on_line, should_stop)
         if not step.ok:
             return self._plan_failure(step)
-        assert step.result is not None
-        show = self._step(
-            "show", project_dir, ["show", "-json", "-no-color", str(plan_file)], None, should_stop
-        )
-        plan_json = _parse_json_output(show.result.output) if show.ok and show.result else None
+        show, plan_json = self.show_json(project_dir, plan_file, should_stop)
         if plan_json is None:
-            show.error = show.error or "terraform show -json printed no JSON"
             return self._plan_failure(show)
-        changes = resource_changes(plan_json)
-        has_changes = step.result.exit_code == 2
-        summary = _summary_line(step.result.output, ("Plan: ", NO_CHANGES))
-        return PlanResult(
-            ok=True,
-            has_changes=has_changes,
-            summary=summary or (_counted_summary(changes) if has_changes else NO_CHANGES),
-            changes=changes,
-            output=step.result.output,
-            plan_file=str(plan_file),
-            plan_json=plan_json,
-        )
+        return self.plan_result(step, plan_json, plan_file)
 
     def apply(
         self,
@@ -269,8 +255,7 @@ class TerraformRunner:
         prepared = self._prepare(project_dir, workspace, on_line, should_stop)
         if prepared is not None:
             return self._apply_failure(prepared)
-        args = ["apply", "-input=false", "-no-color", str(Path(plan_file).resolve())]
-        step = self._step("apply", project_dir, args, on_line, should_stop)
+        step = self.apply_step(project_dir, plan_file, (), on_line, should_stop)
         if not step.ok:
             return self._apply_failure(step)
         assert step.result is not None
@@ -287,6 +272,65 @@ class TerraformRunner:
         return first if result.exit_code == 0 and first else f"unknown (exit {result.exit_code})"
 
     # ------------------------------------------------------------------------ steps
+    # Public step-level calls, for workflows (runners/workflows.py) that order steps themselves.
+
+    def init(self, project_dir: Path, extra_args: Sequence[str] = (), on_line: Optional[LineSink] = None,
+             should_stop: Optional[StopCheck] = None) -> "StepRun":
+        """`terraform init -input=false -no-color EXTRA_ARGS`; never raises."""
+        args = ["init", "-input=false", "-no-color", *extra_args]
+        return self._step("init", project_dir, args, on_line, should_stop)
+
+    def select_workspace(self, project_dir: Path, workspace: str, on_line: Optional[LineSink] = None,
+                         should_stop: Optional[StopCheck] = None) -> Optional["StepRun"]:
+        """Select (creating it if needed) a non-default workspace; None for "default"."""
+        if workspace == "default":
+            return None
+        args = ["workspace", "select", "-or-create=true", workspace]
+        return self._step("workspace", project_dir, args, on_line, should_stop)
+
+    def plan_step(self, project_dir: Path, plan_file: Path, extra_args: Sequence[str] = (),
+                  on_line: Optional[LineSink] = None, should_stop: Optional[StopCheck] = None) -> "StepRun":
+        """`terraform plan -detailed-exitcode -out=PLAN_FILE EXTRA_ARGS`; exit 2 (changes) is ok."""
+        args = ["plan", "-input=false", "-no-color", "-detailed-exitcode", f"-out={plan_file}"]
+        return self._step("plan", project_dir, [*args, *extra_args], on_line, should_stop, (0, 2))
+
+    def show_json(self, project_dir: Path, plan_file: Path, should_stop: Optional[StopCheck] = None,
+                  extra_args: Sequence[str] = ()) -> tuple["StepRun", Optional[dict]]:
+        """`terraform show -json PLAN_FILE`: the step and the parsed JSON (None on failure)."""
+        args = ["show", "-json", "-no-color", *extra_args, str(plan_file)]
+        show = self._step("show", project_dir, args, None, should_stop)
+        plan_json = _parse_json_output(show.result.output) if show.ok and show.result else None
+        if plan_json is None:
+            show.error = show.error or "terraform show -json printed no JSON"
+        return show, plan_json
+
+    def apply_step(self, project_dir: Path, plan_file: Path, extra_args: Sequence[str] = (),
+                   on_line: Optional[LineSink] = None, should_stop: Optional[StopCheck] = None) -> "StepRun":
+        """`terraform apply EXTRA_ARGS PLAN_FILE`."""
+        args = ["apply", "-input=false", "-no-color", *extra_args, str(Path(plan_file).resolve())]
+        return self._step("apply", project_dir, args, on_line, should_stop)
+
+    def plan_result(self, step: "StepRun", plan_json: dict, plan_file: Path) -> PlanResult:
+        """The PlanResult of a successful plan step and its `show -json`."""
+        assert step.result is not None
+        changes = resource_changes(plan_json)
+        has_changes = step.result.exit_code == 2
+        summary = _summary_line(step.result.output, ("Plan: ", NO_CHANGES))
+        return PlanResult(
+            ok=True,
+            has_changes=has_changes,
+            summary=summary or (_counted_summary(changes) if has_changes else NO_CHANGES),
+            changes=changes,
+            output=step.result.output,
+            plan_file=str(plan_file),
+            plan_json=plan_json,
+        )
+
+    def plan_failure(self, step: "StepRun") -> PlanResult:
+        return self._plan_failure(step)
+
+    def apply_failure(self, step: "StepRun") -> ApplyResult:
+        return self._apply_failure(step)
 
     def _prepare(
         self,
@@ -296,16 +340,11 @@ class TerraformRunner:
         should_stop: Optional[StopCheck],
     ) -> Optional[_Step]:
         """Run init and select the workspace; the failed step, or None when both worked."""
-        init = self._step(
-            "init", project_dir, ["init", "-input=false", "-no-color"], on_line, should_stop
-        )
+        init = self.init(project_dir, (), on_line, should_stop)
         if not init.ok:
             return init
-        if workspace == "default":
-            return None
-        args = ["workspace", "select", "-or-create=true", workspace]
-        select = self._step("workspace", project_dir, args, on_line, should_stop)
-        return None if select.ok else select
+        select = self.select_workspace(project_dir, workspace, on_line, should_stop)
+        return None if select is None or select.ok else select
 
     def _step(
         self,

@@ -182,6 +182,12 @@ class FakeGitLab(GitLabRoutes):
         with self._lock:
             self.mr(project, iid)["state"] = state
 
+    def mark_merged(self, project: ProjectRef, iid: int, merge_commit_sha: str) -> None:
+        """The merge request was merged outside the API (e.g. in the UI) into a real commit."""
+        with self._lock:
+            self.mr(project, iid).update(state="merged", merge_commit_sha=merge_commit_sha,
+                                         detailed_merge_status="not_open")
+
     def add_group_member(self, group_path: str, user: str, level: int = 30) -> None:
         """Add user to a group; members of a project's ancestor groups inherit into it."""
         with self._lock:
@@ -207,6 +213,10 @@ class FakeGitLab(GitLabRoutes):
     # ---- reading state ---------------------------------------------------------------
     def mr(self, project: ProjectRef, iid: int) -> dict:
         return self._project(project).mrs[iid]
+
+    def project(self, project: ProjectRef) -> dict:
+        """The project as GET /projects/:id answers it (id, path_with_namespace, web_url...)."""
+        return self._project(project).data
 
     def notes(self, project: ProjectRef, iid: int) -> list[dict]:
         return [{"id": n["id"], "body": n["body"], "author": n["author"]["username"],
