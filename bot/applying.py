@@ -1,18 +1,20 @@
-"""The apply side: requirements, /apply, apply on approval, merge-to-deploy, unlock, close."""
+"""The apply side: requirements, /apply, apply on approval, unlock, close (merge-to-deploy
+is bot.deploy). Applies run as a bot.runs run: one job per project, one comment."""
 from __future__ import annotations
 
+import fnmatch
 import logging
 import time
-from pathlib import Path
 from typing import Optional
 
-from bot import artifacts, audit, drift, locks, notify, render, selection
-from bot.engines import runner_for
-from bot.errors import ApplyRefused, UserFacingError
+from bot import artifacts, audit, drift, locks, notify, runs, selection
+from bot.engines import runner_for, step_env_for
+from bot.errors import ApplyRefused
 from bot.models import Command, ProjectOutcome, PullRequest, PullRequestEvent
 from bot.orchestrator import JobContext
 from bot.reporting import CommandReport
 from runners.models import ApplyResult, Project
+from runners.repo_config import EffectiveProject
 
 log = logging.getLogger(__name__)
 APPLYING_KEY = "pk:applying:{repo}:{project}"
@@ -31,20 +33,16 @@ def check_requirements(ctx: JobContext, pull: PullRequest, requirements) -> list
         if missing > 0 or not approvers:
             needed = max(missing, 1)
             problems.append(f"needs {needed} approval{'s' if needed > 1 else ''}, has {len(approvers)}")
-    if "mergeable" in requirements:
+    if "mergeable" in requirements or "undiverged" in requirements:
         state = ctx.forge.mergeability(pull)
-        if not state.mergeable:
+        if "mergeable" in requirements and not state.mergeable:
             problems.append(f"not mergeable: {state.reason}")
-    if "undiverged" in requirements:
-        state = ctx.forge.mergeability(pull)
-        if "behind" in state.reason:
+        if "undiverged" in requirements and "behind" in state.reason:
             problems.append("diverged: the base branch has commits the pull request lacks; merge or rebase it")
     return problems
 
 
-def _selected(plans: list[artifacts.PlanArtifact], command: Command) -> list[artifacts.PlanArtifact]:
-    import fnmatch
-
+def selected_plans(plans: list[artifacts.PlanArtifact], command: Command) -> list[artifacts.PlanArtifact]:
     chosen = plans
     if command.projects:
         chosen = [p for p in chosen if p.project_name in command.projects]
@@ -56,9 +54,16 @@ def _selected(plans: list[artifacts.PlanArtifact], command: Command) -> list[art
     return chosen
 
 
+def project_of(plan: artifacts.PlanArtifact) -> Project:
+    directory, workspace = plan.project_key.split("::", 1)
+    return Project(dir=directory, workspace=workspace, name=plan.project_name, engine=plan.engine)
+
+
 def run_apply(ctx: JobContext, pull: PullRequest, command: Command, actor: str, trigger: str = "comment") -> str:
-    """Apply the pull request's stored plans that the command selects."""
-    plans = _selected(artifacts.pull_plans(ctx.rt.redis, pull.repo.id, pull.number), command)
+    """Check everything that can refuse the apply, then start the run applying the stored plans."""
+    from bot.planning import effective_for
+
+    plans = selected_plans(artifacts.pull_plans(ctx.rt.redis, pull.repo.id, pull.number), command)
     if not plans:
         raise ApplyRefused("There is no plan to apply for this selection: comment `/plan` first.",
                            title="Nothing to apply")
@@ -66,9 +71,16 @@ def run_apply(ctx: JobContext, pull: PullRequest, command: Command, actor: str, 
     if stale:
         raise ApplyRefused(
             f"The plan is for {stale[0].head_sha[:7]}, head is {pull.head_sha[:7]}: comment `/plan`.",
-            title="Apply refused",
-        )
-    problems = check_requirements(ctx, pull, effective_settings(ctx, pull).apply_requirements)
+            title="Apply refused")
+    repo_dir = ctx.checkout(pull)
+    config, _ = selection.load_effective(ctx.workspace, repo_dir, effective_settings(ctx, pull))
+    effective = [effective_for(ctx, pull, repo_dir, project_of(p)) for p in plans]
+    if trigger == "approval":
+        effective = [ep for ep in effective if ep.apply_on_approval]
+        if not effective:
+            return "ignored: apply_on_approval is off for every planned project"
+    requirements = sorted({r for ep in effective for r in ep.apply_requirements})
+    problems = check_requirements(ctx, pull, requirements)
     if problems:
         audit.record(ctx.rt.redis, "apply_refused", user=actor, repo=pull.repo.id, pull=pull.number,
                      commit=pull.head_sha, result="; ".join(problems), job_id=ctx.job_id)
@@ -76,34 +88,23 @@ def run_apply(ctx: JobContext, pull: PullRequest, command: Command, actor: str, 
             return "not applied: " + "; ".join(problems)
         raise ApplyRefused("Apply requirements do not hold:\n" + "\n".join(f"- {p}" for p in problems),
                            title="Apply refused")
-    report = CommandReport(ctx, pull, "apply")
-    outcomes = [ProjectOutcome(_project_of(p), "queued", log_url=ctx.job_url) for p in plans]
-    report.start(outcomes)
-    repo_dir = ctx.checkout(pull)
-    for outcome, plan in zip(outcomes, plans):
-        outcome.status = "running"
-        report.progress(outcomes)
-        apply_project(ctx, pull, repo_dir, plan, outcome, actor, queue=command.queue)
-        report.progress(outcomes)
-    report.finish(outcomes)
-    notify.apply_finished(ctx.settings, pull, outcomes, ctx.job_url, actor)
-    if all(o.status == "applied" for o in outcomes):
-        _maybe_automerge(ctx, pull, command)
-    return render.overview("apply", outcomes, running=False)
+    from bot.planning import start_run
+
+    run = runs.Run(id=f"{ctx.job_id}-apply", kind="apply", pull=pull, command=command, actor=actor,
+                   projects=[ep.project for ep in effective], coordinator_job=ctx.job_id,
+                   abort_on_fail=bool(config and config.abort_on_execution_order_fail))
+    start_run(ctx, run, CommandReport(ctx, pull, "apply"), bool(config and config.parallel_apply), effective)
+    return f"applying {len(effective)} project(s) in run {run.id}"
 
 
-def _project_of(plan: artifacts.PlanArtifact) -> Project:
-    directory, workspace = plan.project_key.split("::", 1)
-    return Project(dir=directory, workspace=workspace, name=plan.project_name, engine=plan.engine)
-
-
-def apply_project(
-    ctx: JobContext, pull: PullRequest, repo_dir: str, plan: artifacts.PlanArtifact, outcome: ProjectOutcome,
-    actor: str, queue: bool = False,
-) -> None:
-    """Apply one stored plan under the project's lock and apply mutex; fills the outcome."""
-    r = ctx.rt.redis
-    held = _hold_lock(ctx, pull, plan, queue)
+def apply_project(ctx: JobContext, run: runs.Run, outcome: ProjectOutcome) -> None:
+    """One project job of an apply run: apply the stored plan under the lock and apply mutex."""
+    pull, r = run.pull, ctx.rt.redis
+    plan = artifacts.get_plan(r, pull.repo.id, pull.number, outcome.project.key)
+    if plan is None:
+        outcome.status, outcome.message = "skipped", "This plan was already applied (or discarded) by another job."
+        return
+    held = _hold_lock(ctx, pull, plan, run.command.queue)
     if held is not None:
         outcome.status, outcome.message = "locked", (
             f"🔒 Locked by [#{held.pull_number}]({held.pull_url}) (@{held.user}): "
@@ -118,10 +119,11 @@ def apply_project(
         if current is None or current.sha256 != plan.sha256:
             outcome.status, outcome.message = "skipped", "This plan was already applied (or replaced) by another job."
             return
-        result = _apply(ctx, pull, repo_dir, current, outcome.project)
+        repo_dir = ctx.checkout(pull)
+        result = apply_in(ctx, pull, repo_dir, current, outcome.project, run.actor)
         outcome.apply = result
         outcome.status = "applied" if result.ok else ("cancelled" if result.cancelled else "failed")
-        audit.record(r, "apply", user=actor, repo=pull.repo.id, pull=pull.number, commit=pull.head_sha,
+        audit.record(r, "apply", user=run.actor, repo=pull.repo.id, pull=pull.number, commit=pull.head_sha,
                      project=plan.project_key, plan_sha256=plan.sha256,
                      result="success" if result.ok else f"failed: {result.failed_step or ''}", job_id=ctx.job_id)
         if result.ok:
@@ -150,18 +152,31 @@ def _release_mutex(r, key: str, owner: str) -> None:
         r.delete(key)
 
 
-def _apply(ctx: JobContext, pull: PullRequest, repo_dir: str, plan: artifacts.PlanArtifact, project: Project) -> ApplyResult:
+def apply_in(ctx: JobContext, pull: PullRequest, repo_dir: str, plan: artifacts.PlanArtifact, project: Project,
+             actor: str = "") -> ApplyResult:
+    """Apply exactly the stored plan (SHA-256 checked) in a checkout of the pull request."""
+    from bot.planning import effective_for
+
     sink = ctx.log.with_prefix(f"[{project.label}] ")
     try:
+        effective: EffectiveProject = effective_for(ctx, pull, repo_dir, project)
         project_dir = selection.project_dir(ctx.workspace, repo_dir, project)
         plan_file = artifacts.write_plan_file(ctx.rt.redis, plan, ctx.workspace.resolve(f"plans/{plan.sha256[:16]}"))
-        runner = runner_for(project, ctx.settings, ctx.workspace)
+        runner = runner_for(project, ctx.settings, ctx.workspace, effective,
+                            step_env_for(pull, project, project.dir, (), actor))
     except artifacts.ArtifactCorrupt as exc:
         return ApplyResult(ok=False, failed_step="verify", error=f"{exc}: comment `/plan` to plan again.")
     except Exception as exc:
-        return ApplyResult(ok=False, failed_step="setup", error=str(exc))
+        return ApplyResult(ok=False, failed_step="setup", error=getattr(exc, "message", str(exc)))
     sink(f"applying plan {plan.sha256[:12]} of {plan.head_sha[:7]}")
     return runner.apply(project_dir, project.workspace, plan_file, on_line=sink, should_stop=ctx.should_stop(pull))
+
+
+def finish_apply(ctx: JobContext, run: runs.Run, outcomes: list[ProjectOutcome]) -> None:
+    """After every project of an apply run: notify, then automerge when everything applied."""
+    notify.apply_finished(ctx.settings, run.pull, outcomes, ctx.rt.job_url(run.coordinator_job), run.actor)
+    if all(o.status == "applied" for o in outcomes):
+        _maybe_automerge(ctx, run.pull, run.command)
 
 
 def _maybe_automerge(ctx: JobContext, pull: PullRequest, command: Command) -> None:
@@ -188,20 +203,22 @@ def unlock(ctx: JobContext, pull: PullRequest, actor: str) -> str:
 
 
 def on_closed(ctx: JobContext, event: PullRequestEvent) -> str:
-    """Merged: merge-to-deploy when configured. Merged or closed: release locks, drop plans."""
+    """Merged with merge-to-deploy: start the deploy run (it releases the locks when done).
+    Otherwise release the locks and drop the plans now."""
     pull = event.pull
-    summary = ""
-    if event.action == "merged" and effective_settings(ctx, pull).apply_on_merge:
-        from bot.deploy import merge_to_deploy
+    if event.action == "merged" and artifacts.pull_plans(ctx.rt.redis, pull.repo.id, pull.number):
+        from bot.deploy import start_deploy
 
-        summary = merge_to_deploy(ctx, pull) + "; "
+        started = start_deploy(ctx, pull)
+        if started:
+            return started
+    return release_pull_request(ctx, pull, event.action, event.sender)
+
+
+def release_pull_request(ctx: JobContext, pull: PullRequest, action: str, actor: str) -> str:
     released = locks.release_pull(ctx.rt.redis, pull.repo.id, pull.number)
     artifacts.discard_pull_plans(ctx.rt.redis, pull.repo.id, pull.number)
-    audit.record(ctx.rt.redis, event.action, user=event.sender, repo=pull.repo.id, pull=pull.number,
+    audit.record(ctx.rt.redis, action, user=actor, repo=pull.repo.id, pull=pull.number,
                  commit=pull.merge_sha or pull.head_sha, project=",".join(released), result="locks released",
                  job_id=ctx.job_id)
-    return summary + f"released {len(released)} lock(s)"
-
-
-def refuse(message: str) -> UserFacingError:
-    return ApplyRefused(message, title="Apply refused")
+    return f"released {len(released)} lock(s)"

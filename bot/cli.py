@@ -64,8 +64,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Stop(Exception):
-    pass
+class _Stop(SystemExit):
+    """Raised by the SIGTERM handler; waitress' loop re-raises SystemExit from any handler
+    (asyncore swallows ordinary exceptions) and shuts its task threads down."""
 
 
 def _serve_http(settings) -> None:

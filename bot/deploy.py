@@ -3,16 +3,15 @@ its resource changes (addresses and actions) are the ones that were reviewed."""
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
+from typing import Optional
 
-from bot import artifacts, audit, drift, notify
-from bot.forges.base import FAILURE, PENDING, SUCCESS
-from bot.models import ProjectOutcome, PullRequest
+from bot import artifacts, audit, drift, runs
+from bot.models import Command, ProjectOutcome, PullRequest
 from bot.orchestrator import JobContext
 from bot.reporting import CommandReport
 from runners.models import ResourceChange
 
-CONTEXT = "plankeeper/apply"
+MERGED_DIR = "merged"
 
 
 def change_set(changes: list[ResourceChange]) -> set[tuple[str, str]]:
@@ -27,53 +26,60 @@ def describe_difference(reviewed: list[ResourceChange], now: list[ResourceChange
     return "\n".join(lines)
 
 
-def merge_to_deploy(ctx: JobContext, pull: PullRequest) -> str:
-    """Apply the merged pull request's reviewed plans on its merge commit; returns a summary."""
-    from bot.applying import _apply, _project_of  # shared apply step
-    from bot.planning import _plan
+def merged_pull(pull: PullRequest) -> PullRequest:
+    """The pull request as deployed: its 'head' is the merge commit (statuses land there)."""
+    return replace(pull, head_sha=pull.merge_sha or pull.head_sha)
 
+
+def start_deploy(ctx: JobContext, pull: PullRequest) -> Optional[str]:
+    """Start the deploy run of the reviewed projects whose apply_on_merge holds; None if none."""
+    from bot.applying import project_of
+    from bot.planning import effective_for, start_run
+
+    merged = merged_pull(pull)
     plans = artifacts.pull_plans(ctx.rt.redis, pull.repo.id, pull.number)
-    if not plans:
-        return "merge-to-deploy: nothing was planned"
-    merge_sha = pull.merge_sha or pull.head_sha
-    merged = replace(pull, head_sha=merge_sha)
-    report = CommandReport(ctx, merged, "apply")
-    outcomes = [ProjectOutcome(_project_of(p), "queued", log_url=ctx.job_url) for p in plans]
-    report.start(outcomes)
-    ctx.forge.set_status(pull.repo, merge_sha, CONTEXT, PENDING, "merge-to-deploy running", ctx.job_url)
-    repo_dir = ctx.checkout(merged, sha=merge_sha, subdir="merged")
-    for outcome, reviewed in zip(outcomes, plans):
-        outcome.status = "running"
-        report.progress(outcomes)
-        fresh = _plan(ctx, merged, repo_dir, outcome.project, ())
-        outcome.plan = fresh
-        if not fresh.ok:
-            outcome.status = "failed"
-            outcome.message = "Re-planning on the merge commit failed: nothing was applied."
-            continue
-        difference = describe_difference(reviewed.changes, fresh.changes)
-        if difference:
-            outcome.status = "failed"
-            outcome.message = ("The plan on the merge commit differs from the reviewed plan, so nothing was "
-                               f"applied:\n{difference}\n\nOpen a pull request to review the new changes.")
-            audit.record(ctx.rt.redis, "apply_refused", user=pull.author, repo=pull.repo.id, pull=pull.number,
-                         commit=merge_sha, project=reviewed.project_key, result="plan changed after merge",
-                         job_id=ctx.job_id)
-            continue
-        saved = artifacts.save_plan(ctx.rt.redis, replace(reviewed, head_sha=merge_sha, sha256="",
-                                                          job_id=ctx.job_id), Path(fresh.plan_file or ""))
-        result = _apply(ctx, merged, repo_dir, saved, outcome.project)
-        outcome.apply = result
-        outcome.status = "applied" if result.ok else "failed"
-        if result.ok:
-            drift.record_last_applied(ctx.rt.redis, pull.repo.id, reviewed.project_key, merge_sha)
-        audit.record(ctx.rt.redis, "apply", user=pull.author, repo=pull.repo.id, pull=pull.number, commit=merge_sha,
-                     project=reviewed.project_key, plan_sha256=saved.sha256,
-                     result="success (merge-to-deploy)" if result.ok else "failed", job_id=ctx.job_id)
-        report.progress(outcomes)
-    report.finish(outcomes)
-    notify.apply_finished(ctx.settings, merged, outcomes, ctx.job_url, pull.author)
-    ok = all(o.status == "applied" for o in outcomes)
-    ctx.forge.set_status(pull.repo, merge_sha, CONTEXT, SUCCESS if ok else FAILURE,
-                         "merge-to-deploy applied" if ok else "merge-to-deploy did not apply everything", ctx.job_url)
-    return "merge-to-deploy: " + ("applied" if ok else "not everything applied")
+    repo_dir = ctx.checkout(merged, sha=merged.head_sha, subdir=MERGED_DIR)
+    effective = [effective_for(ctx, merged, repo_dir, project_of(p)) for p in plans]
+    effective = [ep for ep in effective if ep.apply_on_merge]
+    if not effective:
+        return None
+    run = runs.Run(id=f"{ctx.job_id}-deploy", kind="deploy", pull=merged, command=Command("apply"),
+                   actor=pull.author, projects=[ep.project for ep in effective], coordinator_job=ctx.job_id)
+    start_run(ctx, run, CommandReport(ctx, merged, "apply"), False, effective)
+    return f"merge-to-deploy of {len(effective)} project(s) in run {run.id}"
+
+
+def deploy_project(ctx: JobContext, run: runs.Run, outcome: ProjectOutcome) -> None:
+    """One project job of a deploy run: re-plan on the merge commit, compare, apply."""
+    from bot.applying import apply_in
+    from bot.planning import effective_for, plan_in, store_plan
+
+    merged, r = run.pull, ctx.rt.redis
+    reviewed = artifacts.get_plan(r, merged.repo.id, merged.number, outcome.project.key)
+    if reviewed is None:
+        outcome.status, outcome.message = "skipped", "No reviewed plan for this project any more."
+        return
+    repo_dir = ctx.checkout(merged, sha=merged.head_sha, subdir=MERGED_DIR)
+    fresh = plan_in(ctx, merged, repo_dir, effective_for(ctx, merged, repo_dir, outcome.project), (), run.actor)
+    outcome.plan = fresh
+    if not fresh.ok:
+        outcome.status, outcome.message = "failed", "Re-planning on the merge commit failed: nothing was applied."
+        return
+    difference = describe_difference(reviewed.changes, fresh.changes)
+    if difference:
+        outcome.status = "failed"
+        outcome.message = ("The plan on the merge commit differs from the reviewed plan, so nothing was "
+                           f"applied:\n{difference}\n\nOpen a pull request to review the new changes.")
+        audit.record(r, "apply_refused", user=run.actor, repo=merged.repo.id, pull=merged.number,
+                     commit=merged.head_sha, project=reviewed.project_key, result="plan changed after merge",
+                     job_id=ctx.job_id)
+        return
+    saved = store_plan(ctx, merged, outcome.project, fresh, head_sha=merged.head_sha)
+    result = apply_in(ctx, merged, repo_dir, saved, outcome.project, run.actor)
+    outcome.apply = result
+    outcome.status = "applied" if result.ok else "failed"
+    audit.record(r, "apply", user=run.actor, repo=merged.repo.id, pull=merged.number, commit=merged.head_sha,
+                 project=reviewed.project_key, plan_sha256=saved.sha256 if saved else "",
+                 result="success (merge-to-deploy)" if result.ok else "failed", job_id=ctx.job_id)
+    if result.ok:
+        drift.record_last_applied(r, merged.repo.id, reviewed.project_key, merged.head_sha)

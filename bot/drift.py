@@ -271,7 +271,7 @@ def check_project(ctx: JobContext, repo: Repo, head: str, repo_dir: str, project
         "repo": repo.id, "project": project.key, "dir": project.dir, "workspace": project.workspace,
         "checked_at": time.time(), "commit": head, "job_id": ctx.job_id, "drifted": False,
         "summary": result.summary, "changes": [], "resource_drift": [], "issue_id": previous.get("issue_id"),
-        "state": "in_sync", "remediation": "",
+        "state": "in_sync", "remediation": "", "checked_by": actor,
     }
     if not result.ok:
         status.update(state="failed", summary=f"check failed at `{result.failed_step}`: {result.error}"[:500])
@@ -319,7 +319,7 @@ def _remediate_enabled(ctx: JobContext, repo: Repo, configured: Optional[dict]) 
 def _finish(ctx: JobContext, repo: Repo, status: dict) -> None:
     _save_status(ctx.rt.redis, status)
     result = status["state"] + (f" ({status['remediation']})" if status["remediation"] else "")
-    audit.record(ctx.rt.redis, "drift_check", user=ACTOR, repo=repo.id, commit=status["commit"],
+    audit.record(ctx.rt.redis, "drift_check", user=status["checked_by"], repo=repo.id, commit=status["commit"],
                  project=status["project"], result=f"{result}: {status['summary']}"[:300], job_id=ctx.job_id)
     ctx.log(f"[{status['project']}] {result}: {status['summary']}")
 

@@ -53,11 +53,17 @@ class EmbeddedRedis:
             return False
 
     def stop(self) -> None:
-        """Save and shut the server down, whoever else is still connected."""
-        try:
-            redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5).shutdown(save=True, now=True, force=True)
-        except redis.ConnectionError:
-            pass  # already gone
-        except redis.RedisError as exc:
-            log.warning("embedded Redis did not shut down cleanly: %s", exc)
+        """Save and shut the server down, whoever else is still connected.
+
+        Redis 6.2 knows only SHUTDOWN [SAVE|NOSAVE]; when the save fails (data dir gone,
+        disk full) it refuses to stop, so NOSAVE follows rather than leaving a daemon behind.
+        """
+        client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5)
+        for options in ({"save": True}, {"nosave": True}):
+            try:
+                client.shutdown(**options)
+            except redis.ConnectionError:
+                break  # it is gone
+            except redis.RedisError as exc:
+                log.warning("embedded Redis refused SHUTDOWN %s: %s", list(options)[0].upper(), exc)
         self._server = None

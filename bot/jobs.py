@@ -18,8 +18,9 @@ import redis
 from redis.exceptions import LockError
 
 from rq import get_current_job
+from rq.job import Dependency
 
-from bot import commands, drift, joblog, logs, metrics, notify, render, reporting
+from bot import commands, drift, joblog, logs, metrics, notify, queueing, render, reporting, runs
 from bot.errors import UsageError, UserFacingError
 from bot.forges import make_forge
 from bot.forges.base import FAILURE
@@ -65,7 +66,9 @@ def handle_event(payload: dict) -> str:
     drift.remember_repo(rt.redis, _repo_of(event))  # server-wide drift schedules check repos seen here
     try:
         with pull_request_turn(rt, event):
-            summary = handle(ctx, event)
+            waiting_for = None if _is_cancel(rt, event) else runs.active_finalize_job(
+                rt.redis, _repo_of(event).id, _number_of(event))
+            summary = _defer(rt, job_id, event, waiting_for) if waiting_for else handle(ctx, event)
     except UserFacingError as exc:
         summary = f"failed: {exc.title}"
         _finish(rt, job_id, event, "failed", summary, ctx.started_at)
@@ -138,6 +141,18 @@ def _finish(rt: Runtime, job_id: str, event: Event, state: str, summary: str, st
     metrics.count_job(rt.redis, event.kind, state, duration)
 
 
+def _defer(rt: Runtime, job_id: str, event: Event, waiting_for: str) -> str:
+    """Queue the event again behind the pull request's unfinished run, keeping their order."""
+    later = queueing.enqueue_event(rt.redis, event, rt.settings.terraform.timeout,
+                                   job_id=f"{job_id}-after-{waiting_for[-12:]}",
+                                   depends_on=Dependency([waiting_for], allow_failure=True))
+    return f"deferred: waits for {waiting_for} (continues as {later})"
+
+
+def _number_of(event: Event) -> int:
+    return getattr(event, "pull_number", None) or event.pull.number  # type: ignore[union-attr]
+
+
 def _repo_of(event: Event):
     return event.repo if hasattr(event, "repo") else event.pull.repo  # type: ignore[union-attr]
 
@@ -170,6 +185,12 @@ def report_dead_job(job, reason: str, detail: object = "") -> None:
     log.error("job %s failed because %s: %s", job.id, reason, detail)
     joblog.record_job(rt.redis, job.id, state="failed", summary=f"failed: {reason}", ended_at=time.time())
     if not payload:
+        return
+    if "run" in payload:
+        from bot.run_jobs import project_job_died
+
+        if "index" in payload:
+            project_job_died(job, payload, reason)
         return
     event = event_from_dict(payload)
     logs.bind_event(job.id, event)

@@ -177,3 +177,24 @@ class ProjectOutcome:
     message: str = ""  # extra explanation for the user (lock holder, refusal reason, next steps)
     log_url: str = ""
     drift: list[ResourceChange] = field(default_factory=list)
+
+
+def outcome_to_dict(outcome: ProjectOutcome) -> dict:
+    """JSON-safe form of an outcome; the (large, sensitive) plan JSON is left out."""
+    data = dataclasses.asdict(outcome)
+    if data.get("plan"):
+        data["plan"]["plan_json"] = None
+    return data
+
+
+def outcome_from_dict(data: dict) -> ProjectOutcome:
+    data = dict(data)
+    data["project"] = Project(**data["project"])
+    if data.get("plan"):
+        plan = dict(data["plan"])
+        plan["changes"] = [ResourceChange(**c) for c in plan.get("changes", [])]
+        data["plan"] = PlanResult(**plan)
+    if data.get("apply"):
+        data["apply"] = ApplyResult(**data["apply"])
+    data["drift"] = [ResourceChange(**c) for c in data.get("drift", [])]
+    return ProjectOutcome(**data)

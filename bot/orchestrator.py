@@ -56,7 +56,7 @@ class JobContext:
         cache = RepoCache(Path(self.settings.data_dir) / "git-cache", _git_env())
         clone_url = pull.head_clone_url or pull.repo.clone_url
         self.log(f"checking out {sha[:12]} of {pull.repo.id}")
-        refs = [f"refs/pull/{pull.number}/head"] if pull.repo.forge == "github" else [f"refs/merge-requests/{pull.number}/head"]
+        refs = self.forge.pull_refs(pull)
         try:
             cache.checkout(clone_url, sha, self.workspace.resolve(subdir), auth=self.forge.clone_auth(pull.repo), refs=refs)
         except GitError as exc:
@@ -169,7 +169,7 @@ def _run_command(ctx: JobContext, pull: PullRequest, command: Command, actor: st
     if name == "plan":
         if pull.is_fork and not ctx.settings.allow_fork_prs:
             raise UserFacingError(_FORK_MESSAGE, title="Plan refused")
-        return planning.run_plan(ctx, pull, command, autoplan=False)
+        return planning.run_plan(ctx, pull, command, autoplan=False, actor=actor)
     if name == "apply":
         return applying.run_apply(ctx, pull, command, actor)
     if name == "unlock":
@@ -218,8 +218,6 @@ def _on_review(ctx: JobContext, event: ReviewEvent) -> str:
     if event.state != "approved":
         return f"ignored: review {event.state}"
     pull = ctx.forge.pull_request(event.pull.repo, event.pull.number)
-    if not applying.effective_settings(ctx, pull).apply_on_approval:
-        return "ignored: apply_on_approval is off"
     if not artifacts.pull_plans(ctx.rt.redis, pull.repo.id, pull.number):
         return "ignored: nothing planned to apply"
     return applying.run_apply(ctx, pull, Command("apply"), event.reviewer, trigger="approval")

@@ -1,105 +1,141 @@
-"""The plan command: select projects, lock them, plan each, store the plans, report."""
+"""The plan command: select projects and start a run; each project job locks, plans,
+stores the plan and reports (bot.runs fans the projects out over the workers)."""
 from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
+from typing import Optional
 
-from bot import artifacts, drift, locks, selection
-from bot.engines import runner_for
+from bot import artifacts, drift, hooks, locks, runs, selection
+from bot.engines import runner_for, step_env_for
 from bot.errors import UserFacingError
 from bot.models import Command, ProjectOutcome, PullRequest
 from bot.orchestrator import JobContext
 from bot.reporting import CommandReport
 from runners.models import PlanResult, Project
+from runners.repo_config import EffectiveProject, project_defaults
 
 log = logging.getLogger(__name__)
 
 
-def run_plan(ctx: JobContext, pull: PullRequest, command: Command, autoplan: bool) -> str:
-    """Plan the pull request's projects; returns the overview line."""
+def run_plan(ctx: JobContext, pull: PullRequest, command: Command, autoplan: bool, actor: str = "") -> str:
+    """Select the pull request's projects and start planning them; returns a summary."""
     report = CommandReport(ctx, pull, "plan")
     try:
         repo_dir = ctx.checkout(pull)
-        changed = ctx.forge.changed_files(pull)
-        projects = selection.select_projects(ctx.workspace, repo_dir, command, changed)
+        config, effective = selection.load_effective(ctx.workspace, repo_dir, _resolved(ctx, pull))
+        hooks.run_pre_workflow_hooks(ctx, pull, repo_dir)
+        chosen = selection.select_effective(
+            ctx.workspace, repo_dir, command, ctx.forge.changed_files(pull), config, effective,
+            _resolved(ctx, pull), autoplan=autoplan, base_branch=pull.base_ref)
     except UserFacingError as exc:
         report.fail(exc.title, exc.message)
         return f"failed: {exc.title}"
-    if not projects:
+    if not chosen:
         if autoplan:
             report.status("success", "No Terraform or Kubernetes project changed")
             return "no projects changed"
         report.fail("Nothing to plan", "No project matches: the pull request changes no Terraform files. "
                     "Use `/plan -d DIR` to plan a directory.")
         return "nothing to plan"
-    outcomes = [ProjectOutcome(p, "queued", log_url=ctx.job_url) for p in projects]
+    run = runs.Run(id=f"{ctx.job_id}-plan", kind="plan", pull=pull, command=command, actor=actor or pull.author,
+                   projects=[ep.project for ep in chosen], coordinator_job=ctx.job_id, autoplan=autoplan,
+                   abort_on_fail=bool(config and config.abort_on_execution_order_fail))
+    parallel = config.parallel_plan if config else True
+    start_run(ctx, run, report, parallel, chosen)
+    return f"planning {len(chosen)} project(s) in run {run.id}"
+
+
+def start_run(ctx: JobContext, run: runs.Run, report: CommandReport, parallel: bool,
+              chosen: list[EffectiveProject]) -> None:
+    """Post the comment (every project queued) and queue the project jobs and the final one."""
+    outcomes = [ProjectOutcome(p, "queued", log_url=ctx.rt.job_url(run.project_job_id(i)))
+                for i, p in enumerate(run.projects)]
     report.start(outcomes)
-    for outcome in outcomes:
-        outcome.status = "running"
-        report.progress(outcomes)
-        plan_project(ctx, pull, repo_dir, command, outcome)
-        report.progress(outcomes)
-    report.finish(outcomes)
-    return render_overview(outcomes)
+    run.comment_id, run.comment_url = report.comment_id or "", report.comment_url
+    runs.save(ctx.rt.redis, run)
+    for i, outcome in enumerate(outcomes):
+        runs.save_outcome(ctx.rt.redis, run.id, i, outcome)
+    deps = runs.dependencies(run, parallel, [ep.execution_order_group for ep in chosen],
+                             [ep.depends_on for ep in chosen])
+    runs.mark_active(ctx.rt.redis, run)
+    runs.enqueue(ctx.rt.redis, run, deps, ctx.settings.terraform.timeout)
 
 
-def render_overview(outcomes) -> str:
-    from bot.render import overview
-
-    return overview("plan", outcomes, running=False)
+def _resolved(ctx: JobContext, pull: PullRequest):
+    return ctx.settings.repo_settings(pull.repo.id)
 
 
-def plan_project(ctx: JobContext, pull: PullRequest, repo_dir: str, command: Command, outcome: ProjectOutcome) -> None:
-    """Lock, plan and store one project; fills in the outcome. Never raises for engine errors."""
-    project = outcome.project
-    held = locks.try_lock(ctx.rt.redis, locks.new_lock(pull.repo.id, project.key, pull.number, pull.url, pull.author))
-    if held.pull_number != pull.number:
-        outcome.status = "locked"
-        outcome.message = (
-            f"🔒 This project is locked by [#{held.pull_number}]({held.pull_url}) (@{held.user}). "
-            f"It will be planned here once that pull request is merged or closed, or after someone "
-            f"comments `/unlock` there."
-        )
-        return
-    result = _plan(ctx, pull, repo_dir, project, command.extra_args)
+def effective_for(ctx: JobContext, pull: PullRequest, repo_dir: str, project: Project) -> EffectiveProject:
+    """The project's settings as the repo config at this checkout and the server resolve them."""
+    resolved = _resolved(ctx, pull)
+    _, effective = selection.load_effective(ctx.workspace, repo_dir, resolved)
+    for ep in effective:
+        if ep.project.key == project.key and (ep.project.name == project.name or not project.name):
+            return ep
+    return project_defaults(project, resolved)
+
+
+def plan_project(ctx: JobContext, run: runs.Run, outcome: ProjectOutcome) -> None:
+    """One project job of a plan run: check out, lock, plan, store; fills in the outcome."""
+    pull, project = run.pull, outcome.project
+    repo_dir = ctx.checkout(pull)
+    effective = effective_for(ctx, pull, repo_dir, project)
+    if effective.repo_locks_mode == "on_plan":
+        held = locks.try_lock(ctx.rt.redis, locks.new_lock(pull.repo.id, project.key, pull.number, pull.url,
+                                                           pull.author))
+        if held.pull_number != pull.number:
+            outcome.status, outcome.message = "locked", locked_message(held)
+            return
+    result = plan_in(ctx, pull, repo_dir, effective, run.command.extra_args, run.actor)
     outcome.plan = result
     if result.cancelled:
-        outcome.status = "cancelled"
-        outcome.message = "The plan was cancelled by `/cancel`."
+        outcome.status, outcome.message = "cancelled", "The plan was cancelled by `/cancel`."
     elif not result.ok:
         outcome.status = "failed"
     else:
-        _store(ctx, pull, project, result)
+        store_plan(ctx, pull, project, result)
         outcome.status = "planned" if result.has_changes else "no_changes"
         outcome.drift, outcome.message = drift.base_drift(ctx.rt.redis, pull.repo.id, project.key, result)
 
 
-def _plan(ctx: JobContext, pull: PullRequest, repo_dir: str, project: Project, extra_args) -> PlanResult:
+def locked_message(held: locks.Lock) -> str:
+    return (f"🔒 This project is locked by [#{held.pull_number}]({held.pull_url}) (@{held.user}). "
+            "It can be planned here once that pull request is merged or closed, or after someone comments "
+            "`/unlock` there.")
+
+
+def plan_in(ctx: JobContext, pull: PullRequest, repo_dir: str, effective: EffectiveProject, extra_args=(),
+            actor: str = "") -> PlanResult:
+    """Plan one project of a checkout with its engine/workflow; never raises for the user's errors."""
+    project = effective.project
     sink = ctx.log.with_prefix(f"[{project.label}] ")
     sink(f"planning {project.dir} (workspace {project.workspace})")
     try:
         project_dir = selection.project_dir(ctx.workspace, repo_dir, project)
-        runner = runner_for(project, ctx.settings, ctx.workspace)
-    except Exception as exc:  # PathEscape, MissingBinary: the user can fix these
-        return PlanResult(ok=False, failed_step="setup", error=str(exc))
+        runner = runner_for(project, ctx.settings, ctx.workspace, effective,
+                            step_env_for(pull, project, project.dir, extra_args, actor))
+    except Exception as exc:  # PathEscape, a missing binary: the user can fix these
+        return PlanResult(ok=False, failed_step="setup", error=getattr(exc, "message", str(exc)))
     out_dir = ctx.workspace.resolve(f"out/{_safe(project.key)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     return runner.plan(project_dir, project.workspace, out_dir, tuple(extra_args), on_line=sink,
                        should_stop=ctx.should_stop(pull))
 
 
-def _store(ctx: JobContext, pull: PullRequest, project: Project, result: PlanResult) -> None:
+def store_plan(ctx: JobContext, pull: PullRequest, project: Project, result: PlanResult,
+               head_sha: Optional[str] = None) -> Optional[artifacts.PlanArtifact]:
     if not result.plan_file:
-        return
-    from pathlib import Path
-
+        return None
     artifact = artifacts.PlanArtifact(
         repo_id=pull.repo.id, pull_number=pull.number, project_key=project.key, project_name=project.name,
-        engine=project.engine, head_sha=pull.head_sha, sha256="", summary=result.summary,
+        engine=project.engine, head_sha=head_sha or pull.head_sha, sha256="", summary=result.summary,
         changes=list(result.changes), job_id=ctx.job_id,
     )
     saved = artifacts.save_plan(ctx.rt.redis, artifact, Path(result.plan_file))
-    ctx.log(f"[{project.label}] saved plan {saved.sha256[:12]} for {pull.head_sha[:7]}")
+    ctx.log(f"[{project.label}] saved plan {saved.sha256[:12]} for {saved.head_sha[:7]}")
+    return saved
 
 
 def _safe(text: str) -> str:

@@ -45,38 +45,35 @@ def describe(event: Event) -> dict:
     return {"repo": repo.id, "pull": number, "title": title, "event": event.kind}
 
 
-def enqueue_event(r: redis.Redis, event: Event, timeout_seconds: int) -> str:
+def enqueue_event(r: redis.Redis, event: Event, timeout_seconds: int, job_id: Optional[str] = None,
+                  depends_on: object = None) -> str:
     """Queue the job that handles an event; returns the job id (derived from the delivery id)."""
-    job_id = job_id_for(event.delivery_id)
-    joblog.record_job(r, job_id, state="queued", created_at=time.time(), delivery=event.delivery_id, **describe(event))
-    queue(r).enqueue_call(
-        "bot.jobs.handle_event",
-        args=(event_to_dict(event),),
-        job_id=job_id,
-        timeout=timeout_seconds * JOB_TIMEOUT_STEPS,
-        result_ttl=24 * 3600,
-        failure_ttl=30 * 24 * 3600,
-        on_failure=Callback("bot.jobs.on_job_failure"),
-        description=f"{event.kind} {describe(event)['repo']}#{describe(event)['pull']}",
-    )
+    job_id = job_id or job_id_for(event.delivery_id)
+    info = describe(event)
+    enqueue_internal(queue(r), "bot.jobs.handle_event", event_to_dict(event), job_id, timeout_seconds,
+                     depends_on=depends_on, record={"delivery": event.delivery_id, **info})
     return job_id
 
 
-def enqueue_followup(
-    r: redis.Redis, func: str, payload: dict, timeout_seconds: int, job_id: Optional[str] = None, **record: object
-) -> str:
-    """Queue a job created by another job (drift check, queued apply...)."""
-    rq_job = queue(r).enqueue_call(
+def enqueue_internal(q: Queue, func: str, payload: dict, job_id: Optional[str], timeout_seconds: int,
+                     depends_on: object = None, record: Optional[dict] = None) -> str:
+    """Queue any plankeeper job with a JSON payload and a job record for the UI."""
+    if job_id:
+        joblog.record_job(q.connection, job_id, state="queued", created_at=time.time(), **(record or {}))
+    job = q.enqueue_call(
         func,
         args=(payload,),
         job_id=job_id,
         timeout=timeout_seconds * JOB_TIMEOUT_STEPS,
         result_ttl=24 * 3600,
         failure_ttl=30 * 24 * 3600,
+        depends_on=depends_on,
         on_failure=Callback("bot.jobs.on_job_failure"),
+        description=f"{func.rsplit('.', 1)[-1]} {(record or {}).get('repo', '')}#{(record or {}).get('pull', '')}",
     )
-    joblog.record_job(r, rq_job.id, state="queued", created_at=time.time(), **record)
-    return rq_job.id
+    if not job_id:
+        joblog.record_job(q.connection, job.id, state="queued", created_at=time.time(), **(record or {}))
+    return job.id
 
 
 def enqueue_drift_check(r: redis.Redis, payload: dict, timeout_seconds: int, job_id: str, **record: object) -> str:
@@ -100,6 +97,8 @@ def cancel_queued(r: redis.Redis, repo_id: str, pull_number: int, except_job: st
         record = joblog.get_job(r, job_id)
         if job_id == except_job or not record or record.get("repo") != repo_id or record.get("pull") != str(pull_number):
             continue
+        if record.get("event") in ("project", "finalize"):
+            continue  # a run's jobs see the cancel themselves, so its comment is finished properly
         Job.fetch(job_id, connection=r, serializer=JSONSerializer).cancel()
         joblog.record_job(r, job_id, state="cancelled", summary="cancelled by /cancel", ended_at=time.time())
         cancelled += 1

@@ -62,6 +62,9 @@ class Forge(Protocol):
     def clone_auth(self, repo: Repo) -> Optional[tuple[str, str]]:
         """(username, password) for HTTPS git, or None for anonymous; never logged or stored."""
 
+    def pull_refs(self, pull: PullRequest) -> list[str]:
+        """Git refs that hold the pull request's head in the base repository (fetched with heads)."""
+
     def create_or_update_issue(self, repo: Repo, title: str, body: str, issue_id: Optional[str]) -> str:
         """Open an issue (or update issue_id) and return its id. Used for drift reports."""
 

@@ -324,6 +324,9 @@ class GitHubForge:
     def clone_auth(self, repo: Repo) -> Optional[tuple[str, str]]:
         return "x-access-token", self._auth.token(repo)
 
+    def pull_refs(self, pull: PullRequest) -> list[str]:
+        return [f"refs/pull/{pull.number}/head"]
+
     # -- issues --------
 
     def create_or_update_issue(

@@ -239,6 +239,9 @@ class GitLabForge:
     def clone_auth(self, repo: Repo) -> Optional[tuple[str, str]]:
         return ("oauth2", self._token) if self._token else None
 
+    def pull_refs(self, pull: PullRequest) -> list[str]:
+        return [f"refs/merge-requests/{pull.number}/head"]
+
     def create_or_update_issue(self, repo: Repo, title: str, body: str,
                                issue_id: Optional[str]) -> str:
         """Update (and reopen) issue #issue_id, or open a new one if unset or deleted."""

@@ -34,7 +34,31 @@
     var cancel = document.getElementById("cancel-form");
     if (cancel) cancel.remove();
     if (live) live.textContent = "finished";
+    showRecord();
   });
+
+  function duration(seconds) {
+    var s = Math.max(0, Math.round(seconds));
+    if (s < 60) return s + "s";
+    var m = Math.floor(s / 60);
+    if (m < 60) return m + "m " + String(s % 60).padStart(2, "0") + "s";
+    return Math.floor(m / 60) + "h " + String(m % 60).padStart(2, "0") + "m";
+  }
+
+  // The final duration and summary, which were unknown when the page was rendered.
+  function showRecord() {
+    fetch(log.dataset.record, { headers: { Accept: "application/json" } })
+      .then(function (answer) { return answer.ok ? answer.json() : null; })
+      .then(function (job) {
+        if (!job) return;
+        if (job.duration) document.getElementById("job-duration").textContent = duration(parseFloat(job.duration));
+        if (job.summary) {
+          document.getElementById("job-summary").textContent = job.summary;
+          document.getElementById("job-summary-row").hidden = false;
+        }
+      })
+      .catch(function () { /* the page still shows the log; a reload shows the rest */ });
+  }
 
   source.onerror = function () {
     if (live) live.textContent = "reconnecting…";

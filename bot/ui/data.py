@@ -8,7 +8,7 @@ from typing import Iterable, Optional
 
 import redis
 
-from bot import audit, locks
+from bot import audit, joblog, locks
 
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 DRIFT_PATTERN = "pk:drift:*"
@@ -154,3 +154,22 @@ def audit_page(r: redis.Redis, filters: dict, since: Optional[float] = None, unt
 def audit_rows(entries: list[dict]) -> list[dict]:
     return [dict(e, time_text=fmt_time(e.get("time"))) for e in entries]
 
+
+
+def child_jobs(r: redis.Redis, job: dict, limit: int = 1000) -> list[dict]:
+    """The jobs a job started (a run's per-project and finalizing jobs: ids `<job id>-...`), oldest first."""
+    since = _float(job.get("created_at")) or _float(job.get("started_at")) or 0.0
+    ids = [i.decode() for i in r.zrangebyscore(joblog.JOBS_INDEX, since, "+inf", start=0, num=limit)]
+    prefix = f"{job['id']}-"
+    children = [joblog.get_job(r, i) for i in ids if i.startswith(prefix)]
+    return [c for c in children if c]
+
+
+def parent_job(r: redis.Redis, job_id: str) -> Optional[dict]:
+    """The job that started this one, when its id extends an existing job's id."""
+    parts = job_id.split("-")
+    for cut in range(len(parts) - 1, max(len(parts) - 4, 1), -1):
+        parent = joblog.get_job(r, "-".join(parts[:cut]))
+        if parent:
+            return parent
+    return None

@@ -65,9 +65,11 @@ def job_page(job_id: str):
     if job is None:
         return render_template("message.html", title="No such job",
                                message=f"There is no job {job_id} (job records are kept 30 days).", status=404), 404
-    row = data.job_rows([job], data.pull_urls([job], locks.all_locks(_redis())))[0]
-    lines = joblog.read_log(_redis(), job_id)
-    return render_template("job.html", job=row, lines=lines)
+    held = locks.all_locks(_redis())
+    children = data.child_jobs(_redis(), job)
+    row = data.job_rows([job], data.pull_urls([job, *children], held))[0]
+    return render_template("job.html", job=row, lines=joblog.read_log(_redis(), job_id),
+                           children=data.job_rows(children, {}), parent=data.parent_job(_redis(), job_id))
 
 
 @blueprint.get("/audit")

@@ -257,22 +257,25 @@ def test_worker_killed_during_apply_reports_failure_and_keeps_the_lock(scenario,
     opened(server, fake_github, 7)
     server.wait_jobs_idle()
     comment(server, fake_github, 7, "/apply")
-    wait_for(lambda: any("running" in b for b in scenario.comments(7, "**Plankeeper apply**")), timeout=60,
+    wait_for(lambda: any("🔄 running" in b for b in scenario.comments(7, "**Plankeeper apply**")), timeout=60,
              what="a running apply")
     horse = _running_job_pid(server)
     os.kill(horse, signal.SIGKILL)
     wait_for(lambda: any("worker died" in b or "internal error" in b.lower() for b in scenario.comments(7)),
              timeout=120, what="a failure comment")
-    states = [s["state"] for s in fake_github.statuses(REPO, head) if s["context"] == "plankeeper/apply"]
-    assert states[-1] == "failure", states
+    def apply_states():
+        return [s["state"] for s in fake_github.statuses(REPO, head) if s["context"] == "plankeeper/apply"]
+
+    wait_for(lambda: apply_states()[-1] == "failure", timeout=60, what=f"a failed apply status ({apply_states()})")
+    assert "worker process was killed" in scenario.comments(7, "**Plankeeper apply**")[-1]
     locks = requests.get(f"{server.url}/api/locks", timeout=5).json()
     assert [lock["pull_number"] for lock in locks] == [7]
 
 
 def _running_job_pid(server) -> int:
     jobs = requests.get(f"{server.url}/api/jobs", timeout=5).json()
-    running = [j for j in jobs if j.get("state") == "running"]
-    assert len(running) == 1, jobs
+    running = [j for j in jobs if j.get("state") == "running" and j.get("pid")]
+    assert len(running) == 1, [(j["id"], j.get("state"), j.get("summary")) for j in jobs]
     return int(running[0]["pid"])
 
 

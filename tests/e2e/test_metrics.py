@@ -54,6 +54,9 @@ def test_metrics_count_a_plan_and_an_apply(fake_github, git_repo, serve_factory,
         assert value(samples, "plankeeper_job_duration_seconds_count", kind=kind) == 1
         assert value(samples, "plankeeper_job_duration_seconds_bucket", kind=kind, le="+Inf") == 1
         assert 0 < value(samples, "plankeeper_job_duration_seconds_sum", kind=kind) < 120
+    for kind in ("plan_project", "apply_project"):  # the runs' per-project jobs
+        assert value(samples, "plankeeper_jobs_total", kind=kind, state="succeeded") == 1
+        assert value(samples, "plankeeper_job_duration_seconds_count", kind=kind) == 1
     assert value(samples, "plankeeper_queue_depth") == 0
     assert value(samples, "plankeeper_locks_held") == 1  # applied, but held until the pull request merges
     applies = requests.get(f"{server.url}/api/audit?action=apply", timeout=5).json()

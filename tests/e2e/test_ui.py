@@ -59,6 +59,12 @@ def deliver_comment(server, fake, body: str, number: int = 7) -> str:
     return answer.json()["job_id"]
 
 
+def _child(server, job_id: str, marker: str) -> str:
+    """The id of the job `job_id` started whose id continues with `marker`, once it exists."""
+    jobs = requests.get(f"{server.url}/api/jobs?limit=50", timeout=5).json()
+    return next((j["id"] for j in jobs if j["id"].startswith(job_id + marker)), "")
+
+
 class Receiver:
     """A local HTTP server collecting the JSON bodies posted to it (the notification target)."""
 
@@ -181,10 +187,13 @@ def test_running_apply_tails_live_and_lands_in_the_audit_log(fake_github, git_re
     deliver_opened(server, fake_github)
     server.wait_jobs_idle()
     job_id = deliver_comment(server, fake_github, "/apply")
-    log_url = f"{server.url}/api/jobs/{job_id}/log"
+    project_job = wait_for(lambda: _child(server, job_id, "-apply-p"), 60, what="the project's apply job")
+    log_url = f"{server.url}/api/jobs/{project_job}/log"
     wait_for(lambda: any("applying plan" in line for line in requests.get(log_url, timeout=5).json()["lines"]),
              60, interval=0.1, what="the apply to start")
-    browser.get(f"{server.url}/jobs/{job_id}")
+    browser.get(f"{server.url}/jobs/{job_id}")  # where the comment links to
+    browser.find_element(By.CSS_SELECTOR, "ul.children").find_element(By.PARTIAL_LINK_TEXT, "apply infra/app").click()
+    assert browser.current_url.endswith(f"/jobs/{project_job}")
     loaded_with = browser.find_element(By.ID, "log").text
     assert "tick 5" not in loaded_with, "the apply finished before the page loaded: nothing to tail"
     assert "running" in browser.find_element(By.ID, "job-state").text
@@ -192,10 +201,15 @@ def test_running_apply_tails_live_and_lands_in_the_audit_log(fake_github, git_re
     screenshot(browser, "job-running")
     wait_for(lambda: "tick 5" in browser.find_element(By.ID, "log").text, 60, what="tick 5 in the live log")
     wait_for(lambda: "succeeded" in browser.find_element(By.ID, "job-state").text, 60, what="the final state")
+    wait_for(lambda: "applied" in browser.find_element(By.ID, "job-summary").text, 10, what="the summary")
+    assert browser.find_element(By.ID, "job-duration").text.endswith("s")
     text = browser.find_element(By.ID, "log").text
     assert text.index("tick 1") < text.index("tick 5") and "Apply complete!" in text
     assert text.count("tick 3") == 1  # every line exactly once, despite the tail and the initial render
     screenshot(browser, "job-finished")
+    browser.get(f"{server.url}/jobs/{job_id}")
+    assert "succeeded" in browser.find_element(By.CSS_SELECTOR, "ul.children").text
+    screenshot(browser, "job-coordinator")
     server.wait_jobs_idle()
     browser.get(f"{server.url}/audit?action=apply")
     rows = browser.find_elements(By.CSS_SELECTOR, "tr.audit-row")
@@ -203,7 +217,7 @@ def test_running_apply_tails_live_and_lands_in_the_audit_log(fake_github, git_re
     screenshot(browser, "audit")
     browser.get(server.url + "/")
     screenshot(browser, "overview-after-apply")
-    assert job_id[:10] in browser.find_element(By.ID, "jobs").text
+    assert browser.find_element(By.ID, "jobs").find_elements(By.CSS_SELECTOR, f'a[href="/jobs/{job_id}"]')
     wait_for(lambda: receiver.received, 10, what="the apply notification")
     note = receiver.received[0]
     assert note["event"] == "apply" and note["title"] == f"Apply succeeded: {REPO_ID}#7"

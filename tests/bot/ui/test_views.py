@@ -129,3 +129,14 @@ def test_jobs_page_pages(client, redis_server):
     assert first.count('class="job-row"') == 25 and "offset=25" in first and "d-29" in first
     second = client.get("/jobs?offset=25").get_data(as_text=True)
     assert second.count('class="job-row"') == 5 and "d-00" in second and "Newer" in second
+
+
+def test_job_page_links_a_run_to_its_project_jobs_and_back(client, redis_server):
+    joblog.record_job(redis_server, "d-abc", state="succeeded", created_at=100, repo=REPO, pull=7, title="comment")
+    joblog.record_job(redis_server, "d-abc-apply-p0", state="running", created_at=101, repo=REPO, pull=7,
+                      title="apply infra/app", event="project")
+    joblog.record_job(redis_server, "d-abcd", state="queued", created_at=102, repo=REPO, pull=8)  # not a child
+    parent = client.get("/jobs/d-abc").get_data(as_text=True)
+    assert 'href="/jobs/d-abc-apply-p0">apply infra/app</a>' in parent and 'href="/jobs/d-abcd"' not in parent
+    child = client.get("/jobs/d-abc-apply-p0").get_data(as_text=True)
+    assert 'Part of job <a class="mono" href="/jobs/d-abc">d-abc</a> (comment)' in child

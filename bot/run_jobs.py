@@ -1,0 +1,155 @@
+"""RQ entry points of a run (bot.runs): one job per project, then the finalizing job."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from rq import get_current_job
+
+from bot import joblog, metrics, runs
+from bot.errors import UserFacingError
+from bot.forges import make_forge
+from bot.jobs import redactor, runtime
+from bot.models import ProjectOutcome
+from bot.orchestrator import JobContext
+from bot.reporting import CommandReport
+
+log = logging.getLogger(__name__)
+RUN_LOCK_KEY = "pk:run-lock:{}"
+FINAL = ("planned", "no_changes", "applied", "failed", "locked", "cancelled", "skipped")
+
+
+def _context(run: runs.Run, job_id: str) -> JobContext:
+    rt = runtime()
+    redact = redactor(rt.settings)
+    ctx = JobContext(rt, make_forge(run.pull.repo, rt.settings), job_id, joblog.JobLog(rt.redis, job_id, redact),
+                     redact)
+    ctx.started_at = run.created_at  # a /cancel after the run started stops every project of it
+    return ctx
+
+
+def _report(ctx: JobContext, run: runs.Run) -> CommandReport:
+    report = CommandReport(ctx, run.pull, run.report_command)
+    report.comment_id, report.comment_url = run.comment_id or None, run.comment_url
+    report.job_url = ctx.rt.job_url(run.coordinator_job)
+    return report
+
+
+def refresh_comment(ctx: JobContext, run: runs.Run) -> None:
+    """Re-render the run's comment from every project's recorded outcome (one editor at a time)."""
+    with ctx.rt.redis.lock(RUN_LOCK_KEY.format(run.id), timeout=60, blocking_timeout=30):
+        _report(ctx, run).progress(runs.outcomes(ctx.rt.redis, run))
+
+
+def _work(kind: str):
+    from bot.applying import apply_project
+    from bot.deploy import deploy_project
+    from bot.planning import plan_project
+
+    return {"plan": plan_project, "apply": apply_project, "deploy": deploy_project}[kind]
+
+
+def run_project(payload: dict) -> str:
+    """Plan, apply or deploy one project of a run; records the outcome, refreshes the comment."""
+    job = get_current_job()
+    job_id = job.id if job else f"inline-{time.time():.0f}"
+    rt = runtime()
+    run = runs.load(rt.redis, payload["run"])
+    index = int(payload["index"])
+    ctx = _context(run, job_id)
+    started = time.time()
+    joblog.record_job(rt.redis, job_id, state="running", started_at=started, pid=os.getpid())
+    outcome = runs.outcomes(rt.redis, run)[index]
+    outcome.log_url = ctx.job_url
+    try:
+        if _blocked_by_failed_dependency(rt.redis, run, index):
+            outcome.status, outcome.message = "skipped", "Skipped: a project it waits for failed."
+        elif ctx.should_stop(run.pull)():
+            outcome.status, outcome.message = "cancelled", "Cancelled by `/cancel` before it started."
+        else:
+            outcome.status = "running"
+            runs.save_outcome(rt.redis, run.id, index, outcome)
+            refresh_comment(ctx, run)
+            _work(run.kind)(ctx, run, outcome)
+    except UserFacingError as exc:
+        outcome.status, outcome.message = "failed", exc.message
+    except Exception:
+        log.exception("job %s: %s of %s failed", job_id, run.kind, outcome.project.key)
+        outcome.status, outcome.message = "failed", f"Internal error (job `{job_id}`): see the server log."
+    finally:
+        ctx.cleanup()
+    runs.save_outcome(rt.redis, run.id, index, outcome)
+    refresh_comment(ctx, run)
+    state = "failed" if outcome.status == "failed" else "succeeded"
+    joblog.record_job(rt.redis, job_id, state=state, summary=outcome.status, ended_at=time.time(),
+                      duration=f"{time.time() - started:.2f}")
+    metrics.count_job(rt.redis, f"{run.kind}_project", state, time.time() - started)
+    return outcome.status
+
+
+def _blocked_by_failed_dependency(r, run: runs.Run, index: int) -> bool:
+    if not run.abort_on_fail:
+        return False
+    earlier = runs.outcomes(r, run)[:index]
+    return any(o.status in ("failed", "locked", "cancelled", "skipped") for o in earlier)
+
+
+def finish_run(payload: dict) -> str:
+    """After every project job: the final comment and statuses, then what the kind does last."""
+    job = get_current_job()
+    job_id = job.id if job else f"inline-{time.time():.0f}"
+    rt = runtime()
+    run = runs.load(rt.redis, payload["run"])
+    ctx = _context(run, job_id)
+    joblog.record_job(rt.redis, job_id, state="running", started_at=time.time())
+    outcomes = runs.outcomes(rt.redis, run)
+    for i, outcome in enumerate(outcomes):
+        if outcome.status not in FINAL:  # its job died before recording anything
+            outcome.status = "failed"
+            outcome.message = f"Its job (`{run.project_job_id(i)}`) stopped before finishing: comment the command again."
+    try:
+        with rt.redis.lock(RUN_LOCK_KEY.format(run.id), timeout=60, blocking_timeout=30):
+            _report(ctx, run).finish(outcomes)
+        _after(ctx, run, outcomes)
+    finally:
+        runs.clear_active(rt.redis, run)
+        ctx.cleanup()
+    from bot.render import overview
+
+    summary = overview(run.report_command, outcomes, running=False)
+    joblog.record_job(rt.redis, job_id, state="succeeded", summary=summary, ended_at=time.time())
+    joblog.record_job(rt.redis, run.coordinator_job, summary=summary)
+    return summary
+
+
+def _after(ctx: JobContext, run: runs.Run, outcomes: list[ProjectOutcome]) -> None:
+    from bot import hooks
+    from bot.applying import finish_apply, release_pull_request
+
+    if run.kind == "plan":
+        problem = hooks.run_post_workflow_hooks(ctx, run.pull, ctx.checkout(run.pull)) if _has_post_hooks(ctx, run) else ""
+        if problem:
+            ctx.forge.create_comment(run.pull, ctx.redact(f"**Post-workflow hook failed**\n\n{problem}"))
+    elif run.kind == "apply":
+        finish_apply(ctx, run, outcomes)
+    else:
+        finish_apply(ctx, run, outcomes)
+        release_pull_request(ctx, run.pull, "merged", run.actor)
+
+
+def _has_post_hooks(ctx: JobContext, run: runs.Run) -> bool:
+    return bool(ctx.settings.repo_settings(run.pull.repo.id).post_workflow_hooks)
+
+
+def project_job_died(job, payload: dict, reason: str) -> None:
+    """A project job's worker died: record its outcome as failed so the comment says so."""
+    rt = runtime()
+    run = runs.load(rt.redis, payload["run"])
+    index = int(payload["index"])
+    outcome = runs.outcomes(rt.redis, run)[index]
+    outcome.status = "failed"
+    outcome.message = (f"Internal error (job `{job.id}`): the job stopped because {reason}. Locks and saved "
+                       "plans are kept; comment the command again to retry.")
+    runs.save_outcome(rt.redis, run.id, index, outcome)
+    refresh_comment(_context(run, job.id), run)
