@@ -5,11 +5,15 @@ TerraformRunner for the default workflow, WorkflowRunner for a custom one, Kubec
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
+import git
+
+from bot import selection
 from bot.errors import UserFacingError
 from bot.settings import Settings
 from runners.base import Runner
@@ -19,6 +23,8 @@ from runners.repo_config_schema import EffectiveProject
 from runners.terraform import MissingBinary, TerraformRunner, resolve_binary
 from runners.workflows import WorkflowRunner
 from runners.workspace import Workspace
+
+BASE_DIR = "base"  # render-only mode: the pull request's base checkout, next to the head's
 
 
 def parent_environment() -> dict[str, str]:
@@ -32,11 +38,11 @@ def runner_for(project: Project, settings: Settings, workspace: Workspace,
     """The runner for the project's engine, with a private HOME/TMPDIR in the workspace.
 
     Raises UserFacingError when no configured binary fits the project's terraform_version or
-    terraform_distribution.
+    terraform_distribution, or when the kubectl binary is missing.
     """
     env = minimal_env(parent_environment(), workspace.home, workspace.tmp)
     if project.engine == "kubectl":
-        return _kubectl_runner(settings, env, effective)
+        return _kubectl_runner(settings, env, effective, _applyset_name(project, step_env or {}))
     version = terraform_version or (effective.terraform_version if effective else None)
     distribution = effective.terraform_distribution if effective else "terraform"
     argv0 = _terraform_argv(settings, env.get("PATH", ""), version, distribution)
@@ -64,20 +70,70 @@ def _terraform_argv(settings: Settings, path: str, version: Optional[str], distr
             title="Missing Terraform version") from exc
 
 
-def _kubectl_runner(settings: Settings, env: dict[str, str], effective: Optional[EffectiveProject]) -> Runner:
+def _kubectl_runner(settings: Settings, env: dict[str, str], effective: Optional[EffectiveProject],
+                    applyset: str) -> Runner:
     from runners.kubectl import KubectlRunner
 
     kube = settings.kubectl
+    path = env.get("PATH", "")
+    kubectl = shutil.which(kube.binary, path=path)
+    if kubectl is None:
+        raise UserFacingError(
+            f"Cannot run this Kubernetes project: the kubectl binary `{kube.binary}` was not found. Install "
+            "kubectl on the server or point the server setting `kubectl.binary` at it.", title="Missing kubectl")
     # context and namespace: server settings only (merge_with_server copies them from the server
     # side repo config); render, prune and values come from the repo file
     cfg = effective.kubectl if effective is not None else None
     return KubectlRunner(
-        kubectl=kube.binary, helm=shutil.which("helm", path=env.get("PATH", "")), env=env,
+        kubectl=kubectl, helm=shutil.which(kube.helm, path=path), env=env,
         timeout=settings.terraform.timeout, kubeconfig=str(kube.kubeconfig) if kube.kubeconfig else None,
         context=(cfg.context if cfg and cfg.context else kube.context), namespace=cfg.namespace if cfg else None,
         render=cfg.render if cfg else "plain", prune=cfg.prune if cfg else False,
-        helm_values=cfg.values if cfg else (),
+        helm_values=cfg.values if cfg else (), applyset=applyset,
     )
+
+
+def _applyset_name(project: Project, step_env: Mapping[str, str]) -> str:
+    """The ApplySet (parent Secret) of one project: prune must never touch another project's objects."""
+    repo = f"{step_env.get('BASE_REPO_OWNER', '')}/{step_env.get('BASE_REPO_NAME', '')}"
+    return "plankeeper-" + hashlib.sha256(f"{repo}:{project.key}".encode()).hexdigest()[:12]
+
+
+def render_only(project: Project, settings: Settings) -> bool:
+    """True when the project is planned without a cluster: its plan diffs base and head manifests."""
+    return project.engine == "kubectl" and settings.kubectl.kubeconfig is None
+
+
+def render_base_dir(ctx: Any, pull: Any, repo_dir: str, project: Project) -> Optional[Path]:
+    """For a render-only project, its directory in a checkout of the pull request's merge base.
+
+    ctx is a bot.orchestrator.JobContext, pull a bot.models.PullRequest. None when the project
+    is planned against a cluster, or when the base cannot be checked out (then the job log says
+    why and every object shows as new).
+    """
+    if not render_only(project, ctx.settings):
+        return None
+    try:
+        if not ctx.workspace.resolve(BASE_DIR).exists():
+            sha = _merge_base(ctx.workspace.resolve(repo_dir), pull)
+            ctx.checkout(pull, sha=sha, subdir=BASE_DIR)
+        return selection.project_dir(ctx.workspace, BASE_DIR, project)
+    except Exception as exc:  # a base commit the server cannot fetch: diff against nothing
+        ctx.log(f"[{project.label}] base of the pull request not checked out ({getattr(exc, 'message', exc)}): "
+                "every object is shown as new")
+        return None
+
+
+def _merge_base(head_checkout: Path, pull: Any) -> str:
+    """Where the pull request's branch left its base, as the forge's diff shows it; falls back
+    to the base commit the forge reported when git cannot tell."""
+    base = pull.base_sha or f"origin/{pull.base_ref}"
+    try:
+        return git.Git(str(head_checkout)).merge_base(base, pull.head_sha).strip()
+    except git.GitCommandError:
+        if pull.base_sha:
+            return pull.base_sha
+        raise
 
 
 def step_env_for(pull, project: Project, repo_rel_dir: str, extra_args=(), user: str = "") -> dict[str, str]:

@@ -192,6 +192,8 @@ def report_dead_job(job, reason: str, detail: object = "") -> None:
         if "index" in payload:
             project_job_died(job, payload, reason)
         return
+    if "kind" not in payload:  # not an event (a drift check has its own failure handler)
+        return
     event = event_from_dict(payload)
     logs.bind_event(job.id, event)
     redact = redactor(rt.settings)

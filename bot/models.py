@@ -177,6 +177,7 @@ class ProjectOutcome:
     message: str = ""  # extra explanation for the user (lock holder, refusal reason, next steps)
     log_url: str = ""
     drift: list[ResourceChange] = field(default_factory=list)
+    policies: list[dict] = field(default_factory=list)  # per policy set: bot.policies.evaluate's results
 
 
 def outcome_to_dict(outcome: ProjectOutcome) -> dict:
@@ -197,4 +198,5 @@ def outcome_from_dict(data: dict) -> ProjectOutcome:
     if data.get("apply"):
         data["apply"] = ApplyResult(**data["apply"])
     data["drift"] = [ResourceChange(**c) for c in data.get("drift", [])]
+    data["policies"] = [dict(p) for p in data.get("policies") or []]
     return ProjectOutcome(**data)

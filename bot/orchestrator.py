@@ -6,20 +6,20 @@ when the event is stale (the head moved: a newer event will do the work).
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Optional
 
-from bot import artifacts, audit, commands, locks, permissions, render
+from bot import artifacts, audit, commands, permissions, render
 from bot.errors import UsageError, UserFacingError
 from bot.forges.base import Forge
 from bot.joblog import JobLog
 from bot.models import Command, CommentEvent, Event, PullRequest, PullRequestEvent, ReviewEvent
 from bot.runtime import Runtime
 from runners.git import GitError, RepoCache
+from runners.models import Project
 from runners.workspace import PathEscape, Workspace, check_symlinks, create_workspace
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ def _run_command(ctx: JobContext, pull: PullRequest, command: Command, actor: st
     if name == "cancel":
         return cancel(ctx, pull, actor)
     if name == "help":
-        ctx.forge.create_comment(pull, commands.usage())
+        ctx.forge.create_comment(pull, commands.usage(command.extra_args[0] if command.extra_args else None))
         return "replied: help"
     if name == "version":
         return _version(ctx, pull)
@@ -200,15 +200,22 @@ def cancel(ctx: JobContext, pull: PullRequest, actor: str) -> str:
 
 
 def _version(ctx: JobContext, pull: PullRequest) -> str:
-    from bot import __version__
+    """Reply with the bot's version and the engine version of each project of the repo config."""
+    from bot import __version__, selection
     from bot.engines import runner_for
-    from runners.models import Project
 
-    try:
-        engine = runner_for(Project("."), ctx.settings, ctx.workspace).version()
-    except Exception as exc:  # a missing binary is worth reporting, not crashing on
-        engine = f"Terraform: unavailable ({exc})"
-    ctx.forge.create_comment(pull, f"**Plankeeper** {__version__}\n\n{engine}")
+    repo_dir = ctx.checkout(pull)
+    _, effective = selection.load_effective(ctx.workspace, repo_dir, ctx.settings.repo_settings(pull.repo.id))
+    lines = [f"**Plankeeper** {__version__}", ""]
+    for ep in effective or [None]:
+        project = ep.project if ep else Project(".")
+        try:
+            engine = runner_for(project, ctx.settings, ctx.workspace, ep).version()
+        except Exception as exc:  # a missing binary is worth reporting, not crashing on
+            engine = f"unavailable ({getattr(exc, 'message', exc)})"
+        label = f"`{project.label}`" if ep else "default"
+        lines.append(f"- {label}: {engine}")
+    ctx.forge.create_comment(pull, ctx.redact("\n".join(lines)))
     return "replied: version"
 
 
@@ -222,6 +229,3 @@ def _on_review(ctx: JobContext, event: ReviewEvent) -> str:
         return "ignored: nothing planned to apply"
     return applying.run_apply(ctx, pull, Command("apply"), event.reviewer, trigger="approval")
 
-
-def remove_workdir(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

@@ -1,6 +1,8 @@
 """Who may run which command: write access, plus the configured users/teams/groups."""
 from __future__ import annotations
 
+from typing import Iterable
+
 from bot.errors import UserFacingError
 from bot.forges.base import Forge
 from bot.models import Repo
@@ -17,11 +19,17 @@ def check(forge: Forge, repo: Repo, login: str, command: str, permissions: dict[
             f"@{login} cannot `/{command}` here: it needs write permission on {repo.full_name}.",
             title=f"{command} refused",
         )
-    if allowed and not any(_matches(forge, repo, login, who) for who in allowed):
+    if allowed and not is_one_of(forge, repo, login, allowed):
         raise UserFacingError(
             f"@{login} cannot `/{command}` here: the server allows it only for {', '.join(allowed)}.",
             title=f"{command} refused",
         )
+
+
+def is_one_of(forge: Forge, repo: Repo, login: str, principals: Iterable[str]) -> bool:
+    """Whether login is one of the principals: a user name (any case), `team:org/slug` (GitHub)
+    or `group:path` (GitLab), memberships asked of the forge."""
+    return any(_matches(forge, repo, login, who) for who in principals)
 
 
 def _matches(forge: Forge, repo: Repo, login: str, who: str) -> bool:

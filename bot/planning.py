@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from bot import artifacts, drift, hooks, locks, runs, selection
-from bot.engines import runner_for, step_env_for
+from bot.engines import render_base_dir, runner_for, step_env_for
 from bot.errors import UserFacingError
 from bot.models import Command, ProjectOutcome, PullRequest
 from bot.orchestrator import JobContext
@@ -120,8 +120,10 @@ def plan_in(ctx: JobContext, pull: PullRequest, repo_dir: str, effective: Effect
         return PlanResult(ok=False, failed_step="setup", error=getattr(exc, "message", str(exc)))
     out_dir = ctx.workspace.resolve(f"out/{_safe(project.key)}")
     out_dir.mkdir(parents=True, exist_ok=True)
+    base_dir = render_base_dir(ctx, pull, repo_dir, project)  # render-only kubectl: diff base and head
+    extra = {"base_dir": base_dir} if base_dir is not None else {}
     return runner.plan(project_dir, project.workspace, out_dir, tuple(extra_args), on_line=sink,
-                       should_stop=ctx.should_stop(pull))
+                       should_stop=ctx.should_stop(pull), **extra)
 
 
 def store_plan(ctx: JobContext, pull: PullRequest, project: Project, result: PlanResult,

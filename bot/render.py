@@ -1,6 +1,7 @@
 """Results -> markdown comments (SPEC §8). Pure: no I/O. Redaction is applied last."""
 from __future__ import annotations
 
+import re
 from typing import Callable, Optional, Sequence
 
 from bot.models import ProjectOutcome, PullRequest
@@ -66,7 +67,16 @@ def _fence(text: str) -> str:
     return f"{fence}diff\n{text.rstrip()}\n{fence}"
 
 
+_DIFF_MARK = re.compile(r"^(\s+)([-+~])(\s)", re.MULTILINE)
+
+
+def diff_friendly(text: str) -> str:
+    """Move Terraform's indented +/-/~ markers to the line start so a ```diff block colours them."""
+    return _DIFF_MARK.sub(lambda m: ("!" if m.group(2) == "~" else m.group(2)) + m.group(1) + m.group(3), text)
+
+
 def _output_block(text: str, budget: Optional[int], log_url: str) -> str:
+    text = diff_friendly(text)
     if budget is not None and len(text) > budget:
         text = text[: max(budget, 0)] + TRUNCATED_NOTE.format(url=log_url)
     return f"<details><summary>Show output</summary>\n\n{_fence(text)}\n</details>\n"

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 from bot import render
 from bot.errors import ForgeError
-from bot.forges.base import FAILURE, PENDING, SUCCESS, Forge
+from bot.forges.base import FAILURE, PENDING, SUCCESS
 from bot.models import ProjectOutcome, PullRequest
 
 log = logging.getLogger(__name__)

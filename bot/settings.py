@@ -248,7 +248,8 @@ class TerraformSettings:
 
 @dataclass(frozen=True)
 class KubectlSettings:
-    binary: str = _meta("kubectl", check=_check_nonempty)
+    binary: str = _meta("kubectl", check=_check_nonempty)  # a name on PATH or a path
+    helm: str = _meta("helm", check=_check_nonempty)  # for `render: helm`; a name on PATH or a path
     kubeconfig: Path | None = None  # None = render-only mode
     context: str | None = None
 

