@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Optional
 
-from bot import artifacts, audit, drift, locks, notify, runs, selection
+from bot import artifacts, audit, drift, locks, notify, policies, runs, selection
 from bot.engines import runner_for, step_env_for
 from bot.errors import ApplyRefused
 from bot.models import Command, ProjectOutcome, PullRequest, PullRequestEvent
@@ -72,6 +72,11 @@ def run_apply(ctx: JobContext, pull: PullRequest, command: Command, actor: str, 
         raise ApplyRefused(
             f"The plan is for {stale[0].head_sha[:7]}, head is {pull.head_sha[:7]}: comment `/plan`.",
             title="Apply refused")
+    refusal = policies.apply_refusal(ctx, pull, plans, actor)
+    if refusal:
+        if trigger == "approval":
+            return "not applied: policy checks failed"
+        raise ApplyRefused(refusal, title="Apply refused")
     repo_dir = ctx.checkout(pull)
     config, _ = selection.load_effective(ctx.workspace, repo_dir, effective_settings(ctx, pull))
     effective = [effective_for(ctx, pull, repo_dir, project_of(p)) for p in plans]

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -16,6 +17,7 @@ from bot import __version__
 from bot.errors import SettingsError
 
 log = logging.getLogger("plankeeper")
+RESPAWN_SECONDS = 3  # a dead worker is replaced within this; also the pace of a crash loop
 
 
 def _load(config: Optional[str], **overrides):
@@ -43,6 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     _, stop_scheduler = start_thread(settings)  # drift checks on their cron; exactly once across servers
     stopping = {"flag": False}
+    threading.Thread(target=_supervise, args=(workers, args.config, settings, stopping), daemon=True).start()
 
     def on_term(signum, frame):
         if not stopping["flag"]:
@@ -56,6 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except _Stop:
         log.info("stopping: draining %d worker(s) (running jobs finish first)", len(workers))
     finally:
+        stopping["flag"] = True
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop_scheduler.set()
         _drain(workers, settings.terraform.timeout)
@@ -89,6 +93,17 @@ def _spawn_workers(config: Optional[str], settings) -> list[subprocess.Popen]:
     env = dict(os.environ, PLANKEEPER_REDIS_URL=settings.redis_url)
     argv = [sys.executable, "-m", "bot.cli", "worker"] + (["--config", config] if config else [])
     return [subprocess.Popen(argv, env=env) for _ in range(settings.workers)]
+
+
+def _supervise(workers: list[subprocess.Popen], config: Optional[str], settings, stopping: dict) -> None:
+    """Start a worker again when one exits on its own (killed, or quit on a Redis error such
+    as a full disk): otherwise the server would keep taking webhooks that nothing runs."""
+    while not stopping["flag"]:
+        time.sleep(RESPAWN_SECONDS)
+        for i, proc in enumerate(workers):
+            if proc.poll() is not None and not stopping["flag"]:
+                log.warning("worker %s exited with %s: starting another", proc.pid, proc.returncode)
+                workers[i] = _spawn_workers(config, dataclasses.replace(settings, workers=1))[0]
 
 
 def _drain(workers: list[subprocess.Popen], timeout: int) -> None:

@@ -22,7 +22,7 @@ from runners.models import Project
 from runners.repo_config_schema import EffectiveProject
 from runners.terraform import MissingBinary, TerraformRunner, resolve_binary
 from runners.workflows import WorkflowRunner
-from runners.workspace import Workspace
+from runners.workspace import PathEscape, Workspace
 
 BASE_DIR = "base"  # render-only mode: the pull request's base checkout, next to the head's
 
@@ -118,7 +118,7 @@ def render_base_dir(ctx: Any, pull: Any, repo_dir: str, project: Project) -> Opt
             sha = _merge_base(ctx.workspace.resolve(repo_dir), pull)
             ctx.checkout(pull, sha=sha, subdir=BASE_DIR)
         return selection.project_dir(ctx.workspace, BASE_DIR, project)
-    except Exception as exc:  # a base commit the server cannot fetch: diff against nothing
+    except (UserFacingError, PathEscape, git.GitCommandError) as exc:  # no base to diff: diff against nothing
         ctx.log(f"[{project.label}] base of the pull request not checked out ({getattr(exc, 'message', exc)}): "
                 "every object is shown as new")
         return None

@@ -21,7 +21,7 @@ from rq import get_current_job
 from rq.job import Dependency
 
 from bot import commands, drift, joblog, logs, metrics, notify, queueing, render, reporting, runs
-from bot.errors import UsageError, UserFacingError
+from bot.errors import ForgeError, UsageError, UserFacingError
 from bot.forges import make_forge
 from bot.forges.base import FAILURE
 from bot.models import CommentEvent, Event, event_from_dict
@@ -74,6 +74,11 @@ def handle_event(payload: dict) -> str:
         _finish(rt, job_id, event, "failed", summary, ctx.started_at)
         _report_failure(ctx, event, exc.title, exc.message)
         return summary
+    except ForgeError as exc:  # retried already; its message names the call and the answer, no secrets
+        _finish(rt, job_id, event, "failed", f"failed: {exc}", ctx.started_at)
+        _report_failure(ctx, event, "The forge API failed", f"{exc}. Nothing more was run; locks and saved "
+                        "plans are kept. Comment the command again once the API answers.")
+        return f"failed: {exc}"
     except Exception:
         _finish(rt, job_id, event, "failed", "internal error", ctx.started_at)
         raise  # on_job_failure reports it on the pull request

@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Optional
 
-from bot import artifacts, audit, commands, permissions, render
+from bot import artifacts, audit, commands, disk, permissions, policies, render
 from bot.errors import UsageError, UserFacingError
 from bot.forges.base import Forge
 from bot.joblog import JobLog
@@ -55,6 +55,7 @@ class JobContext:
         sha = sha or pull.head_sha
         cache = RepoCache(Path(self.settings.data_dir) / "git-cache", _git_env())
         clone_url = pull.head_clone_url or pull.repo.clone_url
+        disk.ensure_free_space(self.settings.data_dir)
         self.log(f"checking out {sha[:12]} of {pull.repo.id}")
         refs = self.forge.pull_refs(pull)
         try:
@@ -152,7 +153,7 @@ def _on_comment(ctx: JobContext, event: CommentEvent) -> str:
     pull = ctx.forge.pull_request(event.repo, event.pull_number)
     ctx.forge.add_reaction(pull, event.comment_id, "eyes")
     audit.record(ctx.rt.redis, "command", user=event.author, repo=pull.repo.id, pull=pull.number,
-                 commit=pull.head_sha, detail=event.body.strip().splitlines()[0][:200], job_id=ctx.job_id)
+                 commit=pull.head_sha, detail=ctx.redact(event.body.strip().splitlines()[0][:200]), job_id=ctx.job_id)
     try:
         return _run_command(ctx, pull, command, event.author)
     except UserFacingError as exc:
@@ -176,6 +177,8 @@ def _run_command(ctx: JobContext, pull: PullRequest, command: Command, actor: st
         return applying.unlock(ctx, pull, actor)
     if name == "cancel":
         return cancel(ctx, pull, actor)
+    if name == "approve_policies":
+        return policies.approve(ctx, pull, actor)
     if name == "help":
         ctx.forge.create_comment(pull, commands.usage(command.extra_args[0] if command.extra_args else None))
         return "replied: help"

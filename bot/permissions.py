@@ -1,7 +1,7 @@
 """Who may run which command: write access, plus the configured users/teams/groups."""
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from bot.errors import UserFacingError
 from bot.forges.base import Forge

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from bot import artifacts, drift, hooks, locks, runs, selection
+from bot import artifacts, drift, hooks, locks, policies, redact, runs, selection
 from bot.engines import render_base_dir, runner_for, step_env_for
 from bot.errors import UserFacingError
 from bot.models import Command, ProjectOutcome, PullRequest
@@ -89,15 +89,18 @@ def plan_project(ctx: JobContext, run: runs.Run, outcome: ProjectOutcome) -> Non
             outcome.status, outcome.message = "locked", locked_message(held)
             return
     result = plan_in(ctx, pull, repo_dir, effective, run.command.extra_args, run.actor)
+    redact.learn_plan_secrets(ctx, result)
     outcome.plan = result
     if result.cancelled:
         outcome.status, outcome.message = "cancelled", "The plan was cancelled by `/cancel`."
     elif not result.ok:
         outcome.status = "failed"
     else:
-        store_plan(ctx, pull, project, result)
+        saved = store_plan(ctx, pull, project, result)
         outcome.status = "planned" if result.has_changes else "no_changes"
         outcome.drift, outcome.message = drift.base_drift(ctx.rt.redis, pull.repo.id, project.key, result)
+        if saved is not None:
+            outcome.policies = policies.check_plan(ctx, pull, project.key, result.plan_json, saved.sha256, run.actor)
 
 
 def locked_message(held: locks.Lock) -> str:

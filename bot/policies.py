@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -22,8 +23,8 @@ from bot import audit, permissions
 
 if TYPE_CHECKING:
     from bot.artifacts import PlanArtifact
-    from bot.orchestrator import JobContext
     from bot.models import PullRequest
+    from bot.orchestrator import JobContext
     from bot.settings import PolicySet
 
 RESULTS_KEY = "pk:policy-results:{repo}#{number}"  # hash: project key -> {plan_sha256, results}
@@ -39,7 +40,7 @@ class PolicyError(Exception):
 
 # -- evaluation -------------------------------------------------------------------------------
 
-def evaluate(sets: Sequence["PolicySet"], plan_json: dict) -> list[dict]:
+def evaluate(sets: Sequence[PolicySet], plan_json: dict) -> list[dict]:
     """Each set's result on the plan: {name, owners, failures, warnings, error}; never raises."""
     results = []
     for policy_set in sets:
@@ -61,6 +62,7 @@ def evaluate_set(path: Path, plan_json: dict) -> tuple[list[str], list[str]]:
     import regopy
 
     interpreter = regopy.Interpreter()
+    interpreter.log_level = regopy.LogLevel.NONE  # errors come back as RegoError, not on stdout
     for name, source in load_modules(path):
         try:
             interpreter.add_module(name, source)
@@ -144,7 +146,7 @@ def record_results(r: redis.Redis, repo_id: str, number: int, project_key: str, 
 
 
 def stored_results(r: redis.Redis, repo_id: str, number: int, project_key: str
-                   ) -> Optional[tuple[str, list[dict]]]:
+                   ) -> tuple[str, list[dict]] | None:
     """(plan SHA-256, results) last recorded for the project, or None."""
     raw = r.hget(RESULTS_KEY.format(repo=repo_id, number=number), project_key)
     if raw is None:
@@ -165,7 +167,7 @@ def _approve_sets(r: redis.Redis, repo_id: str, number: int, project_key: str, p
     r.expire(key, TTL)
 
 
-def blocking(r: redis.Redis, plan: "PlanArtifact", configured: bool) -> list[str]:
+def blocking(r: redis.Redis, plan: PlanArtifact, configured: bool) -> list[str]:
     """Why policies block applying this stored plan, one line per failed, unapproved set."""
     stored = stored_results(r, plan.repo_id, plan.pull_number, plan.project_key)
     if stored is None or stored[0] != plan.sha256:
@@ -178,11 +180,17 @@ def blocking(r: redis.Redis, plan: "PlanArtifact", configured: bool) -> list[str
 
 # -- the plan and /approve_policies -----------------------------------------------------------
 
-def check_plan(ctx: "JobContext", pull: "PullRequest", project_key: str, plan_json: Optional[dict],
+def check_plan(ctx: JobContext, pull: PullRequest, project_key: str, plan_json: dict | None,
                plan_sha256: str, actor: str) -> list[dict]:
-    """Run every configured set on a plan just stored; record and audit the results."""
+    """Run every configured set on a plan just stored; record and audit the results.
+
+    A plan without `terraform show -json` (a Kubernetes project) has nothing to check: an
+    empty result is recorded so that its apply is not refused as unchecked."""
     sets = ctx.settings.policies.sets
-    if not sets or plan_json is None:
+    if not sets:
+        return []
+    if plan_json is None:
+        record_results(ctx.rt.redis, pull.repo.id, pull.number, project_key, plan_sha256, [])
         return []
     results = evaluate(sets, plan_json)
     for res in results:  # messages may quote planned values: mask them before they are stored
@@ -200,7 +208,7 @@ def check_plan(ctx: "JobContext", pull: "PullRequest", project_key: str, plan_js
     return results
 
 
-def approve(ctx: "JobContext", pull: "PullRequest", actor: str) -> str:
+def approve(ctx: JobContext, pull: PullRequest, actor: str) -> str:
     """/approve_policies: approve every failed set of the pull request's current plans that
     `actor` owns; replies with what was approved and what still needs another owner."""
     from bot import artifacts
@@ -227,7 +235,7 @@ def approve(ctx: "JobContext", pull: "PullRequest", actor: str) -> str:
     return f"approved {len(approved)} policy set(s)" if approved else "nothing approved"
 
 
-def is_owner(ctx: "JobContext", pull: "PullRequest", login: str, result: dict) -> bool:
+def is_owner(ctx: JobContext, pull: PullRequest, login: str, result: dict) -> bool:
     """Whether login is one of the set's owners (users, team:org/slug, group:path)."""
     return permissions.is_one_of(ctx.forge, pull.repo, login, result.get("owners") or ())
 
@@ -244,3 +252,16 @@ def _approval_reply(actor: str, approved: list[str], others: list[str]) -> str:
     elif not others:
         lines += ["Every failed policy check is approved: `/apply` may go ahead (a new plan clears approvals)."]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def apply_refusal(ctx: JobContext, pull: PullRequest, plans: Sequence[PlanArtifact], actor: str) -> str:
+    """The refusal text when a failed policy set of these plans is unapproved (audited), else ""."""
+    configured = bool(ctx.settings.policies.sets)
+    problems = [line for plan in plans for line in blocking(ctx.rt.redis, plan, configured)]
+    if not problems:
+        return ""
+    audit.record(ctx.rt.redis, "apply_refused", user=actor, repo=pull.repo.id, pull=pull.number,
+                 commit=pull.head_sha, result="; ".join(problems)[:500], job_id=ctx.job_id)
+    return ("Policy checks failed:\n" + "\n".join(f"- {p}" for p in problems) +
+            "\n\nA policy owner can comment `/approve_policies` to approve them; pushing a fix and planning "
+            "again runs the checks again.")

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable, Iterator, Mapping, Optional
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 MASK = "***"
 MIN_SECRET_LENGTH = 6
@@ -93,7 +94,7 @@ def terraform_env_secrets(parent: Mapping[str, str]) -> list[str]:
     return [v for k, v in parent.items() if v and is_allowed(k) and is_secret_name(k)]
 
 
-def sensitive_values(plan_json: Optional[dict]) -> list[str]:
+def sensitive_values(plan_json: dict | None) -> list[str]:
     """The actual values a plan marks sensitive (`terraform show -json`): sensitive root
     variables, sensitive outputs, and resource attributes under the before/after/state
     sensitivity masks. Every leaf is returned as text; objects also as their JSON."""
@@ -170,3 +171,15 @@ def mask_log(r, job_id: str, redact: Redactor) -> int:
             r.lset(key, index, masked)
             changed += 1
     return changed
+
+
+def learn_plan_secrets(ctx, result) -> None:
+    """After a plan (ctx: bot.orchestrator.JobContext, result: runners.models.PlanResult): make
+    the job's Redactor mask the plan's sensitive values, mask the lines already logged, and
+    mask the result's texts before they are stored (other jobs render them later)."""
+    values = sensitive_values(result.plan_json)
+    if values and isinstance(ctx.redact, Redactor):
+        ctx.redact.add_secrets(values)
+        mask_log(ctx.rt.redis, ctx.job_id, ctx.redact)
+    result.output, result.error, result.summary = ctx.redact(result.output), ctx.redact(result.error), \
+        ctx.redact(result.summary)

@@ -42,6 +42,8 @@ def overview(command: str, outcomes: Sequence[ProjectOutcome], running: bool) ->
         changed = sum(o.status == "planned" for o in outcomes)
         unchanged = sum(o.status == "no_changes" for o in outcomes)
         text = f"{n} {noun}: {changed} with changes, {unchanged} without, {failed} failed"
+    blocked = sum(_policy_failed(o) for o in outcomes) if command == "plan" else 0
+    text += f", {blocked} blocked by policy" if blocked else ""
     pending = sum(o.status in ("queued", "running") for o in outcomes)
     return text + (f" ({pending} still running)" if running and pending else "")
 
@@ -85,7 +87,8 @@ def _output_block(text: str, budget: Optional[int], log_url: str) -> str:
 def project_section(command: str, outcome: ProjectOutcome, budget: Optional[int] = None) -> str:
     p = outcome.project
     title = f"### {'`' + p.name + '` · ' if p.name else ''}dir: `{p.dir}` · workspace: `{p.workspace}`"
-    parts = [title, "", f"**{STATUS_WORDS.get(outcome.status, outcome.status)}**", ""]
+    blocked = " · ❌ policy failed" if command == "plan" and _policy_failed(outcome) else ""
+    parts = [title, "", f"**{STATUS_WORDS.get(outcome.status, outcome.status)}{blocked}**", ""]
     result = outcome.apply if command == "apply" and outcome.apply else outcome.plan
     if outcome.message:
         parts += [outcome.message, ""]
@@ -99,11 +102,43 @@ def project_section(command: str, outcome: ProjectOutcome, budget: Optional[int]
         parts += [_output_block(result.output, budget, outcome.log_url)]
     if result and result.summary:
         parts += [f"`{result.summary}`", ""]
+    if command == "plan" and outcome.policies:
+        parts += [policy_section(outcome.policies)]
     if command == "plan" and outcome.status == "planned":
         parts += [f"To apply this project: `{apply_command(p)}`", ""]
     if outcome.log_url:
         parts += [f"[Full log]({outcome.log_url})", ""]
     return "\n".join(parts)
+
+
+def failed(outcome: ProjectOutcome) -> bool:
+    """Whether the outcome fails the command's status: an error, a lock, a cancel, a policy."""
+    return outcome.status in ("failed", "locked", "cancelled") or _policy_failed(outcome)
+
+
+def _policy_failed(outcome: ProjectOutcome) -> bool:
+    return any(r.get("failures") or r.get("error") for r in outcome.policies)
+
+
+def policy_section(results: Sequence[dict]) -> str:
+    """Each policy set's result (bot.policies.evaluate): passed, warnings, failures."""
+    lines = ["**Policy checks**", ""]
+    for r in results:
+        name = f"`{r['name']}`"
+        if r.get("error"):
+            lines.append(f"- ❌ {name} could not be evaluated: {r['error']}")
+        elif r.get("failures"):
+            lines.append(f"- ❌ {name} failed:")
+            lines += [f"  - {m}" for m in r["failures"]]
+        else:
+            lines.append(f"- ✅ {name} passed" + (" with warnings:" if r.get("warnings") else ""))
+        lines += [f"  - ⚠️ {m}" for m in r.get("warnings", [])]
+    failing = [r for r in results if r.get("failures") or r.get("error")]
+    if failing:
+        owners = sorted({o for r in failing for o in r.get("owners", [])})
+        lines += ["", "Apply is blocked until a policy owner (" + (", ".join(owners) or "none configured") +
+                  ") comments `/approve_policies`, or a new plan passes."]
+    return "\n".join(lines) + "\n"
 
 
 def apply_command(project) -> str:

@@ -39,7 +39,10 @@ class CommandReport:
         """Post the comment (every project queued) and the pending status."""
         ref = self.forge.create_comment(self.pull, self._body(outcomes, running=True))
         self.comment_id, self.comment_url = ref.id, ref.url
-        self.status(PENDING, f"{render.overview(self.command, outcomes, True)}")
+        try:
+            self.status(PENDING, f"{render.overview(self.command, outcomes, True)}")
+        except ForgeError as exc:  # the comment is up: run anyway; finish() retries and says so
+            log.warning("could not set the pending status on %s#%s: %s", self.pull.repo.id, self.pull.number, exc)
 
     def progress(self, outcomes: Sequence[ProjectOutcome]) -> None:
         """Edit the comment in place; a failed edit is logged, the job goes on."""
@@ -57,8 +60,13 @@ class CommandReport:
             self.comment_id, self.comment_url = ref.id, ref.url
         else:
             self.forge.update_comment(self.pull, self.comment_id, body)
-        failed = any(o.status in ("failed", "locked", "cancelled") for o in outcomes)
-        self.status(FAILURE if failed else SUCCESS, render.overview(self.command, outcomes, False))
+        failed = any(render.failed(o) for o in outcomes)
+        try:
+            self.status(FAILURE if failed else SUCCESS, render.overview(self.command, outcomes, False))
+        except ForgeError as exc:
+            note = (f"\n\n> ⚠️ The commit status could not be set ({exc}): "
+                    "comment the command again once the API answers.")
+            self.forge.update_comment(self.pull, self.comment_id, body + note)
         if self.command == "plan":
             self._supersede_older_plans()
 

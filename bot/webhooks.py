@@ -9,6 +9,8 @@ import fnmatch
 import json
 import logging
 
+import redis
+
 from flask import Blueprint, current_app, jsonify, request
 
 from bot import events, queueing, signatures
@@ -21,7 +23,10 @@ MAX_BODY_BYTES = 25 * 1024 * 1024
 
 
 def _answer(status: int, outcome: str, event_name: str, **body: object):
-    metrics.count_webhook(current_app.config["RUNTIME"].redis, event_name, outcome)
+    try:
+        metrics.count_webhook(current_app.config["RUNTIME"].redis, event_name, outcome)
+    except redis.RedisError as exc:  # a counter must not turn a queued delivery into a 500 (then a lost redelivery)
+        log.warning("could not count the webhook: %s", exc)
     return jsonify({"outcome": outcome, **body}), status
 
 

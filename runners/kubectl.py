@@ -33,6 +33,10 @@ from runners.process import ExecutableNotFound, ProcessResult, run
 FIELD_MANAGER = "plankeeper"
 RENDER_MODES = ("plain", "kustomize", "helm")
 NO_CHANGES = "No changes. Your cluster matches the manifests."
+RENDER_ONLY_NOTE = (
+    "Render-only mode: no cluster is configured, so this is the diff of the rendered manifests\n"
+    "between the pull request's base and head, not checked against a cluster.\n"
+)
 APPLYSET_ID_LABEL = "applyset.kubernetes.io/id"
 APPLYSET_KINDS_ANNOTATION = "applyset.kubernetes.io/contains-group-kinds"
 APPLYSET_MEMBER_LABEL = "applyset.kubernetes.io/part-of"
@@ -54,6 +58,11 @@ class StepFailed(Exception):
     def __init__(self, step: str, error: str, output: str = "", cancelled: bool = False) -> None:
         super().__init__(error)
         self.step, self.error, self.output, self.cancelled = step, error, output, cancelled
+
+    def fields(self) -> dict:
+        """The failure fields shared by PlanResult and ApplyResult."""
+        return {"failed_step": self.step, "error": self.error, "output": self.output,
+                "cancelled": self.cancelled}
 
 
 class KubectlRunner:
@@ -105,16 +114,10 @@ class KubectlRunner:
             plan_file = out_dir / "manifests.yaml"
             plan_file.write_text(dump_manifests(objects), encoding="utf-8")
             if self.kubeconfig is None:
-                return self._plan_render_only(objects, base_dir, out_dir, plan_file)
+                return self._plan_render_only(objects, base_dir, out_dir, plan_file, on_line)
             return self._plan_cluster(plan_file, objects, on_line, should_stop)
         except StepFailed as failed:
-            return PlanResult(
-                ok=False,
-                failed_step=failed.step,
-                error=failed.error,
-                output=failed.output,
-                cancelled=failed.cancelled,
-            )
+            return PlanResult(ok=False, **failed.fields())
 
     def apply(
         self,
@@ -129,7 +132,10 @@ class KubectlRunner:
             return ApplyResult(
                 ok=False,
                 failed_step="apply",
-                error="No kubeconfig is configured (render-only mode): nothing can be applied.",
+                error=(
+                    "No kubeconfig is configured (render-only mode): nothing can be applied. "
+                    "Set `kubectl.kubeconfig` in the server config to plan and apply against a cluster."
+                ),
             )
         try:
             existing = self._existing_count(plan_file, project_dir, should_stop)
@@ -145,13 +151,7 @@ class KubectlRunner:
                 argv += ["--prune", f"--applyset={self.applyset}"]
             result = self._run("apply", argv, project_dir, on_line, should_stop, self._apply_env())
         except StepFailed as failed:
-            return ApplyResult(
-                ok=False,
-                failed_step=failed.step,
-                error=failed.error,
-                output=failed.output,
-                cancelled=failed.cancelled,
-            )
+            return ApplyResult(ok=False, **failed.fields())
         lines = result.output.splitlines()
         applied = sum(1 for line in lines if line.endswith(" serverside-applied"))
         pruned = sum(1 for line in lines if line.endswith(" pruned"))
@@ -229,27 +229,31 @@ class KubectlRunner:
     # --- planning ---
 
     def _plan_render_only(
-        self, head: list[dict], base_dir: Path | None, out_dir: Path, plan_file: Path
+        self, head: list[dict], base_dir: Path | None, out_dir: Path, plan_file: Path, on_line
     ) -> PlanResult:
         base: list[dict] = []
-        note = ""
+        note = RENDER_ONLY_NOTE
         if base_dir is not None and base_dir.is_dir():
             try:
                 base = self._render(base_dir, out_dir / "render-base", None, None)
             except StepFailed as failed:
-                note = f"Note: the base manifests could not be rendered ({failed.error}); diffed against nothing.\n"
+                note += f"Note: the base manifests could not be rendered ({failed.error}); diffed against nothing.\n"
         changes, diff = render_only_diff(base, head, self.namespace)
         created, changed, deleted = summarize(changes)
         summary = (
             f"Kubernetes (render only, not checked against a cluster): "
             f"{created} to create, {changed} to change, {deleted} to delete."
         )
+        output = note + diff + summary + "\n"
+        if on_line:
+            for line in output.splitlines():
+                on_line(line)  # the diff is already masked: Secret values never reach a log
         return PlanResult(
             ok=True,
             has_changes=bool(changes),
             summary=summary,
             changes=changes,
-            output=note + diff + summary + "\n",
+            output=output,
             plan_file=str(plan_file),
         )
 

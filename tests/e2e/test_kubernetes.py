@@ -3,7 +3,7 @@ plankeeper.yaml) planned with the real kubectl 1.35 against FakeKubeAPI and appl
 `/apply`; Secret masking; kustomize and Helm rendering; render-only mode; kubectl's errors."""
 from __future__ import annotations
 
-from pathlib import Path
+import base64
 
 import pytest
 import requests
@@ -61,6 +61,12 @@ class KubeScenario:
     def comments(self, number: int, prefix: str) -> list[str]:
         return [c["body"] for c in self.fake.comments(REPO, number) if c["body"].startswith(prefix)]
 
+    def only_comment(self, server, number: int, prefix: str) -> str:
+        """The one comment starting with prefix; fails showing every comment and the server log."""
+        found = self.comments(number, prefix)
+        assert len(found) == 1, f"{[c['body'] for c in self.fake.comments(REPO, number)]}\n{server.log()}"
+        return found[0]
+
 
 @pytest.fixture
 def kube_api():
@@ -76,7 +82,8 @@ def kube_server(serve_factory, kube_api, tmp_path):
     def start(cluster: bool = True, helm: str | None = None):
         kubectl: dict = {"binary": kubectl_path(), **({"helm": helm} if helm else {})}
         if cluster:
-            kubectl["kubeconfig"] = str(kube_api.write_kubeconfig(tmp_path / "kubeconfig"))
+            kubeconfig = kube_api.write_kubeconfig(tmp_path / "kubeconfig", context="fake-cluster")
+            kubectl.update(kubeconfig=str(kubeconfig), context="fake-cluster")
         return serve_factory({"kubectl": kubectl, "defaults": NO_APPROVAL})
 
     return start
@@ -95,8 +102,9 @@ def job_log_text(server) -> str:
 def test_deployment_and_configmap_are_planned_with_counts_then_applied(fake_github, git_repo, kube_api,
                                                                       kube_server):
     kube_api.put(configmap("settings", {"mode": "old"}))
+    # context and namespace from a repo file are ignored: either would make kubectl fail here
     scenario = KubeScenario(fake_github, git_repo, {
-        "plankeeper.yaml": repo_config({"dir": "k8s"}),
+        "plankeeper.yaml": repo_config({"dir": "k8s", "kubectl": {"context": "prod", "namespace": "other"}}),
         "k8s/app.yaml": docs(configmap("settings", {"mode": "old"})),
     })
     head = scenario.open_pull(7, {"k8s/app.yaml": docs(configmap("settings", {"mode": "new"}),
@@ -106,9 +114,7 @@ def test_deployment_and_configmap_are_planned_with_counts_then_applied(fake_gith
     scenario.deliver_opened(server, 7)
     server.wait_jobs_idle()
 
-    plans = scenario.comments(7, "**Plankeeper plan**")
-    assert len(plans) == 1, server.log()
-    plan = plans[0]
+    plan = scenario.only_comment(server, 7, "**Plankeeper plan**")
     assert "1 project: 1 with changes, 0 without, 0 failed" in plan
     assert "`Kubernetes: 1 to create, 1 to change, 0 to delete.`" in plan
     assert "| ➕ create | `Deployment/default/web` |" in plan
@@ -121,9 +127,8 @@ def test_deployment_and_configmap_are_planned_with_counts_then_applied(fake_gith
     scenario.deliver_comment(server, 7, "/apply")
     server.wait_jobs_idle()
 
-    applies = scenario.comments(7, "**Plankeeper apply**")
-    assert len(applies) == 1, server.log()
-    assert "`Kubernetes apply complete: 1 created, 1 configured, 0 pruned.`" in applies[0]
+    applied = scenario.only_comment(server, 7, "**Plankeeper apply**")
+    assert "`Kubernetes apply complete: 1 created, 1 configured, 0 pruned.`" in applied
     assert kube_api.get("ConfigMap", "settings")["data"] == {"mode": "new"}
     assert kube_api.get("Deployment", "web")["spec"]["replicas"] == 2
     patches = [r for r in kube_api.mutating_requests() if r.method == "PATCH"]
@@ -146,7 +151,7 @@ def test_secret_change_is_masked_in_comment_and_job_log(fake_github, git_repo, k
     scenario.deliver_opened(server, 7)
     server.wait_jobs_idle()
 
-    plan = scenario.comments(7, "**Plankeeper plan**")[0]
+    plan = scenario.only_comment(server, 7, "**Plankeeper plan**")
     assert "`Kubernetes: 0 to create, 1 to change, 0 to delete.`" in plan, plan
     assert "+  password: (value changed)" in plan
     log = job_log_text(server)
@@ -157,10 +162,9 @@ def test_secret_change_is_masked_in_comment_and_job_log(fake_github, git_repo, k
     scenario.deliver_comment(server, 7, "/apply")
     server.wait_jobs_idle()
 
-    assert "`Kubernetes apply complete: 0 created, 1 configured, 0 pruned.`" in scenario.comments(
-        7, "**Plankeeper apply**")[0]
-    stored = kube_api.get("Secret", "db")
-    assert "n3w-pa55word" in yaml.safe_dump(stored) or stored["data"]["password"] == "bjN3LXBhNTV3b3Jk"
+    assert "`Kubernetes apply complete: 0 created, 1 configured, 0 pruned.`" in scenario.only_comment(
+        server, 7, "**Plankeeper apply**")
+    assert kube_api.get("Secret", "db")["data"]["password"] == base64.b64encode(b"n3w-pa55word").decode()
     assert "n3w-pa55word" not in job_log_text(server)
 
 
@@ -196,7 +200,7 @@ def test_kustomize_overlay_and_helm_chart_are_rendered_and_applied(fake_github, 
     scenario.deliver_opened(server, 7)
     server.wait_jobs_idle()
 
-    plan = scenario.comments(7, "**Plankeeper plan**")[0]
+    plan = scenario.only_comment(server, 7, "**Plankeeper plan**")
     assert "2 projects: 2 with changes, 0 without, 0 failed" in plan, plan
     assert "| ➕ create | `Deployment/default/prod-api` |" in plan
     assert "| ➕ create | `ConfigMap/default/plankeeper-chart` |" in plan
@@ -217,23 +221,29 @@ def test_render_only_mode_diffs_base_and_head_without_a_cluster(fake_github, git
     })
     scenario.open_pull(7, {"k8s/app.yaml": docs(configmap("settings", {"mode": "new"}),
                                                 deployment("web", "nginx:1.27"))})
+    # main moves on after the branch left it: the diff is from the merge base, as the forge shows it
+    fake_github.pull(REPO, 7).base_sha = git_repo.commit({"k8s/other.yaml": docs(configmap("on-main", {}))},
+                                                          "meanwhile on main")
     server = kube_server(cluster=False)
 
     scenario.deliver_opened(server, 7)
     server.wait_jobs_idle()
 
-    plan = scenario.comments(7, "**Plankeeper plan**")[0]
+    plan = scenario.only_comment(server, 7, "**Plankeeper plan**")
+    assert "Render-only mode: no cluster is configured" in plan and "not checked against a cluster" in plan
+    assert "on-main" not in plan
     assert ("`Kubernetes (render only, not checked against a cluster): 1 to create, 1 to change, "
             "1 to delete.`") in plan, plan
     assert "--- base/ConfigMap/default/settings" in plan and "+++ head/ConfigMap/default/settings" in plan
     assert "-  mode: old" in plan and "+  mode: new" in plan
     assert "| 🗑️ **delete** | `ConfigMap/default/legacy` |" in plan
+    assert "+  mode: new" in job_log_text(server)
     assert kube_api.requests == [], "render-only mode never contacts a cluster"
 
     scenario.deliver_comment(server, 7, "/apply")
     server.wait_jobs_idle()
 
-    applied = scenario.comments(7, "**Plankeeper apply**")[0]
+    applied = scenario.only_comment(server, 7, "**Plankeeper apply**")
     assert "render-only mode" in applied and "nothing can be applied" in applied
     assert kube_api.requests == []
 
@@ -248,7 +258,7 @@ def test_broken_manifest_gets_kubectls_error_in_the_comment(fake_github, git_rep
     scenario.deliver_opened(server, 7)
     server.wait_jobs_idle()
 
-    plan = scenario.comments(7, "**Plankeeper plan**")[0]
+    plan = scenario.only_comment(server, 7, "**Plankeeper plan**")
     assert "1 project: 0 with changes, 0 without, 1 failed" in plan, plan
     assert "The `diff` step failed." in plan
     assert 'no matches for kind "Widget" in version "example.com/v1"' in plan

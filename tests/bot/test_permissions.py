@@ -1,0 +1,187 @@
+"""Who may do what: bot.permissions on its own (GitHub teams, GitLab groups through the fakes
+and the real forge clients), then each command path of the orchestrator, and fork pull requests."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bot import audit, joblog, orchestrator, permissions
+from bot.errors import UserFacingError
+from bot.forges.github import GitHubForge
+from bot.forges.gitlab import GitLabForge
+from bot.models import CommentEvent, PullRequestEvent, Repo
+from bot.redact import Redactor
+from bot.runtime import Runtime
+from bot.settings import Settings
+from tests.fakes.github import FakeGitHub
+from tests.fakes.gitlab import FakeGitLab
+from tests.support import GitRepo, tf_data
+
+FULL = "acme/infra"
+TOKEN = "ghp_" + "p3rm" * 9
+BOT = "plankeeper-bot"
+
+
+@pytest.fixture
+def fake():
+    with FakeGitHub(token=TOKEN, login=BOT) as server:
+        yield server
+
+
+@pytest.fixture
+def github(fake) -> GitHubForge:
+    return GitHubForge(fake.api_url, token=TOKEN, bot_login=BOT, write_interval=0, sleep=lambda s: None)
+
+
+@pytest.fixture
+def repo() -> Repo:
+    return Repo("github", "github.com", FULL, "unused")
+
+
+def refusal(forge, repo, login, command, configured) -> str:
+    try:
+        permissions.check(forge, repo, login, command, configured)
+    except UserFacingError as exc:
+        return exc.message
+    return ""
+
+
+def test_write_commands_need_write_permission(fake, github, repo) -> None:
+    fake.add_repo(FULL, "unused")
+    fake.set_permission(FULL, "reader", "read")
+    fake.set_permission(FULL, "writer", "write")
+    for command in ("apply", "unlock", "approve_policies"):
+        assert "needs write permission on acme/infra" in refusal(github, repo, "reader", command, {})
+        assert refusal(github, repo, "writer", command, {}) == ""
+    for command in ("plan", "cancel"):  # open to anyone who can comment, unless configured
+        assert refusal(github, repo, "reader", command, {}) == ""
+
+
+def test_configured_users_and_github_teams(fake, github, repo) -> None:
+    fake.add_repo(FULL, "unused")
+    for user in ("alice", "bob", "carol"):
+        fake.set_permission(FULL, user, "write")
+    fake.add_team_member("acme", "platform", "bob")
+    configured = {"apply": ("Alice", "team:acme/platform"), "plan": ("group:acme/ops",)}
+    assert refusal(github, repo, "alice", "apply", configured) == ""  # user names ignore case
+    assert refusal(github, repo, "bob", "apply", configured) == ""
+    assert "only for Alice, team:acme/platform" in refusal(github, repo, "carol", "apply", configured)
+    assert "only for group:acme/ops" in refusal(github, repo, "bob", "plan", configured)  # no groups on GitHub
+
+
+def test_gitlab_groups() -> None:
+    with FakeGitLab() as fake:
+        project_id = fake.add_project("acme/infra", "unused")
+        fake.set_access(project_id, "olga", 30)
+        fake.set_access(project_id, "paul", 30)
+        fake.add_group_member("acme/ops", "olga")
+        forge = GitLabForge(fake.url, fake.token, sleep=lambda s: None)
+        repo = Repo("gitlab", "gitlab.example.com", "acme/infra", "unused", forge_id=project_id)
+        configured = {"unlock": ("group:acme/ops",), "cancel": ("team:acme/ops",)}
+        assert refusal(forge, repo, "olga", "unlock", configured) == ""
+        assert "only for group:acme/ops" in refusal(forge, repo, "paul", "unlock", configured)
+        assert "only for team:acme/ops" in refusal(forge, repo, "olga", "cancel", configured)  # no teams on GitLab
+        assert "needs write permission" in refusal(forge, repo, "nobody", "unlock", {})
+
+
+# -- through the orchestrator: each command, then forks ---------------------------------------
+
+class Bench:
+    """A pull request on the fake GitHub backed by a real git repo, and a JobContext on a real Redis."""
+
+    def __init__(self, fake: FakeGitHub, redis_db, tmp_path: Path, **settings):
+        self.fake, self.tmp = fake, tmp_path
+        base = tmp_path / "git" / "acme"
+        base.mkdir(parents=True)
+        self.git = GitRepo(base, "infra")
+        self.git.commit({"README.md": "x\n"})
+        self.head = self.git.commit({"infra/app/main.tf": tf_data()}, "change", branch="feature")
+        fake.add_repo(FULL, self.git.clone_url)
+        self.settings = Settings(data_dir=tmp_path / "data", github=_github(fake), **settings)
+        self.rt = Runtime(self.settings, redis_db)
+        self.forge = GitHubForge(fake.api_url, token=TOKEN, bot_login=BOT, write_interval=0, sleep=lambda s: None)
+        self.repo = Repo("github", "github.com", FULL, self.git.clone_url)
+
+    def context(self, job_id: str = "job-1") -> orchestrator.JobContext:
+        redact = Redactor()
+        return orchestrator.JobContext(self.rt, self.forge, job_id, joblog.JobLog(self.rt.redis, job_id, redact), redact)
+
+    def comment(self, body: str, author: str) -> str:
+        comment_id = self.fake.add_comment(FULL, 7, body, author)
+        event = CommentEvent("d", self.repo, 7, str(comment_id), body, author)
+        ctx = self.context()
+        try:
+            return orchestrator.handle(ctx, event)
+        finally:
+            ctx.cleanup()
+
+    def last_comment(self) -> str:
+        return self.fake.comments(FULL, 7)[-1]["body"]
+
+
+def _github(fake):
+    from bot.settings import GitHubSettings
+
+    return GitHubSettings(api_url=fake.api_url, token=TOKEN, bot_login=BOT, write_interval=0)
+
+
+@pytest.fixture
+def bench_factory(fake, redis_db, tmp_path: Path):
+    return lambda **settings: Bench(fake, redis_db, tmp_path, **settings)
+
+
+def test_each_command_path_checks_permissions(fake, bench_factory) -> None:
+    bench = bench_factory(permissions={"plan": ("alice",), "cancel": ("team:acme/platform",)})
+    fake.add_pull(FULL, 7, bench.head, "feature", "main", "alice", files=["infra/app/main.tf"])
+    fake.set_permission(FULL, "reader", "read")
+    for command in ("apply", "unlock", "approve_policies"):
+        assert bench.comment(f"/{command}", "reader") == f"refused: {command} refused"
+        assert "needs write permission" in bench.last_comment()
+    assert bench.comment("/plan", "reader") == "refused: plan refused"
+    assert "only for alice" in bench.last_comment()
+    assert bench.comment("/cancel", "reader") == "refused: cancel refused"
+    fake.add_team_member("acme", "platform", "reader")
+    assert bench.comment("/cancel", "reader").startswith("cancelled ")
+    assert bench.last_comment().startswith("**Plankeeper cancel**")
+
+
+def test_the_audited_command_line_is_masked(fake, bench_factory) -> None:
+    bench = bench_factory()
+    fake.add_pull(FULL, 7, bench.head, "feature", "main", "alice", files=["infra/app/main.tf"])
+    fake.set_permission(FULL, "reader", "read")
+    token = "ghp_" + "L3ak" * 9
+    assert bench.comment(f"/apply -p {token}", "reader") == "refused: apply refused"
+    entry = audit.entries(bench.rt.redis, filters={"action": "command"})[0]
+    assert entry["detail"] == "/apply -p ***" and token not in bench.last_comment()
+
+
+def test_fork_pull_requests_are_not_planned_by_default(fake, bench_factory) -> None:
+    bench = bench_factory()
+    fake.add_pull(FULL, 7, bench.head, "feature", "main", "eve", files=["infra/app/main.tf"],
+                  fork_full_name="eve/infra")
+    pull = bench.forge.pull_request(bench.repo, 7)
+    assert pull.is_fork
+    ctx = bench.context()
+    assert orchestrator.handle(ctx, PullRequestEvent("d", "opened", pull, "eve")).startswith("skipped: pull request "
+                                                                                            "from a fork")
+    assert "`allow_fork_prs` is off" in bench.last_comment()
+    assert bench.comment("/plan", "eve") == "refused: Plan refused"
+    assert "does not plan pull requests from forks" in bench.last_comment()
+
+
+def test_fork_pull_requests_are_planned_with_allow_fork_prs(fake, bench_factory) -> None:
+    bench = bench_factory(allow_fork_prs=True)
+    fork = bench.tmp / "git" / "eve" / "infra.git"  # where the fake says the fork lives
+    fork.parent.mkdir(parents=True)
+    shutil.copytree(bench.git.bare, fork)
+    fake.add_pull(FULL, 7, bench.head, "feature", "main", "eve", files=["infra/app/main.tf"],
+                  fork_full_name="eve/infra")
+    pull = bench.forge.pull_request(bench.repo, 7)
+    assert pull.is_fork and pull.head_clone_url == str(fork)
+    ctx = bench.context()
+    summary = orchestrator.handle(ctx, PullRequestEvent("d", "opened", pull, "eve"))
+    ctx.cleanup()
+    assert summary.startswith("planning 1 project(s)"), summary
+    assert bench.last_comment().startswith("**Plankeeper plan**")
