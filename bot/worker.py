@@ -21,6 +21,7 @@ HEARTBEAT_SECONDS = 5  # a running job's heartbeat period
 HEARTBEAT_GRACE = 15  # a job whose heartbeat is this late is abandoned (RQ: 60)
 WORKER_TTL = 35  # an idle worker wakes every WORKER_TTL - 15 s, so cleanup runs while idle
 CLEANUP_SECONDS = 15  # registry cleanup period (RQ: 600)
+STUCK = "Job was stuck in intermediate queue."  # RQ's reason for a job popped by a worker that then died
 
 
 class PlankeeperWorker(Worker):
@@ -41,3 +42,12 @@ class PlankeeperWorker(Worker):
             report_dead_job(job, "its worker process was killed", f"exit status {ret_val}")
         except Exception:
             log.exception("could not report killed job %s", job.id)
+
+    def handle_job_failure(self, job, queue, started_job_registry=None, exc_string="", execution=None):
+        # A worker took the job off the queue and died (or lost Redis) before starting it: nothing
+        # ran, so queue it again at the front rather than fail it silently (RQ's default).
+        if exc_string == STUCK:
+            log.warning("job %s was taken by a worker that stopped before starting it: queued again", job.id)
+            queue._enqueue_job(job, at_front=True)
+            return
+        super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)

@@ -268,7 +268,7 @@ def test_disk_full_in_data_dir_loses_no_delivery_and_recovers(scenario, fake_git
     time.sleep(2)  # Redis retries its append-only file writes each second
     again = server.deliver_github("pull_request", payload, WEBHOOK_SECRET, delivery="disk-full-1")
     assert again.json()["outcome"] == ("duplicate" if first.status_code == 202 else "queued"), again.text
-    jobs = server.wait_jobs_idle(timeout=120)
+    jobs = server.wait_jobs_idle(timeout=240)  # a job a dying worker took is queued again after ~1 min
     assert [j["state"] for j in jobs if j.get("delivery") == "disk-full-1"] == ["succeeded"]
     assert len(scenario.comments(7, "**Plankeeper plan**")) == 1
     assert "1 with changes" in scenario.comments(7, "**Plankeeper plan**")[-1], scenario.comments(7)

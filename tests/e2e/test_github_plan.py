@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import WEBHOOK_SECRET
-from tests.support import github_comment_payload, github_pr_payload, tf_data, wait_for
+from tests.support import github_comment_payload, github_pr_payload, tf_data
 
 pytestmark = pytest.mark.e2e
 REPO = "acme/infra"

@@ -9,8 +9,7 @@ from typing import Optional
 import pytest
 import requests
 
-from tests.e2e.conftest_gitlab import (  # noqa: F401 (pytest fixtures)
-    BOT_LOGIN, GITLAB_WEBHOOK_SECRET, fake_gitlab, gitlab_serve_factory)
+from tests.e2e.conftest import BOT_LOGIN, GITLAB_WEBHOOK_SECRET
 from tests.support import GitRepo, tf_data
 from tests.support_gitlab import (
     MR_HOOK, NOTE_HOOK, deliver_gitlab, gitlab_mr_payload, gitlab_note_payload)

@@ -1,5 +1,5 @@
 """Fixtures for GitLab end-to-end tests: a FakeGitLab and `plankeeper serve` processes
-configured against it. Test modules import them (`from tests.e2e.conftest_gitlab import ...`)."""
+configured against it; pytest finds them here for every end-to-end test."""
 from __future__ import annotations
 
 from pathlib import Path
