@@ -302,7 +302,7 @@ def _plan(ctx: JobContext, repo_dir: str, project: Project, terraform_version: O
     sink(f"checking {project.dir} (workspace {project.workspace}) for drift")
     try:
         project_dir = selection.project_dir(ctx.workspace, repo_dir, project)
-        runner = runner_for(project, ctx.settings, ctx.workspace, terraform_version)
+        runner = runner_for(project, ctx.settings, ctx.workspace, terraform_version=terraform_version)
     except Exception as exc:  # PathEscape, MissingBinary: reported in the status
         return PlanResult(ok=False, failed_step="setup", error=str(exc))
     out_dir = ctx.workspace.resolve(f"out/{_safe(project.key)}")

@@ -80,7 +80,7 @@ def _apply(ctx: JobContext, repo: Repo, head: str, repo_dir: str, project: Proje
     sink(f"remediating: applying {repo.default_branch} at {head[:12]} to revert the drift")
     try:
         project_dir = selection.project_dir(ctx.workspace, repo_dir, project)
-        runner = runner_for(project, ctx.settings, ctx.workspace, terraform_version)
+        runner = runner_for(project, ctx.settings, ctx.workspace, terraform_version=terraform_version)
         applied = runner.apply(project_dir, project.workspace, Path(result.plan_file or ""), on_line=sink)
     except Exception as exc:  # setup problems are reported like a failed apply
         applied = ApplyResult(ok=False, failed_step="setup", error=str(exc))

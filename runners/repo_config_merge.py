@@ -84,6 +84,10 @@ def _check_top_level(repo_config: RepoConfig, resolved: Any) -> None:
                           getattr(resolved, "automerge", False))
 
 
+# Manifests, kustomizations, charts and their values: what a change to a kubectl project touches.
+KUBECTL_WHEN_MODIFIED = ("**/*.yaml", "**/*.yml", "**/*.json", "**/*.tpl")
+
+
 def _effective(repo_config: RepoConfig, p: ProjectConfig, resolved: Any,
                workflows: dict[str, Workflow], server_workflows: dict[str, Workflow]) -> EffectiveProject:
     base = project_defaults(p.project, resolved, server_workflows)
@@ -99,6 +103,8 @@ def _effective(repo_config: RepoConfig, p: ProjectConfig, resolved: Any,
         values["autoplan"] = p.autoplan_enabled
     if p.when_modified is not None:
         values["when_modified"] = p.when_modified
+    elif p.project.engine == "kubectl":
+        values["when_modified"] = KUBECTL_WHEN_MODIFIED
     values["workflow"] = _workflow(repo_config, p, resolved, workflows, base.workflow)
     if p.drift is not None:
         _require_override(repo_config, resolved, "drift", f"{p.key_path}.drift", p.drift, None)

@@ -234,8 +234,8 @@ def small_disk(tmp_path):
     mount = tmp_path / "small"
     mount.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("needs root to mount a 24 MiB tmpfs as a full data_dir")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True)
+        pytest.skip("needs root to mount a 1.1 GiB tmpfs as a full data_dir")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1100m", "tmpfs", str(mount)], capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     yield mount
@@ -247,7 +247,7 @@ def _fill(directory: Path) -> Path:
     with open(ballast, "wb") as out:
         try:
             while True:
-                out.write(b"\0" * (1 << 20))
+                out.write(b"\0" * (8 << 20))
                 out.flush()
         except OSError:
             pass
@@ -270,7 +270,7 @@ def test_disk_full_in_data_dir_loses_no_delivery_and_recovers(scenario, fake_git
     assert again.json()["outcome"] == ("duplicate" if first.status_code == 202 else "queued"), again.text
     jobs = server.wait_jobs_idle(timeout=240)  # a job a dying worker took is queued again after ~1 min
     assert [j["state"] for j in jobs if j.get("delivery") == "disk-full-1"] == ["succeeded"]
-    assert len(scenario.comments(7, "**Plankeeper plan**")) == 1
+    assert len(scenario.comments(7, "**Plankeeper plan**")) == 1, scenario.comments(7)  # data_dir needs 1 GiB free (bot.disk)
     assert "1 with changes" in scenario.comments(7, "**Plankeeper plan**")[-1], scenario.comments(7)
     assert final_states(fake_github, head, "plankeeper/plan")[-1] == "success"
     assert_nothing_pending(fake_github, head)
@@ -286,5 +286,5 @@ def test_1000_redeliveries_of_one_delivery_run_one_job(scenario, fake_github, se
     jobs = server.wait_jobs_idle()
     assert [j for j in jobs if j.get("delivery") == "the-one-delivery"] != []
     assert len([j for j in jobs if j.get("event") == "pull_request"]) == 1
-    assert len(scenario.comments(7, "**Plankeeper plan**")) == 1
+    assert len(scenario.comments(7, "**Plankeeper plan**")) == 1, scenario.comments(7)  # data_dir needs 1 GiB free (bot.disk)
     assert final_states(fake_github, head, "plankeeper/plan") == ["pending", "success"]
