@@ -12,6 +12,7 @@ from bot.engines import runner_for, step_env_for
 from bot.errors import ApplyRefused
 from bot.models import Command, ProjectOutcome, PullRequest, PullRequestEvent
 from bot.orchestrator import JobContext
+from bot.redact import Redactor
 from bot.reporting import CommandReport
 from runners.models import ApplyResult, Project
 from runners.repo_config import EffectiveProject
@@ -173,6 +174,8 @@ def apply_in(ctx: JobContext, pull: PullRequest, repo_dir: str, plan: artifacts.
         return ApplyResult(ok=False, failed_step="verify", error=f"{exc}: comment `/plan` to plan again.")
     except Exception as exc:
         return ApplyResult(ok=False, failed_step="setup", error=getattr(exc, "message", str(exc)))
+    if isinstance(ctx.redact, Redactor):
+        ctx.redact.add_secrets(artifacts.plan_secrets(ctx.rt.redis, plan))
     sink(f"applying plan {plan.sha256[:12]} of {plan.head_sha[:7]}")
     return runner.apply(project_dir, project.workspace, plan_file, on_line=sink, should_stop=ctx.should_stop(pull))
 

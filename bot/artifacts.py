@@ -51,15 +51,19 @@ class PlanArtifact:
         return cls(**data)
 
 
-def save_plan(r: redis.Redis, artifact: PlanArtifact, plan_file: Path) -> PlanArtifact:
-    """Store the plan file's bytes and metadata; returns the artifact with its SHA-256 set."""
+def save_plan(r: redis.Redis, artifact: PlanArtifact, plan_file: Path, secrets: list[str] = ()) -> PlanArtifact:
+    """Store the plan file's bytes and metadata; returns the artifact with its SHA-256 set.
+
+    `secrets` are the plan's sensitive values, kept beside the plan file (which holds them
+    in clear anyway) so the job that applies it can mask them in its output.
+    """
     data = plan_file.read_bytes()
     artifact.sha256 = hashlib.sha256(data).hexdigest()
     artifact.filename = plan_file.name
     artifact.created_at = artifact.created_at or time.time()
     key = PLAN_KEY.format(repo=artifact.repo_id, number=artifact.pull_number, project=artifact.project_key)
     pipe = r.pipeline()
-    pipe.hset(key, mapping={"meta": artifact.meta_json(), "file": data})
+    pipe.hset(key, mapping={"meta": artifact.meta_json(), "file": data, "secrets": json.dumps(list(secrets))})
     pipe.expire(key, RETENTION_SECONDS)
     pipe.sadd(PULL_PLANS_KEY.format(repo=artifact.repo_id, number=artifact.pull_number), artifact.project_key)
     pipe.execute()
@@ -87,6 +91,13 @@ def write_plan_file(r: redis.Redis, artifact: PlanArtifact, dest_dir: Path) -> P
     path = dest_dir / artifact.filename
     path.write_bytes(data)
     return path
+
+
+def plan_secrets(r: redis.Redis, artifact: PlanArtifact) -> list[str]:
+    """The sensitive values of a stored plan, to mask while applying it."""
+    raw = r.hget(PLAN_KEY.format(repo=artifact.repo_id, number=artifact.pull_number, project=artifact.project_key),
+                 "secrets")
+    return json.loads(raw) if raw else []
 
 
 def delete_plan(r: redis.Redis, repo_id: str, pull_number: int, project_key: str) -> None:

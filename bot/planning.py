@@ -138,7 +138,8 @@ def store_plan(ctx: JobContext, pull: PullRequest, project: Project, result: Pla
         engine=project.engine, head_sha=head_sha or pull.head_sha, sha256="", summary=result.summary,
         changes=list(result.changes), job_id=ctx.job_id,
     )
-    saved = artifacts.save_plan(ctx.rt.redis, artifact, Path(result.plan_file))
+    secrets = redact.sensitive_values(result.plan_json) if result.plan_json else []
+    saved = artifacts.save_plan(ctx.rt.redis, artifact, Path(result.plan_file), sorted(secrets))
     ctx.log(f"[{project.label}] saved plan {saved.sha256[:12]} for {saved.head_sha[:7]}")
     return saved
 

@@ -79,6 +79,7 @@ def run_project(payload: dict) -> str:
         outcome.status, outcome.message = "failed", f"Internal error (job `{job_id}`): see the server log."
     finally:
         ctx.cleanup()
+    _mask(ctx, outcome)
     runs.save_outcome(rt.redis, run.id, index, outcome)
     refresh_comment(ctx, run)
     state = "failed" if outcome.status == "failed" else "succeeded"
@@ -86,6 +87,16 @@ def run_project(payload: dict) -> str:
                       duration=f"{time.time() - started:.2f}")
     metrics.count_job(rt.redis, f"{run.kind}_project", state, time.time() - started)
     return outcome.status
+
+
+def _mask(ctx: JobContext, outcome: ProjectOutcome) -> None:
+    """Mask with this job's redactor (it knows the plan's sensitive values) before storing:
+    the comment is rendered later by other jobs that do not."""
+    outcome.message = ctx.redact(outcome.message)
+    for result in (outcome.plan, outcome.apply):
+        if result is not None:
+            result.output, result.error, result.summary = (ctx.redact(result.output), ctx.redact(result.error),
+                                                           ctx.redact(result.summary))
 
 
 def _blocked_by_failed_dependency(r, run: runs.Run, index: int) -> bool:
