@@ -61,7 +61,8 @@ def handle_event(payload: dict) -> str:
     joblog.record_job(rt.redis, job_id, pull_url=getattr(getattr(event, "pull", None), "url", None) or None)
     redact = redactor(rt.settings)
     ctx = JobContext(rt, make_forge(_repo_of(event), rt.settings), job_id, joblog.JobLog(rt.redis, job_id, redact), redact)
-    joblog.record_job(rt.redis, job_id, state="running", started_at=time.time(), pid=os.getpid())
+    joblog.record_job(rt.redis, job_id, state="running", started_at=time.time(), pid=os.getpid(),
+                      worker=getattr(job, "worker_name", None))
     metrics.count_job(rt.redis, event.kind, "started")
     drift.remember_repo(rt.redis, _repo_of(event))  # server-wide drift schedules check repos seen here
     try:

@@ -17,6 +17,8 @@ from bot.reporting import CommandReport
 
 log = logging.getLogger(__name__)
 RUN_LOCK_KEY = "pk:run-lock:{}"
+REFRESH_KEY = "pk:run-refresh:{}"
+REFRESH_SECONDS = 3.0
 FINAL = ("planned", "no_changes", "applied", "failed", "locked", "cancelled", "skipped")
 
 
@@ -36,10 +38,20 @@ def _report(ctx: JobContext, run: runs.Run) -> CommandReport:
     return report
 
 
-def refresh_comment(ctx: JobContext, run: runs.Run) -> None:
-    """Re-render the run's comment from every project's recorded outcome (one editor at a time)."""
-    with ctx.rt.redis.lock(RUN_LOCK_KEY.format(run.id), timeout=60, blocking_timeout=30):
-        _report(ctx, run).progress(runs.outcomes(ctx.rt.redis, run))
+def refresh_comment(ctx: JobContext, run: runs.Run, force: bool = False) -> None:
+    """Re-render the run's comment from every project's recorded outcome (one editor at a time).
+
+    Progress edits are throttled (one per REFRESH_SECONDS per run) and skipped once every
+    project is final, since the finalizing job renders the comment then: API writes stay
+    within 4 + one per project however many projects run (forges rate-limit writes).
+    """
+    r = ctx.rt.redis
+    if not force and not r.set(REFRESH_KEY.format(run.id), "1", nx=True, px=int(REFRESH_SECONDS * 1000)):
+        return
+    with r.lock(RUN_LOCK_KEY.format(run.id), timeout=60, blocking_timeout=30):
+        outcomes = runs.outcomes(r, run)
+        if force or not all(o.status in FINAL for o in outcomes):
+            _report(ctx, run).progress(outcomes)
 
 
 def _work(kind: str):
@@ -59,7 +71,8 @@ def run_project(payload: dict) -> str:
     index = int(payload["index"])
     ctx = _context(run, job_id)
     started = time.time()
-    joblog.record_job(rt.redis, job_id, state="running", started_at=started, pid=os.getpid())
+    joblog.record_job(rt.redis, job_id, state="running", started_at=started, pid=os.getpid(),
+                      worker=getattr(job, "worker_name", None))  # which worker ran it, across machines
     outcome = runs.outcomes(rt.redis, run)[index]
     outcome.log_url = ctx.job_url
     try:
@@ -163,4 +176,4 @@ def project_job_died(job, payload: dict, reason: str) -> None:
     outcome.message = (f"Internal error (job `{job.id}`): the job stopped because {reason}. Locks and saved "
                        "plans are kept; comment the command again to retry.")
     runs.save_outcome(rt.redis, run.id, index, outcome)
-    refresh_comment(_context(run, job.id), run)
+    refresh_comment(_context(run, job.id), run, force=True)

@@ -1,0 +1,289 @@
+"""Plankeeper benchmark suite: prints a table and writes bench/results.json.
+
+Run: python3 bench/run.py [--runs 5]   (about 10-15 minutes on 2 cores)
+
+Every figure is the median of --runs runs (>= 5); comparisons are measured side by side in
+the same run. Real parts: `plankeeper serve` subprocesses with their embedded Redis, the
+embedded Terraform, real git; only GitHub is the fake of tests/fakes (write_interval 0).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psutil  # noqa: E402
+import requests  # noqa: E402
+
+from bench.webhook_load import make_delivery, send  # noqa: E402
+from runners.embedded_terraform import embedded_argv  # noqa: E402
+from runners.git import RepoCache  # noqa: E402
+from tests.conftest import GITHUB_TOKEN, WEBHOOK_SECRET  # noqa: E402
+from tests.fakes.github import FakeGitHub  # noqa: E402
+from tests.support import GIT_ENV, GitRepo, Server, github_comment_payload, github_pr_payload, tf_data  # noqa: E402
+
+REPO = "acme/infra"
+RESULTS = ROOT / "bench" / "results.json"
+
+
+def median(values: list[float]) -> float:
+    return round(statistics.median(values), 4)
+
+
+def server_config(fake: FakeGitHub, workers: int, **extra) -> dict:
+    return {"workers": workers, "defaults": {"autoplan": True},
+            "github": {"api_url": fake.api_url, "token": GITHUB_TOKEN, "webhook_secret": WEBHOOK_SECRET,
+                       "bot_login": "plankeeper-bot", "write_interval": 0},
+            "terraform": {"binary": "embedded", "timeout": 300}, **extra}
+
+
+class Lab:
+    """One fake GitHub and one repository with N project directories."""
+
+    def __init__(self, base: Path, projects: int = 16):
+        self.base, self.projects = base, projects
+        self.fake = FakeGitHub(token=GITHUB_TOKEN, login="plankeeper-bot").start()
+        self.repo = GitRepo(base / "git")
+        self.base_sha = self.repo.commit({"README.md": "infra\n"}, "initial")
+        self.fake.add_repo(REPO, self.repo.clone_url)
+        self.number = 0
+        self.plugin_cache = base / "plugins"
+
+    def pull(self, projects: int, tag: str) -> int:
+        """A new pull request changing the first `projects` project directories."""
+        self.number += 1
+        files = {f"stacks/p{i:02d}/main.tf": tf_data(f"r{i}", f"{tag}-{self.number}") for i in range(projects)}
+        self.repo.checkout("main")
+        head = self.repo.commit(files, f"pr {self.number}", branch=f"f{self.number}")
+        self.repo.checkout("main")
+        self.fake.add_pull(REPO, self.number, head, f"f{self.number}", "main", "alice", files=list(files),
+                           base_sha=self.base_sha)
+        self.fake.set_permission(REPO, "alice", "write")
+        return self.number
+
+    def final_comment(self, number: int) -> str:
+        for c in self.fake.comments(REPO, number):
+            if c["body"].startswith("**Plankeeper plan**") and "still running" not in c["body"]:
+                return c["body"]
+        return ""
+
+    def writes(self) -> int:
+        return sum(1 for method, path in self.fake.requests if method in ("POST", "PATCH", "PUT", "DELETE"))
+
+
+def start_server(lab: Lab, name: str, workers: int, **extra) -> Server:
+    directory = lab.base / name
+    directory.mkdir()
+    return Server(directory, server_config(lab.fake, workers, **extra)).start(timeout=60)
+
+
+def plan_via_bot(lab: Lab, server: Server, projects: int, tag: str, sample=None) -> tuple[float, int]:
+    """Seconds from the webhook to the final plan comment, and forge write calls it made."""
+    number = lab.pull(projects, tag)
+    before = lab.writes()
+    payload = github_pr_payload("opened", lab.fake, REPO, number)
+    started = time.perf_counter()
+    assert server.deliver_github("pull_request", payload, WEBHOOK_SECRET).status_code == 202
+    while not lab.final_comment(number):
+        if sample:
+            sample()
+        time.sleep(0.02)
+        if time.perf_counter() - started > 900:
+            raise RuntimeError(f"no final plan comment on #{number}:\n{server.log()}")
+    elapsed = time.perf_counter() - started
+    server.wait_jobs_idle(timeout=300)  # the last status and outdated markings land after the comment
+    assert f"{projects} with changes" in lab.final_comment(number), lab.final_comment(number)
+    return elapsed, lab.writes() - before
+
+
+def plan_by_hand(lab: Lab, work: Path) -> float:
+    """git clone + terraform init + plan of one project, as a person would run them."""
+    if work.exists():
+        shutil.rmtree(work)
+    env = dict(GIT_ENV, HOME=str(lab.base), TF_IN_AUTOMATION="1", TF_PLUGIN_CACHE_DIR=str(lab.plugin_cache))
+    lab.plugin_cache.mkdir(exist_ok=True)
+    pull = lab.fake.pull(REPO, lab.number)
+    started = time.perf_counter()
+    subprocess.run(["git", "clone", "-q", lab.repo.clone_url, str(work)], check=True, env=env)
+    subprocess.run(["git", "checkout", "-q", pull.head_sha], cwd=work, check=True, env=env)
+    project = work / "stacks" / "p00"
+    tf = embedded_argv()
+    subprocess.run([*tf, "init", "-input=false", "-no-color"], cwd=project, check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run([*tf, "plan", "-input=false", "-no-color", "-out=tfplan", "-detailed-exitcode"], cwd=project,
+                   env=env, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def rss_tree(proc: psutil.Process) -> tuple[int, int]:
+    """(web process RSS, sum of its worker subtrees' RSS) in bytes."""
+    web = proc.memory_info().rss
+    workers = 0
+    for child in proc.children(recursive=True):
+        try:
+            if "redis-server" not in " ".join(child.cmdline()):
+                workers += child.memory_info().rss
+        except psutil.Error:
+            pass
+    return web, workers
+
+
+# -- the figures ----------------------------------------------------------------------------
+
+def bench_ack(lab: Lab, runs: int) -> dict:
+    server = start_server(lab, "ack", 0)
+    number = lab.pull(1, "ack")
+    payload = github_pr_payload("synchronize", lab.fake, REPO, number)
+    p50, p99, worst, sequential, walls = [], [], [], [], []
+    try:
+        for _ in range(runs):
+            result = send(server.url, [make_delivery("pull_request", payload, WEBHOOK_SECRET) for _ in range(2000)], 50)
+            assert not result.errors and result.statuses == {202: 2000}, (result.errors[:3], result.statuses)
+            ms = result.percentiles_ms()
+            p50.append(ms["p50"]), p99.append(ms["p99"]), worst.append(ms["max"]), walls.append(result.wall)
+            one = send(server.url, [make_delivery("pull_request", payload, WEBHOOK_SECRET) for _ in range(200)], 1)
+            sequential.append(one.percentiles_ms()["p50"])
+    finally:
+        server.stop()
+    return {"deliveries": 2000, "concurrency": 50, "p50_ms": median(p50), "p99_ms": median(p99),
+            "max_ms": median(worst), "throughput_per_s": round(2000 / median(walls), 1),
+            "sequential_p50_ms": median(sequential)}
+
+
+def bench_e2e(lab: Lab, runs: int) -> dict:
+    server = start_server(lab, "e2e", 1)
+    bot, hand = [], []
+    try:
+        plan_via_bot(lab, server, 1, "warm")  # first plan fills the mirror and plugin cache: not timed
+        plan_by_hand(lab, lab.base / "by-hand")
+        for i in range(runs):
+            bot.append(plan_via_bot(lab, server, 1, f"e2e{i}")[0])
+            hand.append(plan_by_hand(lab, lab.base / "by-hand"))
+    finally:
+        server.stop()
+    return {"bot_s": median(bot), "by_hand_s": median(hand), "ratio": round(median(bot) / median(hand), 2)}
+
+
+def bench_checkout(base: Path, runs: int) -> dict:
+    """RepoCache: first checkout (mirror clone) vs the next one after a small push."""
+    repo = GitRepo(base / "big", "big")
+    files = {f"modules/m{i:03d}/f{j}.tf": f"# {i}-{j}\n" + "x" * 4000 + "\n" for i in range(150) for j in range(10)}
+    repo.commit(files, "big")
+    first, second, fetched = [], [], []
+    for i in range(runs):
+        cache = RepoCache(base / f"cache{i}", dict(os.environ))
+        sha = repo.commit({"stacks/a/main.tf": tf_data(value=f"a{i}")}, f"a{i}")
+        started = time.perf_counter()
+        cache.checkout(repo.clone_url, sha, base / f"w{i}a")
+        first.append(time.perf_counter() - started)
+        before = _objects(cache)
+        sha = repo.commit({"stacks/a/main.tf": tf_data(value=f"b{i}")}, f"b{i}")
+        started = time.perf_counter()
+        cache.checkout(repo.clone_url, sha, base / f"w{i}b")
+        second.append(time.perf_counter() - started)
+        fetched.append(_objects(cache) - before)
+    return {"files": len(files), "first_s": median(first), "second_s": median(second),
+            "ratio": round(median(second) / median(first), 2), "objects_fetched_second": int(median(fetched))}
+
+
+def _objects(cache: RepoCache) -> int:
+    mirror = next(cache.cache_dir.glob("*.git"))
+    out = subprocess.run(["git", "count-objects", "-v"], cwd=mirror, capture_output=True, text=True).stdout
+    counts = dict(line.split(": ") for line in out.splitlines())
+    return int(counts["count"]) + int(counts["in-pack"])
+
+
+def bench_fanout(lab: Lab, runs: int) -> dict:
+    out: dict = {"projects": 16, "workers": {}, "writes": {}, "memory_mb": {}}
+    for workers in (1, 2, 4):
+        server = start_server(lab, f"fan{workers}", workers)
+        proc = psutil.Process(server.proc.pid)
+        peaks = {"web": 0, "workers": 0}
+
+        def sample() -> None:
+            web, wk = rss_tree(proc)
+            peaks["web"], peaks["workers"] = max(peaks["web"], web), max(peaks["workers"], wk)
+
+        try:
+            plan_via_bot(lab, server, 16, f"warm{workers}")  # warm the mirror
+            time.sleep(1)
+            idle = rss_tree(proc)
+            times = []
+            for i in range(runs):
+                elapsed, writes = plan_via_bot(lab, server, 16, f"w{workers}-{i}", sample)
+                times.append(elapsed)
+                out["writes"].setdefault("16", []).append(writes)
+            out["workers"][str(workers)] = median(times)
+            out["memory_mb"][str(workers)] = {
+                "web_idle": round(idle[0] / 2**20, 1), "workers_idle": round(idle[1] / 2**20, 1),
+                "web_peak": round(peaks["web"] / 2**20, 1), "workers_peak": round(peaks["workers"] / 2**20, 1)}
+            if workers == 2:
+                for count in (1, 4):
+                    out["writes"][str(count)] = [plan_via_bot(lab, server, count, f"n{count}-{i}")[1]
+                                                 for i in range(runs)]
+        finally:
+            server.stop()
+    one = out["workers"]["1"]
+    out["speedup"] = {w: round(one / t, 2) for w, t in out["workers"].items()}
+    out["writes"] = {n: int(statistics.median(v)) for n, v in out["writes"].items()}
+    out["writes_target"] = {n: 4 + int(n) for n in out["writes"]}
+    return out
+
+
+def table(results: dict) -> str:
+    ack, e2e, co, fan = results["ack"], results["e2e"], results["checkout"], results["fanout"]
+    rows = [
+        ("Webhook ack, 2,000 at 50 concurrent", f"p50 {ack['p50_ms']} ms · p99 {ack['p99_ms']} ms · max {ack['max_ms']} ms",
+         f"one at a time: p50 {ack['sequential_p50_ms']} ms"),
+        ("End-to-end plan / by hand", f"{e2e['bot_s']} s / {e2e['by_hand_s']} s = {e2e['ratio']}×", "target ≤ 1.1"),
+        ("Second checkout / first", f"{co['second_s']} s / {co['first_s']} s = {co['ratio']}×",
+         f"{co['objects_fetched_second']} objects fetched; target ≤ 0.2"),
+        ("16 projects on 1 / 2 / 4 workers", " / ".join(f"{fan['workers'][w]} s" for w in ("1", "2", "4")),
+         "speed-up " + " / ".join(f"{fan['speedup'][w]}×" for w in ("1", "2", "4"))),
+        ("Forge writes per plan (1 / 4 / 16 projects)", " / ".join(str(fan["writes"][n]) for n in ("1", "4", "16")),
+         "target " + " / ".join(str(fan["writes_target"][n]) for n in ("1", "4", "16"))),
+    ]
+    for w, mem in fan["memory_mb"].items():
+        rows.append((f"RSS MiB, {w} worker(s): web / workers",
+                     f"idle {mem['web_idle']} / {mem['workers_idle']}", f"16-project plan {mem['web_peak']} / {mem['workers_peak']}"))
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{a:<{width}}  {b}  ({c})" for a, b, c in rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    runs = max(args.runs, 5)
+    base = Path(tempfile.mkdtemp(prefix="plankeeper-bench-"))
+    lab = Lab(base)
+    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                 "platform": platform.platform(), "runs": runs}}
+    try:
+        for name, fn in (("ack", lambda: bench_ack(lab, runs)), ("e2e", lambda: bench_e2e(lab, runs)),
+                         ("checkout", lambda: bench_checkout(base, runs)), ("fanout", lambda: bench_fanout(lab, runs))):
+            started = time.time()
+            results[name] = fn()
+            print(f"{name}: {results[name]} ({time.time() - started:.0f}s)", flush=True)
+    finally:
+        lab.fake.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
