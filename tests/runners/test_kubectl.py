@@ -323,3 +323,16 @@ def test_prune_plans_deletes_and_apply_prunes(tmp_path, api):
 
 def test_version_names_kubectl(tmp_path):
     assert make_runner(tmp_path).version().startswith("kubectl v1.35.")
+
+
+def test_render_only_validates_objects_against_the_kubernetes_schemas(tmp_path):
+    project = tmp_path / "k8s"
+    broken = deployment("web", "nginx")
+    broken["spec"]["replicas"] = "three"
+    write_docs(project / "a.yaml", broken)
+    runner = make_runner(tmp_path)
+
+    plan = runner.plan(project, "default", tmp_path / "out")
+
+    assert not plan.ok and plan.failed_step == "render"
+    assert "Deployment web" in plan.error + plan.output and "'three' is not of type 'integer'" in plan.error + plan.output
