@@ -58,12 +58,13 @@ class EmbeddedRedis:
         Redis 6.2 knows only SHUTDOWN [SAVE|NOSAVE]; when the save fails (data dir gone,
         disk full) it refuses to stop, so NOSAVE follows rather than leaving a daemon behind.
         """
-        client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5)
+        client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5, retry=None)
         for options in ({"save": True}, {"nosave": True}):
             try:
-                client.shutdown(**options)
+                client.shutdown(**options)  # returns once the server has gone
+                break
             except redis.ConnectionError:
-                break  # it is gone
+                break  # it was already gone
             except redis.RedisError as exc:
                 log.warning("embedded Redis refused SHUTDOWN %s: %s", list(options)[0].upper(), exc)
         self._server = None
