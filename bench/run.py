@@ -105,7 +105,11 @@ def plan_via_bot(lab: Lab, server: Server, projects: int, tag: str, sample=None)
     elapsed = time.perf_counter() - started
     server.wait_jobs_idle(timeout=300)  # the last status and outdated markings land after the comment
     assert f"{projects} with changes" in lab.final_comment(number), lab.final_comment(number)
-    return elapsed, lab.writes() - before
+    writes = lab.writes() - before
+    lab.fake.set_state(REPO, number, closed=True)  # closing releases its locks for the next pull request
+    server.deliver_github("pull_request", github_pr_payload("closed", lab.fake, REPO, number), WEBHOOK_SECRET)
+    server.wait_jobs_idle(timeout=300)
+    return elapsed, writes
 
 
 def plan_by_hand(lab: Lab, work: Path) -> float:
