@@ -136,7 +136,7 @@ def apply_project(ctx: JobContext, run: runs.Run, outcome: ProjectOutcome) -> No
             artifacts.delete_plan(r, pull.repo.id, pull.number, plan.project_key)
             drift.record_last_applied(r, pull.repo.id, plan.project_key, pull.head_sha)
     finally:
-        _release_mutex(r, mutex, ctx.job_id)
+        release_mutex(r, mutex, ctx.job_id)
 
 
 def _hold_lock(ctx: JobContext, pull: PullRequest, plan, queue: bool) -> Optional[locks.Lock]:
@@ -153,7 +153,7 @@ def _hold_lock(ctx: JobContext, pull: PullRequest, plan, queue: bool) -> Optiona
         time.sleep(2)
 
 
-def _release_mutex(r, key: str, owner: str) -> None:
+def release_mutex(r, key: str, owner: str) -> None:
     if r.get(key) == owner.encode():
         r.delete(key)
 

@@ -122,12 +122,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from rq.serializers import JSONSerializer
 
     from bot import jobs, queueing
-    from bot.worker import PlankeeperWorker
+    from bot.worker import PlankeeperWorker, preload
 
     settings = _load(args.config)
     if not settings.redis_url:
         raise SettingsError("redis_url: `plankeeper worker` needs an external Redis (redis://host:6379/0)")
     rt = jobs.init_worker(settings)
+    preload()
     worker = PlankeeperWorker([queueing.queue(rt.redis)], connection=rt.redis, serializer=JSONSerializer)
     worker.work(burst=args.burst, logging_level="INFO", with_scheduler=False)
     return 0

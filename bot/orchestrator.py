@@ -37,6 +37,7 @@ class JobContext:
     log: JobLog
     redact: object
     started_at: float = field(default_factory=time.time)
+    checkouts: dict = field(default_factory=dict)  # subdir -> sha checked out there
 
     @property
     def settings(self):
@@ -51,8 +52,12 @@ class JobContext:
         return create_workspace(Path(self.settings.data_dir) / "work", self.job_id)
 
     def checkout(self, pull: PullRequest, sha: Optional[str] = None, subdir: str = REPO_DIR) -> str:
-        """Check out `sha` (default: the head) into the job's work dir; returns its relative dir."""
+        """Check out `sha` (default: the head) into the job's work dir; returns its relative dir.
+
+        A second call for the same commit and subdir reuses the first checkout."""
         sha = sha or pull.head_sha
+        if self.checkouts.get(subdir) == sha:
+            return subdir
         cache = RepoCache(Path(self.settings.data_dir) / "git-cache", _git_env())
         clone_url = pull.head_clone_url or pull.repo.clone_url
         disk.ensure_free_space(self.settings.data_dir)
@@ -70,6 +75,7 @@ class JobContext:
             check_symlinks(self.workspace.resolve(subdir))
         except PathEscape as exc:
             raise UserFacingError(f"{exc}. Symlinks out of the repository are refused.", title="Checkout refused") from exc
+        self.checkouts[subdir] = sha
         return subdir
 
     def should_stop(self, pull: PullRequest):

@@ -63,43 +63,57 @@ def _work(kind: str):
 
 
 def run_project(payload: dict) -> str:
-    """Plan, apply or deploy one project of a run; records the outcome, refreshes the comment."""
+    """RQ entry point: plan, apply or deploy one project of a run."""
     job = get_current_job()
     job_id = job.id if job else f"inline-{time.time():.0f}"
     rt = runtime()
     run = runs.load(rt.redis, payload["run"])
-    index = int(payload["index"])
     ctx = _context(run, job_id)
     started = time.time()
     joblog.record_job(rt.redis, job_id, state="running", started_at=started, pid=os.getpid(),
                       worker=getattr(job, "worker_name", None))  # which worker ran it, across machines
-    outcome = runs.outcomes(rt.redis, run)[index]
-    outcome.log_url = ctx.job_url
     try:
-        if _blocked_by_failed_dependency(rt.redis, run, index):
-            outcome.status, outcome.message = "skipped", "Skipped: a project it waits for failed."
-        elif ctx.should_stop(run.pull)():
-            outcome.status, outcome.message = "cancelled", "Cancelled by `/cancel` before it started."
-        else:
-            outcome.status = "running"
-            runs.save_outcome(rt.redis, run.id, index, outcome)
-            refresh_comment(ctx, run)
-            _work(run.kind)(ctx, run, outcome)
-    except UserFacingError as exc:
-        outcome.status, outcome.message = "failed", exc.message
-    except Exception:
-        log.exception("job %s: %s of %s failed", job_id, run.kind, outcome.project.key)
-        outcome.status, outcome.message = "failed", f"Internal error (job `{job_id}`): see the server log."
+        outcome = execute_project(ctx, run, int(payload["index"]))
     finally:
         ctx.cleanup()
-    _mask(ctx, outcome)
-    runs.save_outcome(rt.redis, run.id, index, outcome)
-    refresh_comment(ctx, run)
     state = "failed" if outcome.status == "failed" else "succeeded"
     joblog.record_job(rt.redis, job_id, state=state, summary=outcome.status, ended_at=time.time(),
                       duration=f"{time.time() - started:.2f}")
     metrics.count_job(rt.redis, f"{run.kind}_project", state, time.time() - started)
     return outcome.status
+
+
+def execute_project(ctx: JobContext, run: runs.Run, index: int) -> ProjectOutcome:
+    """Run one project of the run in ctx; records the outcome and refreshes the comment."""
+    r = ctx.rt.redis
+    outcome = runs.outcomes(r, run)[index]
+    outcome.log_url = ctx.job_url
+    try:
+        if _blocked_by_failed_dependency(r, run, index):
+            outcome.status, outcome.message = "skipped", "Skipped: a project it waits for failed."
+        elif ctx.should_stop(run.pull)():
+            outcome.status, outcome.message = "cancelled", "Cancelled by `/cancel` before it started."
+        else:
+            outcome.status = "running"
+            runs.save_outcome(r, run.id, index, outcome)
+            refresh_comment(ctx, run)
+            _work(run.kind)(ctx, run, outcome)
+    except UserFacingError as exc:
+        outcome.status, outcome.message = "failed", exc.message
+    except Exception:
+        log.exception("job %s: %s of %s failed", ctx.job_id, run.kind, outcome.project.key)
+        outcome.status, outcome.message = "failed", f"Internal error (job `{ctx.job_id}`): see the server log."
+    _mask(ctx, outcome)
+    runs.save_outcome(r, run.id, index, outcome)
+    refresh_comment(ctx, run)
+    return outcome
+
+
+def run_inline(ctx: JobContext, run: runs.Run) -> str:
+    """A run of one project, done in the coordinator's own job: no second checkout, no
+    dispatch of two more jobs. Used when there is nothing to spread over the workers."""
+    execute_project(ctx, run, 0)
+    return finish(ctx, run)
 
 
 def _mask(ctx: JobContext, outcome: ProjectOutcome) -> None:
@@ -120,30 +134,39 @@ def _blocked_by_failed_dependency(r, run: runs.Run, index: int) -> bool:
 
 
 def finish_run(payload: dict) -> str:
-    """After every project job: the final comment and statuses, then what the kind does last."""
+    """RQ entry point: after every project job of a run."""
     job = get_current_job()
     job_id = job.id if job else f"inline-{time.time():.0f}"
     rt = runtime()
     run = runs.load(rt.redis, payload["run"])
     ctx = _context(run, job_id)
     joblog.record_job(rt.redis, job_id, state="running", started_at=time.time())
-    outcomes = runs.outcomes(rt.redis, run)
+    try:
+        summary = finish(ctx, run)
+    finally:
+        ctx.cleanup()
+    joblog.record_job(rt.redis, job_id, state="succeeded", summary=summary, ended_at=time.time())
+    return summary
+
+
+def finish(ctx: JobContext, run: runs.Run) -> str:
+    """The final comment and statuses, then what the run's kind does last; returns the overview."""
+    from bot.render import overview
+
+    r = ctx.rt.redis
+    outcomes = runs.outcomes(r, run)
     for i, outcome in enumerate(outcomes):
         if outcome.status not in FINAL:  # its job died before recording anything
             outcome.status = "failed"
             outcome.message = f"Its job (`{run.project_job_id(i)}`) stopped before finishing: comment the command again."
     try:
-        with rt.redis.lock(RUN_LOCK_KEY.format(run.id), timeout=60, blocking_timeout=30):
+        with r.lock(RUN_LOCK_KEY.format(run.id), timeout=60, blocking_timeout=30):
             _report(ctx, run).finish(outcomes)
         _after(ctx, run, outcomes)
     finally:
-        runs.clear_active(rt.redis, run)
-        ctx.cleanup()
-    from bot.render import overview
-
+        runs.clear_active(r, run)
     summary = overview(run.report_command, outcomes, running=False)
-    joblog.record_job(rt.redis, job_id, state="succeeded", summary=summary, ended_at=time.time())
-    joblog.record_job(rt.redis, run.coordinator_job, summary=summary)
+    joblog.record_job(r, run.coordinator_job, summary=summary)
     return summary
 
 
@@ -176,4 +199,9 @@ def project_job_died(job, payload: dict, reason: str) -> None:
     outcome.message = (f"Internal error (job `{job.id}`): the job stopped because {reason}. Locks and saved "
                        "plans are kept; comment the command again to retry.")
     runs.save_outcome(rt.redis, run.id, index, outcome)
+    if run.kind in ("apply", "deploy"):
+        # its Terraform got SIGINT when the job died (runners.process): let a retry apply
+        from bot.applying import APPLYING_KEY, release_mutex
+
+        release_mutex(rt.redis, APPLYING_KEY.format(repo=run.pull.repo.id, project=outcome.project.key), job.id)
     refresh_comment(_context(run, job.id), run, force=True)

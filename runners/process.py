@@ -10,6 +10,7 @@ import os
 import queue
 import re
 import signal
+import sys
 import subprocess
 import threading
 import time
@@ -49,6 +50,18 @@ def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _interrupt_when_parent_dies() -> None:
+    """In the child: get SIGINT (Terraform's graceful stop, which releases its state lock)
+    if the job process running us is killed, instead of running on unsupervised."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
+
+
 def run(
     argv: Sequence[str],
     cwd: Path,
@@ -78,6 +91,7 @@ def run(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_interrupt_when_parent_dies,
         )
     except FileNotFoundError as exc:
         raise ExecutableNotFound(str(argv[0])) from exc
