@@ -49,21 +49,14 @@ def run_plan(ctx: JobContext, pull: PullRequest, command: Command, autoplan: boo
 
 def start_run(ctx: JobContext, run: runs.Run, report: CommandReport, parallel: bool,
               chosen: list[EffectiveProject]) -> None:
-    """Post the comment (every project queued) and queue the project jobs and the final one;
-    a run of one project is done right here (nothing to spread over the workers)."""
-    inline = len(run.projects) == 1
-    outcomes = [ProjectOutcome(p, "queued", log_url=ctx.job_url if inline else ctx.rt.job_url(run.project_job_id(i)))
+    """Post the comment (every project queued) and queue the project jobs and the final one."""
+    outcomes = [ProjectOutcome(p, "queued", log_url=ctx.rt.job_url(run.project_job_id(i)))
                 for i, p in enumerate(run.projects)]
     report.start(outcomes)
     run.comment_id, run.comment_url = report.comment_id or "", report.comment_url
     runs.save(ctx.rt.redis, run)
     for i, outcome in enumerate(outcomes):
         runs.save_outcome(ctx.rt.redis, run.id, i, outcome)
-    if inline:
-        from bot.run_jobs import run_inline
-
-        run_inline(ctx, run)
-        return
     deps = runs.dependencies(run, parallel, [ep.execution_order_group for ep in chosen],
                              [ep.depends_on for ep in chosen])
     runs.mark_active(ctx.rt.redis, run)

@@ -109,13 +109,6 @@ def execute_project(ctx: JobContext, run: runs.Run, index: int) -> ProjectOutcom
     return outcome
 
 
-def run_inline(ctx: JobContext, run: runs.Run) -> str:
-    """A run of one project, done in the coordinator's own job: no second checkout, no
-    dispatch of two more jobs. Used when there is nothing to spread over the workers."""
-    execute_project(ctx, run, 0)
-    return finish(ctx, run)
-
-
 def _mask(ctx: JobContext, outcome: ProjectOutcome) -> None:
     """Mask with this job's redactor (it knows the plan's sensitive values) before storing:
     the comment is rendered later by other jobs that do not."""
