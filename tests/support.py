@@ -233,3 +233,35 @@ def _point_repo(obj: dict, fake, repo) -> None:
     obj.update(full_name=repo.full_name, name=name, clone_url=repo.clone_url, default_branch=repo.default_branch,
                html_url=f"https://github.com/{repo.full_name}")
     obj["owner"]["login"] = owner
+
+
+class WebhookReceiver:
+    """A local HTTP server collecting the JSON posted to it as (path, body); it answers the
+    statuses in `answers` first, then 200. A notification target for tests."""
+
+    def __init__(self, answers=()):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.received: list[tuple[str, object]] = []
+        self.answers = list(answers)
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                receiver.received.append((self.path, body))
+                self.send_response(receiver.answers.pop(0) if receiver.answers else 200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_port}"
+        self.url = f"{self.base}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

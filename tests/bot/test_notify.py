@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -13,33 +11,12 @@ from bot import notify
 from bot.models import ProjectOutcome, PullRequest, Repo
 from bot.settings import GitHubSettings, Notification, Settings
 from runners.models import ApplyResult, Project
+from tests.support import WebhookReceiver
 
 TOKEN = "ghp_" + "A" * 36
 
 
-class Receiver:
-    """Collects posted JSON; answers the statuses in `answers` first, then 200."""
-
-    def __init__(self, answers=()):
-        self.received, self.answers = [], list(answers)
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                receiver.received.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
-                self.send_response(receiver.answers.pop(0) if receiver.answers else 200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+Receiver = WebhookReceiver
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-import redis
 import requests
 
 from bench.webhook_load import make_delivery, send

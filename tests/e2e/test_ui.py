@@ -4,16 +4,13 @@ showing the apply, notifications received by a local HTTP server. Screenshots go
 test-artifacts/ for a human look."""
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.conftest import WEBHOOK_SECRET
-from tests.support import ROOT, github_comment_payload, github_pr_payload, wait_for
+from tests.support import ROOT, WebhookReceiver, github_comment_payload, github_pr_payload, wait_for
 
 pytestmark = pytest.mark.e2e
 REPO = "acme/infra"
@@ -65,33 +62,9 @@ def _child(server, job_id: str, marker: str) -> str:
     return next((j["id"] for j in jobs if j["id"].startswith(job_id + marker)), "")
 
 
-class Receiver:
-    """A local HTTP server collecting the JSON bodies posted to it (the notification target)."""
-
-    def __init__(self):
-        received = self.received = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def receiver():
-    server = Receiver()
+    server = WebhookReceiver()
     yield server
     server.close()
 
@@ -219,6 +192,6 @@ def test_running_apply_tails_live_and_lands_in_the_audit_log(fake_github, git_re
     screenshot(browser, "overview-after-apply")
     assert browser.find_element(By.ID, "jobs").find_elements(By.CSS_SELECTOR, f'a[href="/jobs/{job_id}"]')
     wait_for(lambda: receiver.received, 10, what="the apply notification")
-    note = receiver.received[0]
+    note = receiver.received[0][1]
     assert note["event"] == "apply" and note["title"] == f"Apply succeeded: {REPO_ID}#7"
     assert note["url"].endswith(f"/jobs/{job_id}") and "applied" in note["text"]
