@@ -7,7 +7,7 @@ with shlex, so `-var 'a=b'` gives two arguments), `run`, `env` and `multienv`.
 Why `run` steps use a shell: their command text comes from the repo config file or the server
 settings, written by the people who administer the repository or the server, exactly as in
 Atlantis (`run: terragrunt plan -out $PLANFILE`), and users rely on shell syntax there. The
-command is passed as one argument to `/bin/sh -c` (never `shell=True`); text from pull requests
+command is passed as one argument to `/bin/sh -c` (never Popen's shell option); text from pull requests
 or comments (branch names, authors, comment arguments) reaches it only through environment
 variables such as $HEAD_BRANCH_NAME and $COMMENT_ARGS, never by string substitution.
 """
