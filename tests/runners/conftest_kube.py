@@ -1,7 +1,7 @@
 """Helpers for the kubectl runner tests: locating kubectl 1.35/helm and writing manifests.
 
 The machine may carry an unrelated, older /usr/bin/kubectl: it is never used. kubectl comes from
-$PLANKEEPER_TEST_KUBECTL or the directory scripts/install-kubectl.sh installs into.
+$KUBECTL_FOR_TESTS or the directory scripts/install-kubectl.sh installs into.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ def _find(env_name: str, binary: str) -> str | None:
 
 def kubectl_path() -> str:
     """kubectl 1.35, or skip the test saying how to install it."""
-    path = _find("PLANKEEPER_TEST_KUBECTL", "kubectl")
+    path = _find("KUBECTL_FOR_TESTS", "kubectl")
     if path is None:
         pytest.skip(
-            f"kubectl 1.35 not found: run scripts/install-kubectl.sh or set PLANKEEPER_TEST_KUBECTL "
+            f"kubectl 1.35 not found: run scripts/install-kubectl.sh or set KUBECTL_FOR_TESTS "
             f"(looked in {INSTALL_DIR})"
         )
     version = subprocess.run(
@@ -40,10 +40,10 @@ def kubectl_path() -> str:
 
 
 def helm_path() -> str:
-    path = _find("PLANKEEPER_TEST_HELM", "helm")
+    path = _find("HELM_FOR_TESTS", "helm")
     if path is None:
         pytest.skip(
-            f"helm not found: run scripts/install-kubectl.sh or set PLANKEEPER_TEST_HELM (looked in {INSTALL_DIR})"
+            f"helm not found: run scripts/install-kubectl.sh or set HELM_FOR_TESTS (looked in {INSTALL_DIR})"
         )
     return path
 
