@@ -22,13 +22,14 @@ log = logging.getLogger(__name__)
 def run_plan(ctx: JobContext, pull: PullRequest, command: Command, autoplan: bool, actor: str = "") -> str:
     """Select the pull request's projects and start planning them; returns a summary."""
     report = CommandReport(ctx, pull, "plan")
+    resolved = _resolved(ctx, pull)
     try:
         repo_dir = ctx.checkout(pull)
-        config, effective = selection.load_effective(ctx.workspace, repo_dir, _resolved(ctx, pull))
+        config, effective = selection.load_effective(ctx.workspace, repo_dir, resolved)
         hooks.run_pre_workflow_hooks(ctx, pull, repo_dir)
         chosen = selection.select_effective(
             ctx.workspace, repo_dir, command, ctx.forge.changed_files(pull), config, effective,
-            _resolved(ctx, pull), autoplan=autoplan, base_branch=pull.base_ref)
+            resolved, autoplan=autoplan, base_branch=pull.base_ref)
     except UserFacingError as exc:
         report.fail(exc.title, exc.message)
         return f"failed: {exc.title}"

@@ -62,13 +62,18 @@ def _work(kind: str):
     return {"plan": plan_project, "apply": apply_project, "deploy": deploy_project}[kind]
 
 
-def run_project(payload: dict) -> str:
-    """RQ entry point: plan, apply or deploy one project of a run."""
+def _job_of(payload: dict) -> tuple[JobContext, runs.Run]:
+    """The context of the current RQ job and the run its payload names."""
     job = get_current_job()
     job_id = job.id if job else f"inline-{time.time():.0f}"
-    rt = runtime()
-    run = runs.load(rt.redis, payload["run"])
-    ctx = _context(run, job_id)
+    run = runs.load(runtime().redis, payload["run"])
+    return _context(run, job_id), run
+
+
+def run_project(payload: dict) -> str:
+    """RQ entry point: plan, apply or deploy one project of a run."""
+    ctx, run = _job_of(payload)
+    rt, job_id, job = ctx.rt, ctx.job_id, get_current_job()
     started = time.time()
     joblog.record_job(rt.redis, job_id, state="running", started_at=started, pid=os.getpid(),
                       worker=getattr(job, "worker_name", None))  # which worker ran it, across machines
@@ -128,11 +133,8 @@ def _blocked_by_failed_dependency(r, run: runs.Run, index: int) -> bool:
 
 def finish_run(payload: dict) -> str:
     """RQ entry point: after every project job of a run."""
-    job = get_current_job()
-    job_id = job.id if job else f"inline-{time.time():.0f}"
-    rt = runtime()
-    run = runs.load(rt.redis, payload["run"])
-    ctx = _context(run, job_id)
+    ctx, run = _job_of(payload)
+    rt, job_id = ctx.rt, ctx.job_id
     joblog.record_job(rt.redis, job_id, state="running", started_at=time.time())
     try:
         summary = finish(ctx, run)
