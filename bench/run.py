@@ -17,7 +17,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -25,14 +24,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
-import requests  # noqa: E402
 
 from bench.webhook_load import make_delivery, send  # noqa: E402
 from runners.embedded_terraform import embedded_argv  # noqa: E402
 from runners.git import RepoCache  # noqa: E402
 from tests.conftest import GITHUB_TOKEN, WEBHOOK_SECRET  # noqa: E402
 from tests.fakes.github import FakeGitHub  # noqa: E402
-from tests.support import GIT_ENV, GitRepo, Server, github_comment_payload, github_pr_payload, tf_data  # noqa: E402
+from tests.support import GIT_ENV, GitRepo, Server, github_pr_payload, tf_data  # noqa: E402
 
 REPO = "acme/infra"
 RESULTS = ROOT / "bench" / "results.json"

@@ -14,7 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.settings import Settings  # noqa: E402
 from runners.projects import select_for_changes  # noqa: E402
-from runners.repo_config import merge_with_server, parse_repo_config  # noqa: E402
+from runners.repo_config import parse_repo_config# noqa: E402
+from runners.repo_config_merge import merge_with_server
 
 PROJECTS, CHANGED, RUNS = 1000, 500, 7
 

@@ -13,16 +13,23 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from waitress.server import create_server
+
 from bot import __version__
+from bot.app import create_app
+from bot.drift.schedule import start_thread
+from bot.embedded_redis import EmbeddedRedis
 from bot.errors import SettingsError
+from bot.local import check_repo, local_plan
+from bot.logs import setup_logging
+from bot.settings import validate_for_serve
+from bot.settings_loader import load_settings
 
 log = logging.getLogger("plankeeper")
 RESPAWN_SECONDS = 3  # a dead worker is replaced within this; also the pace of a crash loop
 
 
 def _load(config: Optional[str], **overrides):
-    from bot.settings import load_settings
-
     path = config or os.environ.get("PLANKEEPER_CONFIG")
     settings = load_settings(path, os.environ)
     changes = {k: v for k, v in overrides.items() if v is not None}
@@ -30,19 +37,17 @@ def _load(config: Optional[str], **overrides):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from bot.embedded_redis import EmbeddedRedis
-    from bot.settings import validate_for_serve
-
     settings = _load(args.config, host=args.host, port=args.port, workers=args.workers)
     validate_for_serve(settings)
+    warning = no_forge_warning(settings)
+    if warning:
+        log.warning(warning)  # a warning, not a refusal: trying the UI and API without a forge is fine
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     embedded = None
     if not settings.redis_url:
         embedded = EmbeddedRedis(Path(settings.data_dir))
         settings = dataclasses.replace(settings, redis_url=embedded.start())
     workers = _spawn_workers(args.config, settings)
-    from bot.scheduler import start_thread
-
     _, stop_scheduler = start_thread(settings)  # drift checks on their cron; exactly once across servers
     stopping = {"flag": False}
     threading.Thread(target=_supervise, args=(workers, args.config, settings, stopping), daemon=True).start()
@@ -68,16 +73,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def no_forge_warning(settings) -> Optional[str]:
+    """What to say when neither GitHub nor GitLab is configured: webhooks are then refused (no
+    webhook secret) or cannot be acted on (no token to read and comment on pull requests)."""
+    if settings.github.configured or settings.gitlab.configured:
+        return None
+    return ("no forge is configured (no GitHub token or App, no GitLab token): webhooks to POST /events "
+            "are refused or cannot be acted on until you set "
+            "PLANKEEPER_GITHUB__TOKEN and PLANKEEPER_GITHUB__WEBHOOK_SECRET (or github.token and "
+            "github.webhook_secret in the config file; a GitHub App uses github.app_id and "
+            "github.private_key_file instead of the token), or PLANKEEPER_GITLAB__TOKEN and "
+            "PLANKEEPER_GITLAB__WEBHOOK_SECRET for GitLab")
+
+
 class _Stop(SystemExit):
     """Raised by the SIGTERM handler; waitress' loop re-raises SystemExit from any handler
     (asyncore swallows ordinary exceptions) and shuts its task threads down."""
 
 
 def _serve_http(settings) -> None:
-    from waitress.server import create_server
-
-    from bot.app import create_app
-
     app = create_app(settings)
     server = create_server(app, host=settings.host, port=settings.port, threads=16, connection_limit=1000,
                            backlog=2048, channel_timeout=60, ident="plankeeper")
@@ -119,31 +133,23 @@ def _drain(workers: list[subprocess.Popen], timeout: int) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from rq.serializers import JSONSerializer
-
-    from bot import jobs, queueing
-    from bot.worker import PlankeeperWorker, preload
+    # Imported here, not at the top: `serve`'s web process never runs jobs and stays lean without
+    # the handlers, the run engine and the forge client libraries (PyGithub alone is ~200 ms, 15 MiB).
+    from bot.worker import run_worker
 
     settings = _load(args.config)
     if not settings.redis_url:
         raise SettingsError("redis_url: `plankeeper worker` needs an external Redis (redis://host:6379/0)")
-    rt = jobs.init_worker(settings)
-    preload()
-    worker = PlankeeperWorker([queueing.queue(rt.redis)], connection=rt.redis, serializer=JSONSerializer)
-    worker.work(burst=args.burst, logging_level="INFO", with_scheduler=False)
+    run_worker(settings, burst=args.burst)
     return 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from bot.local import local_plan
-
     settings = _load(args.config)
     return local_plan(settings, Path(args.repo), args.base, args.head, args.dir or [], args.project or [])
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bot.local import check_repo
-
     settings = _load(args.config)
     return check_repo(settings, Path(args.repo), args.base, args.head)
 
@@ -153,41 +159,51 @@ def cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+BASE_HELP = ("base ref (default: the merge base of the head with origin/HEAD, origin/main, origin/master, "
+             "main or master, else the head's parent)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="plankeeper", description="Pull requests as the control plane for infrastructure")
+    parser.add_argument("--version", action="version", version=f"plankeeper {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
+    config_help = "server settings file (YAML); default: $PLANKEEPER_CONFIG, else built-in defaults"
     serve = sub.add_parser("serve", help="web receiver, workers and (by default) an embedded Redis")
-    serve.add_argument("--config")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int)
+    serve.add_argument("--config", metavar="FILE", help=config_help)
+    serve.add_argument("--host", metavar="HOST", help="address to listen on (overrides the `host` setting; default 127.0.0.1)")
+    serve.add_argument("--port", type=int, metavar="PORT", help="port to listen on (overrides the `port` setting; default 4141)")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="worker processes to start (overrides the `workers` setting; default 2); "
+                            "0 = run `plankeeper worker` elsewhere")
     serve.set_defaults(func=cmd_serve)
     worker = sub.add_parser("worker", help="an RQ worker against redis_url")
-    worker.add_argument("--config")
+    worker.add_argument("--config", metavar="FILE", help=config_help + "; needs redis_url")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     worker.set_defaults(func=cmd_worker)
     plan = sub.add_parser("plan", help="plan a local checkout and print the comment (exit 0 no changes, 2 changes, 1 error)")
-    plan.add_argument("--config")
-    plan.add_argument("--repo", default=".")
-    plan.add_argument("--base", default=None, help="base ref (default: the default branch's merge base)")
-    plan.add_argument("--head", default="HEAD")
-    plan.add_argument("-d", "--dir", action="append")
-    plan.add_argument("-p", "--project", action="append")
+    plan.add_argument("--config", metavar="FILE", help=config_help)
+    plan.add_argument("--repo", default=".", metavar="DIR", help="the git checkout to plan (default: the current directory)")
+    plan.add_argument("--base", default=None, metavar="REF", help=BASE_HELP)
+    plan.add_argument("--head", default="HEAD", metavar="REF", help="head ref to plan (default: HEAD)")
+    plan.add_argument("-d", "--dir", action="append", metavar="DIR",
+                      help="plan only this project directory (relative to the repo root); repeatable")
+    plan.add_argument("-p", "--project", action="append", metavar="NAME",
+                      help="plan only the project of this name in the repo config; repeatable")
     plan.set_defaults(func=cmd_plan)
     check = sub.add_parser("check", help="validate the repo config and list projects")
-    check.add_argument("--config")
-    check.add_argument("--repo", default=".")
-    check.add_argument("--base", default=None)
-    check.add_argument("--head", default=None)
+    check.add_argument("--config", metavar="FILE", help=config_help)
+    check.add_argument("--repo", default=".", metavar="DIR", help="the git checkout to check (default: the current directory)")
+    check.add_argument("--base", default=None, metavar="REF", help=BASE_HELP + "; used with --head")
+    check.add_argument("--head", default=None, metavar="REF",
+                       help="also list what a change from --base to this ref would autoplan")
     check.set_defaults(func=cmd_check)
-    version = sub.add_parser("version")
+    version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=cmd_version)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from bot.logs import setup_logging
-
     args = build_parser().parse_args(argv)
     setup_logging()
     try:

@@ -21,7 +21,8 @@ from runners.environment import minimal_env
 from runners.models import Project
 from runners.repo_config_schema import EffectiveProject
 from runners.terraform import MissingBinary, TerraformRunner, resolve_binary
-from runners.workflows import WorkflowRunner
+from runners.kubectl import KubectlRunner
+from runners.workflows import WorkflowRunner, comment_args
 from runners.workspace import PathEscape, Workspace
 
 BASE_DIR = "base"  # render-only mode: the pull request's base checkout, next to the head's
@@ -72,8 +73,6 @@ def _terraform_argv(settings: Settings, path: str, version: Optional[str], distr
 
 def _kubectl_runner(settings: Settings, env: dict[str, str], effective: Optional[EffectiveProject],
                     applyset: str) -> Runner:
-    from runners.kubectl import KubectlRunner
-
     kube = settings.kubectl
     path = env.get("PATH", "")
     kubectl = shutil.which(kube.binary, path=path)
@@ -107,7 +106,7 @@ def render_only(project: Project, settings: Settings) -> bool:
 def render_base_dir(ctx: Any, pull: Any, repo_dir: str, project: Project) -> Optional[Path]:
     """For a render-only project, its directory in a checkout of the pull request's merge base.
 
-    ctx is a bot.orchestrator.JobContext, pull a bot.models.PullRequest. None when the project
+    ctx is a bot.context.JobContext, pull a bot.models.PullRequest. None when the project
     is planned against a cluster, or when the base cannot be checked out (then the job log says
     why and every object shows as new).
     """
@@ -143,8 +142,6 @@ def step_env_for(pull, project: Project, repo_rel_dir: str, extra_args=(), user:
     environment variables, never put into a command line.
     """
     owner, _, name = pull.repo.full_name.rpartition("/")
-    from runners.workflows import comment_args
-
     return {
         "PROJECT_NAME": project.name or "", "PULL_NUM": str(pull.number), "PULL_AUTHOR": pull.author,
         "PULL_URL": pull.url, "HEAD_COMMIT": pull.head_sha, "HEAD_BRANCH_NAME": pull.head_ref,

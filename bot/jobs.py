@@ -1,37 +1,41 @@
-"""RQ entry points: plain-dict arguments in, orchestration out.
+"""RQ entry points: plain-dict arguments in, the dispatcher, the run engine or a drift check out.
 
-The worker process calls `init_worker(settings)` once; each job then builds its forge and
-context, runs, and records its state. A job that raises unexpectedly, or whose worker
-died (RQ calls `on_job_failure` for abandoned jobs too), is reported on the pull request
-as failed, never left pending.
+The worker process calls `init_worker(settings)` once; that Runtime is read here only and
+passed down as a JobContext. One pull request's jobs run one at a time in arrival order (a
+lease per pull request), and an event that arrives while the pull request's run is active
+waits for that run's finalizing job. A job that raises unexpectedly, times out or whose
+worker died (RQ calls `on_job_failure` for abandoned jobs too; bot.worker for a killed
+work-horse) is reported on the pull request as failed, never left pending.
 """
 from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
-import redis
-from redis.exceptions import LockError
-
 from rq import get_current_job
 from rq.job import Dependency
 
-from bot import commands, drift, joblog, logs, metrics, notify, queueing, render, reporting, runs
+from bot import commands, dispatch, logs, metrics, notify, queueing, render
+from bot.context import JobContext, Runtime
+from bot.drift import check as drift_check
+from bot.drift.status import DRIFT_PULL
 from bot.errors import ForgeError, UsageError, UserFacingError
 from bot.forges import make_forge
 from bot.forges.base import FAILURE
-from bot.models import CommentEvent, Event, event_from_dict
-from bot.orchestrator import JobContext, handle
-from bot.redact import Redactor, settings_secrets
-from bot.runtime import Runtime
+from bot.models import CommentEvent, Event, JobState, OutcomeStatus, Repo, event_from_dict
+from bot.runs import engine, store
+from bot.runs.model import Run
+from bot.runs.report import pending_statuses
 from bot.settings import Settings
+from bot.state import joblog, keys, leases, locks
+from bot.state.repos import remember_repo
 
 log = logging.getLogger(__name__)
-_runtime: Optional[Runtime] = None
+PULL_LEASE_TTL = 60  # seconds; renewed while the job runs, so a dead worker frees the pull request quickly
+_runtime: Optional[Runtime] = None  # this worker process's; read only in this module
 
 
 def init_worker(settings: Settings) -> Runtime:
@@ -47,139 +51,180 @@ def runtime() -> Runtime:
     return _runtime
 
 
-def redactor(settings: Settings) -> Redactor:
-    return Redactor(settings_secrets(settings))
+def _current_job_id(prefix: str = "inline") -> str:
+    job = get_current_job()
+    return job.id if job else f"{prefix}-{time.time():.0f}"
+
+
+def _record_start(r, job_id: str) -> None:
+    job = get_current_job()
+    joblog.record_job(r, job_id, state=JobState.RUNNING, started_at=time.time(), pid=os.getpid(),
+                      worker=getattr(job, "worker_name", None))  # which worker ran it, across machines
+
+
+# ---------------------------------------------------------------------------- events
 
 
 def handle_event(payload: dict) -> str:
     """Entry point of every event job."""
-    rt = runtime()
-    job = get_current_job()
-    job_id = job.id if job else f"inline-{time.time():.0f}"
+    rt, job_id = runtime(), _current_job_id()
     event = event_from_dict(payload)
     logs.bind_event(job_id, event)
     joblog.record_job(rt.redis, job_id, pull_url=getattr(getattr(event, "pull", None), "url", None) or None)
-    redact = redactor(rt.settings)
-    ctx = JobContext(rt, make_forge(_repo_of(event), rt.settings), job_id, joblog.JobLog(rt.redis, job_id, redact), redact)
-    joblog.record_job(rt.redis, job_id, state="running", started_at=time.time(), pid=os.getpid(),
-                      worker=getattr(job, "worker_name", None))
+    ctx = JobContext.for_job(rt, make_forge(event.repo, rt.settings), job_id)
+    _record_start(rt.redis, job_id)
     metrics.count_job(rt.redis, event.kind, "started")
-    drift.remember_repo(rt.redis, _repo_of(event))  # server-wide drift schedules check repos seen here
+    remember_repo(rt.redis, event.repo)  # server-wide drift schedules check repos seen here
     try:
-        with pull_request_turn(rt, event):
-            waiting_for = None if _is_cancel(rt, event) else runs.active_finalize_job(
-                rt.redis, _repo_of(event).id, _number_of(event))
-            summary = _defer(rt, job_id, event, waiting_for) if waiting_for else handle(ctx, event)
+        with pull_request_turn(ctx, event):
+            waiting_for = None if _is_cancel(ctx, event) else store.active_finalize_job(
+                rt.redis, event.repo.id, event.number)
+            summary = _defer(ctx, event, waiting_for) if waiting_for else dispatch.handle(ctx, event)
     except UserFacingError as exc:
-        summary = f"failed: {exc.title}"
-        _finish(rt, job_id, event, "failed", summary, ctx.started_at)
+        _finish(ctx, event, JobState.FAILED, f"failed: {exc.title}")
         _report_failure(ctx, event, exc.title, exc.message)
-        return summary
+        return f"failed: {exc.title}"
     except ForgeError as exc:  # retried already; its message names the call and the answer, no secrets
-        _finish(rt, job_id, event, "failed", f"failed: {exc}", ctx.started_at)
+        _finish(ctx, event, JobState.FAILED, f"failed: {exc}")
         _report_failure(ctx, event, "The forge API failed", f"{exc}. Nothing more was run; locks and saved "
                         "plans are kept. Comment the command again once the API answers.")
         return f"failed: {exc}"
     except Exception:
-        _finish(rt, job_id, event, "failed", "internal error", ctx.started_at)
+        log.exception("job %s: internal error", job_id)
+        _finish(ctx, event, JobState.FAILED, "internal error")
         raise  # on_job_failure reports it on the pull request
     finally:
         ctx.cleanup()
-    _finish(rt, job_id, event, "succeeded", summary, ctx.started_at)
+    _finish(ctx, event, JobState.SUCCEEDED, summary)
     ctx.log(f"done: {summary}")
     return summary
 
 
-PULL_MUTEX_KEY = "pk:pull-mutex:{repo}#{number}"
-PULL_MUTEX_TTL = 60  # seconds; renewed while the job runs, so a dead worker frees it quickly
-
-
 @contextmanager
-def pull_request_turn(rt: Runtime, event: Event) -> Iterator[None]:
+def pull_request_turn(ctx: JobContext, event: Event) -> Iterator[None]:
     """Run one pull request's jobs one at a time, in the order they start.
 
     /cancel skips the line: it must reach a running job, not wait behind it.
     """
-    if _is_cancel(rt, event):
+    if _is_cancel(ctx, event):
         yield
         return
-    repo = _repo_of(event)
-    number = getattr(event, "pull_number", None) or event.pull.number  # type: ignore[union-attr]
-    mutex = rt.redis.lock(PULL_MUTEX_KEY.format(repo=repo.id, number=number), timeout=PULL_MUTEX_TTL,
-                          sleep=0.2, thread_local=False)
-    mutex.acquire(blocking=True, blocking_timeout=rt.settings.terraform.timeout * 6)
-    stop = threading.Event()
-    renewer = threading.Thread(target=_renew, args=(mutex, stop), daemon=True)
-    renewer.start()
-    try:
+    key = keys.PULL_MUTEX.format(repo=event.repo.id, number=event.number)
+    wait = ctx.settings.terraform.timeout * queueing.JOB_TIMEOUT_STEPS
+    lease = leases.Lease(ctx.redis, key, ctx.job_id, ttl=PULL_LEASE_TTL)
+    if not lease.acquire(wait):
+        raise UserFacingError(
+            f"Another job of this pull request (`{lease.holder()}`) kept running for {wait} s, so this one gave "
+            "up waiting for its turn. Comment the command again once it is done, or `/cancel` it.",
+            title="Busy with another job")
+    with lease.kept():
         yield
-    finally:
-        stop.set()
-        renewer.join()
-        try:
-            mutex.release()
-        except LockError:
-            log.warning("pull request mutex of %s#%s expired before release", repo.id, number)
 
 
-def _renew(mutex, stop: threading.Event) -> None:
-    while not stop.wait(PULL_MUTEX_TTL / 3):
-        try:
-            mutex.reacquire()
-        except (LockError, redis.RedisError):
-            return
-
-
-def _is_cancel(rt: Runtime, event: Event) -> bool:
+def _is_cancel(ctx: JobContext, event: Event) -> bool:
     if not isinstance(event, CommentEvent):
         return False
     try:
-        command = commands.parse_comment(event.body, aliases=rt.settings.comment_aliases)
+        command = commands.parse_comment(event.body, aliases=ctx.settings.comment_aliases)
     except UsageError:
         return False
     return command is not None and command.name == "cancel"
 
 
-def _finish(rt: Runtime, job_id: str, event: Event, state: str, summary: str, started: float) -> None:
-    duration = time.time() - started
-    joblog.record_job(rt.redis, job_id, state=state, summary=summary, ended_at=time.time(), duration=f"{duration:.2f}")
-    metrics.count_job(rt.redis, event.kind, state, duration)
+def _finish(ctx: JobContext, event: Event, state: JobState, summary: str) -> None:
+    duration = time.time() - ctx.started_at
+    joblog.record_job(ctx.redis, ctx.job_id, state=state, summary=summary, ended_at=time.time(),
+                      duration=f"{duration:.2f}")
+    metrics.count_job(ctx.redis, event.kind, state, duration)
 
 
-def _defer(rt: Runtime, job_id: str, event: Event, waiting_for: str) -> str:
+def _defer(ctx: JobContext, event: Event, waiting_for: str) -> str:
     """Queue the event again behind the pull request's unfinished run, keeping their order."""
-    later = queueing.enqueue_event(rt.redis, event, rt.settings.terraform.timeout,
-                                   job_id=f"{job_id}-after-{waiting_for[-12:]}",
+    later = queueing.enqueue_event(ctx.redis, event, ctx.settings.terraform.timeout,
+                                   job_id=f"{ctx.job_id}-after-{waiting_for[-12:]}",
                                    depends_on=Dependency([waiting_for], allow_failure=True))
     return f"deferred: waits for {waiting_for} (continues as {later})"
 
 
-def _number_of(event: Event) -> int:
-    return getattr(event, "pull_number", None) or event.pull.number  # type: ignore[union-attr]
-
-
-def _repo_of(event: Event):
-    return event.repo if hasattr(event, "repo") else event.pull.repo  # type: ignore[union-attr]
-
-
 def _report_failure(ctx: JobContext, event: Event, title: str, message: str) -> None:
     """Tell the pull request what went wrong and fail whatever status the job set pending."""
-    repo = _repo_of(event)
-    number = getattr(event, "pull_number", None) or event.pull.number  # type: ignore[union-attr]
-    notify.job_failed(ctx.settings, ctx.job_id, repo.id, number, f"{title}: {message}", ctx.job_url)
+    notify.job_failed(ctx.settings, ctx.job_id, event.repo.id, event.number, f"{title}: {message}", ctx.job_url)
     try:
-        pull = ctx.forge.pull_request(repo, number)
+        pull = ctx.forge.pull_request(event.repo, event.number)
         ctx.forge.create_comment(pull, render.error_comment(title, message, ctx.redact, ctx.job_url))
-        for context, sha in reporting.pending_statuses(ctx.rt.redis, ctx.job_id).items():
-            ctx.forge.set_status(repo, sha, context, FAILURE, title[:100], ctx.job_url)
-    except Exception:
-        log.exception("job %s: could not report failure on %s#%s", ctx.job_id, repo.id, number)
+        for context, sha in pending_statuses(ctx.redis, ctx.job_id).items():
+            ctx.forge.set_status(event.repo, sha, context, FAILURE, title[:100], ctx.job_url)
+    except Exception:  # the report is best effort: the job record and the log keep the failure
+        log.exception("job %s: could not report failure on %s#%s", ctx.job_id, event.repo.id, event.number)
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+def _run_context(payload: dict) -> tuple[JobContext, Run]:
+    """The context of the current RQ job and the run its payload names."""
+    rt = runtime()
+    run = store.load(rt.redis, payload["run"])
+    ctx = JobContext.for_job(rt, make_forge(run.pull.repo, rt.settings), _current_job_id())
+    ctx.started_at = run.created_at  # a /cancel after the run started stops every project of it
+    return ctx, run
+
+
+def run_project(payload: dict) -> str:
+    """Plan, apply or deploy one project of a run: {run, index}."""
+    ctx, run = _run_context(payload)
+    started = time.time()
+    _record_start(ctx.redis, ctx.job_id)
+    try:
+        outcome = engine.execute_project(ctx, run, int(payload["index"]))
+    finally:
+        ctx.cleanup()
+    state = JobState.FAILED if outcome.status is OutcomeStatus.FAILED else JobState.SUCCEEDED
+    joblog.record_job(ctx.redis, ctx.job_id, state=state, summary=outcome.status, ended_at=time.time(),
+                      duration=f"{time.time() - started:.2f}")
+    metrics.count_job(ctx.redis, f"{run.kind}_project", state, time.time() - started)
+    return str(outcome.status)
+
+
+def finish_run(payload: dict) -> str:
+    """After every project job of a run: {run}."""
+    ctx, run = _run_context(payload)
+    joblog.record_job(ctx.redis, ctx.job_id, state=JobState.RUNNING, started_at=time.time())
+    try:
+        summary = engine.finish(ctx, run)
+    finally:
+        ctx.cleanup()
+    joblog.record_job(ctx.redis, ctx.job_id, state=JobState.SUCCEEDED, summary=summary, ended_at=time.time())
+    joblog.record_job(ctx.redis, run.coordinator_job, summary=summary)
+    return summary
+
+
+# ---------------------------------------------------------------------------- drift
+
+
+def run_drift_check(payload: dict) -> str:
+    """Check a repository for drift: {repo: Repo dict, projects: [key] or [] for all, trigger, actor}."""
+    return drift_check.check(runtime(), payload, _current_job_id("drift-inline"))
+
+
+def on_drift_check_failure(job, connection, exc_type, exc_value, traceback) -> None:
+    """RQ failure callback: the check raised, timed out or its worker died."""
+    log.error("drift check %s failed: %s", job.id, exc_value)
+    reason = exc_type.__name__ if exc_type else "error"
+    joblog.record_job(connection, job.id, state=JobState.FAILED, summary=f"failed: {reason}", ended_at=time.time())
+    payload = job.args[0] if job.args else {}
+    if payload.get("repo"):  # a remediation cut short must not leave its lock to block pull requests
+        locks.release_pull(connection, Repo.from_dict(payload["repo"]).id, DRIFT_PULL)
+
+
+# ---------------------------------------------------------------------------- failures
 
 
 def on_job_failure(job, connection, exc_type, exc_value, traceback) -> None:
     """RQ failure callback: an exception escaped the job, it timed out, or its worker died."""
-    reason = "its worker died" if exc_type is not None and exc_type.__name__ == "AbandonedJobError" else (
-        "it timed out" if exc_type is not None and "Timeout" in exc_type.__name__ else "of an internal error")
+    name = exc_type.__name__ if exc_type is not None else ""
+    reason = ("its worker died" if name == "AbandonedJobError" else
+              "it timed out" if "Timeout" in name else "of an internal error")
     report_dead_job(job, reason, exc_value)
 
 
@@ -188,21 +233,20 @@ def report_dead_job(job, reason: str, detail: object = "") -> None:
     rt = runtime()
     payload = job.args[0] if job.args else None
     log.error("job %s failed because %s: %s", job.id, reason, detail)
-    joblog.record_job(rt.redis, job.id, state="failed", summary=f"failed: {reason}", ended_at=time.time())
+    joblog.record_job(rt.redis, job.id, state=JobState.FAILED, summary=f"failed: {reason}", ended_at=time.time())
     if not payload:
         return
     if "run" in payload:
-        from bot.run_jobs import project_job_died
-
-        if "index" in payload:
-            project_job_died(job, payload, reason)
+        if "index" in payload:  # a project job: its run's finalizing job reports the rest
+            run = store.load(rt.redis, payload["run"])
+            ctx = JobContext.for_job(rt, make_forge(run.pull.repo, rt.settings), job.id)
+            engine.project_died(ctx, run, int(payload["index"]), job.id, reason)
         return
     if "kind" not in payload:  # not an event (a drift check has its own failure handler)
         return
     event = event_from_dict(payload)
     logs.bind_event(job.id, event)
-    redact = redactor(rt.settings)
-    ctx = JobContext(rt, make_forge(_repo_of(event), rt.settings), job.id, joblog.JobLog(rt.redis, job.id, redact), redact)
+    ctx = JobContext.for_job(rt, make_forge(event.repo, rt.settings), job.id)
     ctx.log(f"job failed because {reason}")
     _report_failure(
         ctx, event, f"Plankeeper job failed: {reason}",

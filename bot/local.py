@@ -16,7 +16,8 @@ from bot.redact import Redactor, settings_secrets
 from runners.models import PlanResult
 from runners.git import GitError, RepoCache
 from runners.projects import module_users, select_for_changes
-from runners.repo_config import RepoConfigError, load_repo_config, merge_with_server, project_defaults
+from runners.repo_config import RepoConfigError, load_repo_config
+from runners.repo_config_merge import merge_with_server, project_defaults
 from runners.workspace import create_workspace
 
 LOCAL_REPO_ID = "local/local/repo"
@@ -92,10 +93,27 @@ def local_plan(settings, repo: Path, base: str | None, head: str, dirs: Sequence
     if not outcomes:
         print("No Terraform project changed between the base and the head.")
         return 0
-    print(render.command_comment("plan", pull, outcomes, running=False, limit=GITHUB_LIMIT, redact=redact))
+    print(render.command_comment("plan", pull, outcomes, running=False, limit=GITHUB_LIMIT, redact=redact,
+                                 hints=False, footer=local_footer(outcomes)))
     if any(o.status == "failed" for o in outcomes):
         return 1
     return 2 if any(o.status == "planned" for o in outcomes) else 0
+
+
+def local_footer(outcomes: Sequence[ProjectOutcome]) -> str:
+    """What to do next after a local plan: there is no pull request to comment `/apply` on."""
+    if any(o.status == "failed" for o in outcomes):
+        return "Fix the failing project(s) and run `plankeeper plan` again.\n"
+    engines = sorted({o.project.engine for o in outcomes if o.status == "planned"})
+    if not engines:
+        return ""
+    by_hand = " or ".join(_LOCAL_APPLY.get(e, f"`{e}`") for e in engines)
+    return ("Local plan: nothing was saved or locked, and `plankeeper plan` cannot apply. To apply, open a "
+            "pull request from this branch and comment `/apply` there once Plankeeper has planned it, or "
+            f"run {by_hand} yourself in each project directory with changes.\n")
+
+
+_LOCAL_APPLY = {"terraform": "`terraform apply` (`tofu apply`)", "kubectl": "`kubectl apply`"}
 
 
 def check_repo(settings, repo: Path, base: str | None, head: str | None) -> int:

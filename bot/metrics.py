@@ -9,14 +9,11 @@ from __future__ import annotations
 import json
 
 import redis
+from bot.state import keys
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
-WEBHOOKS_KEY = "pk:metrics:webhooks"
-JOBS_KEY = "pk:metrics:jobs"
-DURATION_KEY = "pk:metrics:job_duration"
-DRIFT_KEY = "pk:metrics:drift"
 BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 
@@ -25,23 +22,23 @@ def _field(**labels: str) -> str:
 
 
 def count_webhook(r: redis.Redis, event: str, outcome: str) -> None:
-    r.hincrby(WEBHOOKS_KEY, _field(event=event or "unknown", outcome=outcome), 1)
+    r.hincrby(keys.METRICS_WEBHOOKS, _field(event=event or "unknown", outcome=outcome), 1)
 
 
 def count_job(r: redis.Redis, kind: str, state: str, duration: float | None = None) -> None:
     pipe = r.pipeline()
-    pipe.hincrby(JOBS_KEY, _field(kind=kind, state=state), 1)
+    pipe.hincrby(keys.METRICS_JOBS, _field(kind=kind, state=state), 1)
     if duration is not None:
         for bound in BUCKETS:
             if duration <= bound:
-                pipe.hincrby(DURATION_KEY, _field(kind=kind, le=str(bound)), 1)
-        pipe.hincrby(DURATION_KEY, _field(kind=kind, le="+Inf"), 1)
-        pipe.hincrbyfloat(DURATION_KEY, _field(kind=kind, le="sum"), duration)
+                pipe.hincrby(keys.METRICS_JOB_DURATION, _field(kind=kind, le=str(bound)), 1)
+        pipe.hincrby(keys.METRICS_JOB_DURATION, _field(kind=kind, le="+Inf"), 1)
+        pipe.hincrbyfloat(keys.METRICS_JOB_DURATION, _field(kind=kind, le="sum"), duration)
     pipe.execute()
 
 
 def set_drift(r: redis.Redis, repo: str, project: str, drifted: bool) -> None:
-    r.hset(DRIFT_KEY, _field(repo=repo, project=project), 1 if drifted else 0)
+    r.hset(keys.METRICS_DRIFT, _field(repo=repo, project=project), 1 if drifted else 0)
 
 
 class RedisCollector:
@@ -53,24 +50,24 @@ class RedisCollector:
 
     def collect(self):
         webhooks = CounterMetricFamily("plankeeper_webhooks", "Webhooks received", labels=["event", "outcome"])
-        for labels, value in self._hash(WEBHOOKS_KEY):
+        for labels, value in self._hash(keys.METRICS_WEBHOOKS):
             webhooks.add_metric([labels["event"], labels["outcome"]], value)
         yield webhooks
         jobs = CounterMetricFamily("plankeeper_jobs", "Jobs finished or started, by state", labels=["kind", "state"])
-        for labels, value in self._hash(JOBS_KEY):
+        for labels, value in self._hash(keys.METRICS_JOBS):
             jobs.add_metric([labels["kind"], labels["state"]], value)
         yield jobs
         yield self._durations()
         yield GaugeMetricFamily("plankeeper_queue_depth", "Jobs waiting in the queue", value=self._queue_depth())
         yield GaugeMetricFamily("plankeeper_locks_held", "Project locks held", value=self._locks_held())
         drift = GaugeMetricFamily("plankeeper_drift_detected", "1 when the project drifted", labels=["repo", "project"])
-        for labels, value in self._hash(DRIFT_KEY):
+        for labels, value in self._hash(keys.METRICS_DRIFT):
             drift.add_metric([labels["repo"], labels["project"]], value)
         yield drift
 
     def _durations(self) -> HistogramMetricFamily:
         by_kind: dict[str, dict[str, float]] = {}
-        for labels, value in self._hash(DURATION_KEY):
+        for labels, value in self._hash(keys.METRICS_JOB_DURATION):
             by_kind.setdefault(labels["kind"], {})[labels["le"]] = value
         family = HistogramMetricFamily("plankeeper_job_duration_seconds", "Job durations", labels=["kind"])
         for kind, values in by_kind.items():

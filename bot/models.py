@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Optional, Union
 
 from runners.models import ApplyResult, PlanResult, Project, ResourceChange  # noqa: F401 (re-export)
@@ -14,6 +15,70 @@ from runners.models import ApplyResult, PlanResult, Project, ResourceChange  # n
 
 def _to_dict(obj: Any) -> Any:
     return dataclasses.asdict(obj)
+
+
+class OutcomeStatus(StrEnum):
+    """Where one project of a run stands (ProjectOutcome.status)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    PLANNED = "planned"
+    NO_CHANGES = "no_changes"
+    APPLIED = "applied"
+    FAILED = "failed"
+    LOCKED = "locked"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (OutcomeStatus.QUEUED, OutcomeStatus.RUNNING)
+
+    @property
+    def is_failure(self) -> bool:
+        """Fails the command's status (a skipped project does not: something else did it)."""
+        return self in (OutcomeStatus.FAILED, OutcomeStatus.LOCKED, OutcomeStatus.CANCELLED)
+
+    @property
+    def blocks_later_groups(self) -> bool:
+        """Stops the projects ordered after it when abort_on_execution_order_fail is set."""
+        return self.is_failure or self is OutcomeStatus.SKIPPED
+
+
+class JobState(StrEnum):
+    """A job record's state (bot.state.joblog), as the UI and API show it."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+class RunKind(StrEnum):
+    """What a run does to each of its projects; the handler of the same name does it."""
+
+    PLAN = "plan"
+    APPLY = "apply"
+    DEPLOY = "deploy"  # merge-to-deploy: re-plan on the merge commit, compare, apply
+
+    @property
+    def report_command(self) -> str:
+        """The command its comment and commit status are named after."""
+        return "plan" if self is RunKind.PLAN else "apply"
+
+
+class DriftState(StrEnum):
+    """A project's state after its last drift check."""
+
+    IN_SYNC = "in_sync"
+    DRIFTED = "drifted"
+    REMEDIATED = "remediated"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -76,6 +141,14 @@ class PullRequestEvent:
 
     kind = "pull_request"
 
+    @property
+    def repo(self) -> Repo:
+        return self.pull.repo
+
+    @property
+    def number(self) -> int:
+        return self.pull.number
+
 
 @dataclass(frozen=True)
 class CommentEvent:
@@ -90,6 +163,10 @@ class CommentEvent:
 
     kind = "comment"
 
+    @property
+    def number(self) -> int:
+        return self.pull_number
+
 
 @dataclass(frozen=True)
 class ReviewEvent:
@@ -101,6 +178,14 @@ class ReviewEvent:
     state: str  # approved | changes_requested | commented
 
     kind = "review"
+
+    @property
+    def repo(self) -> Repo:
+        return self.pull.repo
+
+    @property
+    def number(self) -> int:
+        return self.pull.number
 
 
 Event = Union[PullRequestEvent, CommentEvent, ReviewEvent]
@@ -171,13 +256,16 @@ class ProjectOutcome:
     """What happened to one project in one command run; what render.py turns into markdown."""
 
     project: Project
-    status: str  # queued | running | planned | no_changes | applied | failed | locked | cancelled | skipped
+    status: OutcomeStatus
     plan: Optional[PlanResult] = None
     apply: Optional[ApplyResult] = None
     message: str = ""  # extra explanation for the user (lock holder, refusal reason, next steps)
     log_url: str = ""
     drift: list[ResourceChange] = field(default_factory=list)
     policies: list[dict] = field(default_factory=list)  # per policy set: bot.policies.evaluate's results
+
+    def __post_init__(self) -> None:
+        self.status = OutcomeStatus(self.status)
 
 
 def outcome_to_dict(outcome: ProjectOutcome) -> dict:
@@ -199,4 +287,5 @@ def outcome_from_dict(data: dict) -> ProjectOutcome:
         data["apply"] = ApplyResult(**data["apply"])
     data["drift"] = [ResourceChange(**c) for c in data.get("drift", [])]
     data["policies"] = [dict(p) for p in data.get("policies") or []]
+    data["status"] = OutcomeStatus(data["status"])
     return ProjectOutcome(**data)

@@ -19,16 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from bot import audit, permissions
+from bot import permissions
+from bot.state import artifacts, audit, keys
 
 if TYPE_CHECKING:
-    from bot.artifacts import PlanArtifact
+    from bot.state.artifacts import PlanArtifact
     from bot.models import PullRequest
-    from bot.orchestrator import JobContext
+    from bot.context import JobContext
     from bot.settings import PolicySet
 
-RESULTS_KEY = "pk:policy-results:{repo}#{number}"  # hash: project key -> {plan_sha256, results}
-APPROVALS_KEY = "pk:policy-approvals:{repo}#{number}:{project}:{sha}"  # set of approved set names
 TTL = 30 * 24 * 3600
 DENY_RULES = ("deny", "violation")
 WARN_RULES = ("warn",)
@@ -137,10 +136,10 @@ def describe(result: dict) -> str:
 def record_results(r: redis.Redis, repo_id: str, number: int, project_key: str, plan_sha256: str,
                    results: list[dict]) -> None:
     """Keep the results of a new plan, dropping the approvals given to the previous one."""
-    key = RESULTS_KEY.format(repo=repo_id, number=number)
+    key = keys.POLICY_RESULTS.format(repo=repo_id, number=number)
     previous = stored_results(r, repo_id, number, project_key)
     if previous:
-        r.delete(APPROVALS_KEY.format(repo=repo_id, number=number, project=project_key, sha=previous[0]))
+        r.delete(keys.POLICY_APPROVALS.format(repo=repo_id, number=number, project=project_key, sha=previous[0]))
     r.hset(key, project_key, json.dumps({"plan_sha256": plan_sha256, "results": results}))
     r.expire(key, TTL)
 
@@ -148,7 +147,7 @@ def record_results(r: redis.Redis, repo_id: str, number: int, project_key: str, 
 def stored_results(r: redis.Redis, repo_id: str, number: int, project_key: str
                    ) -> tuple[str, list[dict]] | None:
     """(plan SHA-256, results) last recorded for the project, or None."""
-    raw = r.hget(RESULTS_KEY.format(repo=repo_id, number=number), project_key)
+    raw = r.hget(keys.POLICY_RESULTS.format(repo=repo_id, number=number), project_key)
     if raw is None:
         return None
     data = json.loads(raw)
@@ -156,13 +155,13 @@ def stored_results(r: redis.Redis, repo_id: str, number: int, project_key: str
 
 
 def approved_sets(r: redis.Redis, repo_id: str, number: int, project_key: str, plan_sha256: str) -> set[str]:
-    key = APPROVALS_KEY.format(repo=repo_id, number=number, project=project_key, sha=plan_sha256)
+    key = keys.POLICY_APPROVALS.format(repo=repo_id, number=number, project=project_key, sha=plan_sha256)
     return {m.decode() for m in r.smembers(key)}
 
 
 def _approve_sets(r: redis.Redis, repo_id: str, number: int, project_key: str, plan_sha256: str,
                   names: Sequence[str]) -> None:
-    key = APPROVALS_KEY.format(repo=repo_id, number=number, project=project_key, sha=plan_sha256)
+    key = keys.POLICY_APPROVALS.format(repo=repo_id, number=number, project=project_key, sha=plan_sha256)
     r.sadd(key, *names)
     r.expire(key, TTL)
 
@@ -190,19 +189,19 @@ def check_plan(ctx: JobContext, pull: PullRequest, project_key: str, plan_json: 
     if not sets:
         return []
     if plan_json is None:
-        record_results(ctx.rt.redis, pull.repo.id, pull.number, project_key, plan_sha256, [])
+        record_results(ctx.redis, pull.repo.id, pull.number, project_key, plan_sha256, [])
         return []
     results = evaluate(sets, plan_json)
     for res in results:  # messages may quote planned values: mask them before they are stored
         res["failures"] = [ctx.redact(m) for m in res["failures"]]
         res["warnings"] = [ctx.redact(m) for m in res["warnings"]]
         res["error"] = ctx.redact(res["error"])
-    record_results(ctx.rt.redis, pull.repo.id, pull.number, project_key, plan_sha256, results)
+    record_results(ctx.redis, pull.repo.id, pull.number, project_key, plan_sha256, results)
     bad = failed(results)
     for res in results:
         state = "failed" if res in bad else ("warnings" if res["warnings"] else "passed")
         ctx.log(f"policy set {res['name']} on {project_key}: {state}" + (f": {describe(res)}" if res in bad else ""))
-    audit.record(ctx.rt.redis, "policy_check", user=actor, repo=pull.repo.id, pull=pull.number,
+    audit.record(ctx.redis, "policy_check", user=actor, repo=pull.repo.id, pull=pull.number,
                  commit=pull.head_sha, project=project_key, plan_sha256=plan_sha256, job_id=ctx.job_id,
                  result="; ".join(f"{res['name']}: {describe(res)}" for res in bad)[:500] if bad else "passed")
     return results
@@ -211,9 +210,7 @@ def check_plan(ctx: JobContext, pull: PullRequest, project_key: str, plan_json: 
 def approve(ctx: JobContext, pull: PullRequest, actor: str) -> str:
     """/approve_policies: approve every failed set of the pull request's current plans that
     `actor` owns; replies with what was approved and what still needs another owner."""
-    from bot import artifacts
-
-    r = ctx.rt.redis
+    r = ctx.redis
     approved: list[str] = []
     others: list[str] = []
     for plan in artifacts.pull_plans(r, pull.repo.id, pull.number):
@@ -257,10 +254,10 @@ def _approval_reply(actor: str, approved: list[str], others: list[str]) -> str:
 def apply_refusal(ctx: JobContext, pull: PullRequest, plans: Sequence[PlanArtifact], actor: str) -> str:
     """The refusal text when a failed policy set of these plans is unapproved (audited), else ""."""
     configured = bool(ctx.settings.policies.sets)
-    problems = [line for plan in plans for line in blocking(ctx.rt.redis, plan, configured)]
+    problems = [line for plan in plans for line in blocking(ctx.redis, plan, configured)]
     if not problems:
         return ""
-    audit.record(ctx.rt.redis, "apply_refused", user=actor, repo=pull.repo.id, pull=pull.number,
+    audit.record(ctx.redis, "apply_refused", user=actor, repo=pull.repo.id, pull=pull.number,
                  commit=pull.head_sha, result="; ".join(problems)[:500], job_id=ctx.job_id)
     return ("Policy checks failed:\n" + "\n".join(f"- {p}" for p in problems) +
             "\n\nA policy owner can comment `/approve_policies` to approve them; pushing a fix and planning "

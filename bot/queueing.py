@@ -7,13 +7,21 @@ from typing import Optional
 
 import redis
 from rq import Callback, Queue
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from bot import joblog
-from bot.models import Event, event_to_dict
+from bot.state import joblog
+from bot.models import Event, JobState, event_to_dict
+from bot.state import keys
 
 QUEUE_NAME = "plankeeper"
-DELIVERY_KEY = "pk:delivery:{}"
+# RQ imports a job's function by its dotted name: every entry point is in bot.jobs.
+HANDLE_EVENT = "bot.jobs.handle_event"
+RUN_PROJECT = "bot.jobs.run_project"
+FINISH_RUN = "bot.jobs.finish_run"
+DRIFT_CHECK = "bot.jobs.run_drift_check"
+ON_FAILURE = "bot.jobs.on_job_failure"
+ON_DRIFT_FAILURE = "bot.jobs.on_drift_check_failure"
 DELIVERY_TTL = 7 * 24 * 3600
 # Steps per job (checkout, init, plan, show, apply...) each bounded by terraform.timeout.
 JOB_TIMEOUT_STEPS = 6
@@ -29,20 +37,18 @@ def job_id_for(delivery_id: str) -> str:
 
 def claim_delivery(r: redis.Redis, delivery_id: str) -> bool:
     """True the first time a delivery id is seen; False for a redelivery."""
-    return bool(r.set(DELIVERY_KEY.format(delivery_id), "1", nx=True, ex=DELIVERY_TTL))
+    return bool(r.set(keys.DELIVERY.format(delivery_id), "1", nx=True, ex=DELIVERY_TTL))
 
 
 def release_delivery(r: redis.Redis, delivery_id: str) -> None:
     """Forget a delivery whose enqueue failed, so the forge's redelivery is accepted."""
-    r.delete(DELIVERY_KEY.format(delivery_id))
+    r.delete(keys.DELIVERY.format(delivery_id))
 
 
 def describe(event: Event) -> dict:
     """Fields of the job record that say what the job is about."""
-    repo = event.repo if hasattr(event, "repo") else event.pull.repo  # type: ignore[union-attr]
-    number = event.pull_number if hasattr(event, "pull_number") else event.pull.number  # type: ignore[union-attr]
     title = {"pull_request": f"pull request {getattr(event, 'action', '')}", "review": "review"}.get(event.kind, "comment")
-    return {"repo": repo.id, "pull": number, "title": title, "event": event.kind}
+    return {"repo": event.repo.id, "pull": event.number, "title": title, "event": event.kind}
 
 
 def enqueue_event(r: redis.Redis, event: Event, timeout_seconds: int, job_id: Optional[str] = None,
@@ -50,7 +56,7 @@ def enqueue_event(r: redis.Redis, event: Event, timeout_seconds: int, job_id: Op
     """Queue the job that handles an event; returns the job id (derived from the delivery id)."""
     job_id = job_id or job_id_for(event.delivery_id)
     info = describe(event)
-    enqueue_internal(queue(r), "bot.jobs.handle_event", event_to_dict(event), job_id, timeout_seconds,
+    enqueue_internal(queue(r), HANDLE_EVENT, event_to_dict(event), job_id, timeout_seconds,
                      depends_on=depends_on, record={"delivery": event.delivery_id, **info})
     return job_id
 
@@ -68,7 +74,7 @@ def enqueue_internal(q: Queue, func: str, payload: dict, job_id: Optional[str], 
         result_ttl=24 * 3600,
         failure_ttl=30 * 24 * 3600,
         depends_on=depends_on,
-        on_failure=Callback("bot.jobs.on_job_failure"),
+        on_failure=Callback(ON_FAILURE),
         description=f"{func.rsplit('.', 1)[-1]} {(record or {}).get('repo', '')}#{(record or {}).get('pull', '')}",
     )
     if not job_id:
@@ -77,11 +83,11 @@ def enqueue_internal(q: Queue, func: str, payload: dict, job_id: Optional[str], 
 
 
 def enqueue_drift_check(r: redis.Redis, payload: dict, timeout_seconds: int, job_id: str, **record: object) -> str:
-    """Queue bot.drift.run_drift_check (it has its own failure callback: there is no pull request)."""
+    """Queue a drift check (it has its own failure callback: there is no pull request)."""
     joblog.record_job(r, job_id, state="queued", created_at=time.time(), **record)
     queue(r).enqueue_call(
-        "bot.drift.run_drift_check", args=(payload,), job_id=job_id, timeout=timeout_seconds * JOB_TIMEOUT_STEPS,
-        result_ttl=24 * 3600, failure_ttl=30 * 24 * 3600, on_failure=Callback("bot.drift.on_check_failure"),
+        DRIFT_CHECK, args=(payload,), job_id=job_id, timeout=timeout_seconds * JOB_TIMEOUT_STEPS,
+        result_ttl=24 * 3600, failure_ttl=30 * 24 * 3600, on_failure=Callback(ON_DRIFT_FAILURE),
         description=f"drift check {record.get('repo', '')}",
     )
     return job_id
@@ -89,8 +95,6 @@ def enqueue_drift_check(r: redis.Redis, payload: dict, timeout_seconds: int, job
 
 def cancel_queued(r: redis.Redis, repo_id: str, pull_number: int, except_job: str = "") -> int:
     """Cancel the pull request's jobs still waiting in the queue; returns how many."""
-    from rq.job import Job
-
     q = queue(r)
     cancelled = 0
     for job_id in q.get_job_ids():
@@ -100,6 +104,6 @@ def cancel_queued(r: redis.Redis, repo_id: str, pull_number: int, except_job: st
         if record.get("event") in ("project", "finalize"):
             continue  # a run's jobs see the cancel themselves, so its comment is finished properly
         Job.fetch(job_id, connection=r, serializer=JSONSerializer).cancel()
-        joblog.record_job(r, job_id, state="cancelled", summary="cancelled by /cancel", ended_at=time.time())
+        joblog.record_job(r, job_id, state=JobState.CANCELLED, summary="cancelled by /cancel", ended_at=time.time())
         cancelled += 1
     return cancelled

@@ -21,6 +21,10 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from bot.engines import parent_environment
+from bot.state import keys
+from runners.environment import is_allowed
+
 MASK = "***"
 MIN_SECRET_LENGTH = 6
 SECRET_NAME_WORDS = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL")
@@ -76,8 +80,6 @@ def settings_secrets(settings) -> list[str]:
         settings.ui.password,
         settings.ui.api_token,
     ]
-    from bot.engines import parent_environment
-
     return [v for v in values if v] + terraform_env_secrets(parent_environment())
 
 
@@ -89,8 +91,6 @@ def is_secret_name(name: str) -> bool:
 
 def terraform_env_secrets(parent: Mapping[str, str]) -> list[str]:
     """Values of the secret-named variables that runners.environment passes to Terraform."""
-    from runners.environment import is_allowed
-
     return [v for k, v in parent.items() if v and is_allowed(k) and is_secret_name(k)]
 
 
@@ -160,9 +160,7 @@ def _texts(value: Any) -> Iterator[str]:
 def mask_log(r, job_id: str, redact: Redactor) -> int:
     """Mask again the lines a job already wrote to its log (after `add_secrets` learnt values
     it could not know while they streamed); returns how many lines changed."""
-    from bot.joblog import LOG_KEY
-
-    key = LOG_KEY.format(job_id)
+    key = keys.JOB_LOG.format(job_id)
     changed = 0
     for index, raw in enumerate(r.lrange(key, 0, -1)):
         line = raw.decode("utf-8", "replace")
@@ -174,12 +172,12 @@ def mask_log(r, job_id: str, redact: Redactor) -> int:
 
 
 def learn_plan_secrets(ctx, result) -> None:
-    """After a plan (ctx: bot.orchestrator.JobContext, result: runners.models.PlanResult): make
+    """After a plan (ctx: bot.context.JobContext, result: runners.models.PlanResult): make
     the job's Redactor mask the plan's sensitive values, mask the lines already logged, and
     mask the result's texts before they are stored (other jobs render them later)."""
     values = sensitive_values(result.plan_json)
     if values and isinstance(ctx.redact, Redactor):
         ctx.redact.add_secrets(values)
-        mask_log(ctx.rt.redis, ctx.job_id, ctx.redact)
+        mask_log(ctx.redis, ctx.job_id, ctx.redact)
     result.output, result.error, result.summary = ctx.redact(result.output), ctx.redact(result.error), \
         ctx.redact(result.summary)

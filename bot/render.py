@@ -84,7 +84,9 @@ def _output_block(text: str, budget: Optional[int], log_url: str) -> str:
     return f"<details><summary>Show output</summary>\n\n{_fence(text)}\n</details>\n"
 
 
-def project_section(command: str, outcome: ProjectOutcome, budget: Optional[int] = None) -> str:
+def project_section(command: str, outcome: ProjectOutcome, budget: Optional[int] = None,
+                    hints: bool = True) -> str:
+    """One project's section; `hints` adds the comment command that applies it (pull requests only)."""
     p = outcome.project
     title = f"### {'`' + p.name + '` · ' if p.name else ''}dir: `{p.dir}` · workspace: `{p.workspace}`"
     blocked = " · ❌ policy failed" if command == "plan" and _policy_failed(outcome) else ""
@@ -104,7 +106,7 @@ def project_section(command: str, outcome: ProjectOutcome, budget: Optional[int]
         parts += [f"`{result.summary}`", ""]
     if command == "plan" and outcome.policies:
         parts += [policy_section(outcome.policies)]
-    if command == "plan" and outcome.status == "planned":
+    if hints and command == "plan" and outcome.status == "planned":
         parts += [f"To apply this project: `{apply_command(p)}`", ""]
     if outcome.log_url:
         parts += [f"[Full log]({outcome.log_url})", ""]
@@ -157,13 +159,18 @@ def command_comment(
     limit: int,
     redact: Callable[[str], str],
     footer: str = "",
+    hints: bool = True,
 ) -> str:
-    """The whole comment for one command run; never longer than `limit` characters."""
+    """The whole comment for one command run; never longer than `limit` characters.
+
+    `hints` adds what to comment next (`/apply`, `/unlock`, `/plan`); `plankeeper plan` on a local
+    checkout turns them off and gives its own `footer`, since no pull request is there to comment on.
+    """
     head = f"**Plankeeper {command}** for `{pull.head_sha[:7]}` · {overview(command, outcomes, running)}\n\n"
-    tail = _footer(command, outcomes, running) + footer
+    tail = (_footer(command, outcomes, running) if hints else "") + footer
 
     def build(budget: Optional[int]) -> str:
-        sections = [project_section(command, o, budget) for o in outcomes]
+        sections = [project_section(command, o, budget, hints) for o in outcomes]
         return redact(head + "\n---\n".join(sections) + "\n---\n" + tail)
 
     body = build(None)

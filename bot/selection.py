@@ -16,7 +16,8 @@ from bot.errors import ConfigError, UserFacingError
 from bot.models import Command
 from runners.models import Project
 from runners.projects import discover_projects, select_for_changes
-from runners.repo_config import RepoConfig, RepoConfigError, load_repo_config, merge_with_server, project_defaults
+from runners.repo_config import RepoConfig, RepoConfigError, load_repo_config
+from runners.repo_config_merge import merge_with_server, project_defaults
 from runners.repo_config_schema import EffectiveProject
 from runners.workspace import PathEscape, Workspace
 

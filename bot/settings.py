@@ -341,16 +341,6 @@ def _first(messages: Any) -> str | None:
     return next((m for m in messages if m), None)
 
 
-# --- loading (bot/settings_loader.py does the work) ------------------------------------------
-
-def load_settings(path: str | Path | None, environ: Mapping[str, str]) -> Settings:
-    """Read the YAML file (None = defaults only), apply `PLANKEEPER_*` overrides from
-    `environ`, read `*_file` secrets, and validate. Raises SettingsError naming the key."""
-    from bot.settings_loader import load
-
-    return load(path, environ)
-
-
 def validate_for_serve(settings: Settings) -> None:
     """Checks that only matter for a running server. Raises SettingsError naming the key."""
     gh, gl = settings.github, settings.gitlab

@@ -24,7 +24,7 @@ class _EnvStr(str):
     """A string from the environment: may still need parsing as int, bool, list or null."""
 
 
-def load(path: str | Path | None, environ: Mapping[str, str]) -> Settings:
+def load_settings(path: str | Path | None, environ: Mapping[str, str]) -> Settings:
     """Read the YAML file (None = defaults only), apply `PLANKEEPER_*` overrides from
     `environ`, read `*_file` secrets, and validate. Raises SettingsError naming the key."""
     raw = _read_yaml(Path(path)) if path is not None else {}

@@ -15,7 +15,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from bot import events, queueing, signatures
 from bot import logs, metrics
-from bot.runtime import Runtime
+from bot.context import Runtime
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("webhooks", __name__)

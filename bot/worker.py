@@ -13,6 +13,11 @@ from __future__ import annotations
 import logging
 
 from rq import Worker
+from rq.serializers import JSONSerializer
+
+from bot import queueing
+from bot.jobs import init_worker, report_dead_job
+from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -22,19 +27,6 @@ HEARTBEAT_GRACE = 15  # a job whose heartbeat is this late is abandoned (RQ: 60)
 WORKER_TTL = 35  # an idle worker wakes every WORKER_TTL - 15 s, so cleanup runs while idle
 CLEANUP_SECONDS = 15  # registry cleanup period (RQ: 600)
 STUCK = "Job was stuck in intermediate queue."  # RQ's reason for a job popped by a worker that then died
-
-
-# Imported once in the worker before it forks a work-horse per job, so that no job pays for
-# them again (PyGithub alone takes ~200 ms to import).
-PRELOAD = ("bot.run_jobs", "bot.planning", "bot.applying", "bot.deploy", "bot.drift", "bot.policies",
-           "bot.forges.github", "bot.forges.gitlab", "runners.kubectl", "runners.workflows")
-
-
-def preload() -> None:
-    import importlib
-
-    for name in PRELOAD:
-        importlib.import_module(name)
 
 
 class PlankeeperWorker(Worker):
@@ -49,8 +41,6 @@ class PlankeeperWorker(Worker):
 
     def handle_work_horse_killed(self, job, retpid, ret_val, rusage):
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
-        from bot.jobs import report_dead_job
-
         try:
             report_dead_job(job, "its worker process was killed", f"exit status {ret_val}")
         except Exception:
@@ -64,3 +54,10 @@ class PlankeeperWorker(Worker):
             queue._enqueue_job(job, at_front=True)
             return
         super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
+
+
+def run_worker(settings: Settings, burst: bool = False) -> None:
+    """Take jobs from the queue until stopped (or, with burst, until it is empty)."""
+    rt = init_worker(settings)
+    worker = PlankeeperWorker([queueing.queue(rt.redis)], connection=rt.redis, serializer=JSONSerializer)
+    worker.work(burst=burst, logging_level="INFO", with_scheduler=False)

@@ -70,6 +70,16 @@ class RepoCache:
             self._fetch(mirror, url, env, refs, sha)
             self._clone(mirror, dest, sha, url)
 
+    def branch_head(self, clone_url: str, branch: str, auth: Optional[tuple[str, str]] = None) -> str:
+        """The commit at the head of `branch` on the remote (git ls-remote). Raises GitError."""
+        url, auth = _split_auth(clone_url, auth)
+        out = _git(git.Git(), ["ls-remote", "--", url, f"refs/heads/{branch}"], self._env(url, auth),
+                   what=f"read the head of {branch}")
+        lines = out.strip().splitlines()
+        if not lines:
+            raise GitError(f"branch {branch!r} not found in {strip_credentials(url)}")
+        return lines[0].split()[0]
+
     def changed_files(self, repo_dir: Path, base: str, head: str) -> list[str]:
         """Files changed between the merge base of base and head, and head.
 

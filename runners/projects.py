@@ -14,12 +14,10 @@ import os
 import posixpath
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from runners.models import Project
-
-if TYPE_CHECKING:
-    from runners.repo_config_schema import Autodiscover, EffectiveProject
+from runners.repo_config_schema import Autodiscover, EffectiveProject
 
 TF_SUFFIXES = (".tf", ".tf.json")
 CHANGE_SUFFIXES = (".tf", ".tf.json", ".tfvars", ".tfvars.json")
@@ -283,8 +281,6 @@ def select_for_changes(
     autoplan=True leaves out projects whose autoplan is disabled (a `/plan` without flags
     passes False). `defaults` builds the settings of discovered projects.
     """
-    from runners.repo_config_schema import Autodiscover, EffectiveProject
-
     files = normalize_changed(changed_files)
     mode = (autodiscover or Autodiscover()).mode
     eligible = [ep for ep in effective_projects

@@ -399,11 +399,5 @@ def _check_cycles(reader: Reader, names: dict[str, ProjectConfig]) -> None:
     for name in names:
         visit(name, [])
 
-
-# Re-exported so callers need one import; at the end because the merge module imports this one.
-from runners.repo_config_merge import available_workflows, merge_with_server, project_defaults  # noqa: E402
-from runners.repo_config_schema import EffectiveProject  # noqa: E402
-
-__all__ = ["CONFIG_FILES", "EffectiveProject", "ProjectConfig", "RepoConfig", "RepoConfigError", "Workflow",
-           "available_workflows", "find_config_file", "load_repo_config", "merge_with_server",
-           "parse_repo_config", "parse_server_workflows", "project_defaults"]
+__all__ = ["CONFIG_FILES", "ProjectConfig", "RepoConfig", "RepoConfigError", "Workflow", "find_config_file",
+           "load_repo_config", "parse_repo_config", "parse_server_workflows"]

@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any, Optional
 
 from runners.models import Project
+from runners.repo_config import parse_server_workflows
 from runners.repo_config_schema import (
     DEFAULT_WORKFLOW, DriftConfig, EffectiveProject, KubectlConfig, ProjectConfig, RepoConfig,
     RepoConfigError, Workflow,
@@ -64,8 +65,6 @@ def _server_default_workflow(name: Optional[str], workflows: dict[str, Workflow]
 
 def available_workflows(repo_config: Optional[RepoConfig], resolved: Any) -> dict[str, Workflow]:
     """Workflows a project may name: built-in `default`, the server's, then (if allowed) the repo's."""
-    from runners.repo_config import parse_server_workflows  # import here: repo_config imports this module
-
     found: dict[str, Workflow] = {"default": DEFAULT_WORKFLOW}
     found.update(parse_server_workflows(getattr(resolved, "workflows", {}) or {}, "server settings"))
     if repo_config is not None and repo_config.workflows:

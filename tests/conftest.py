@@ -10,6 +10,15 @@ from tests.support import EMBEDDED_TERRAFORM, GitRepo, Server
 
 WEBHOOK_SECRET = "webhook-secret-for-tests"
 GITHUB_TOKEN = "test-token"
+E2E_DIR = Path(__file__).resolve().parent / "e2e"
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: `-m "not e2e"` must see the marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e is marked `e2e`, whether or not its module says so."""
+    for item in items:
+        if E2E_DIR in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture

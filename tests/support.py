@@ -1,5 +1,6 @@
 """Test rig shared by the bot and end-to-end tests: real git repos, a real
-`plankeeper serve` process, signed webhook deliveries built from the published fixtures."""
+`plankeeper serve` process, signed webhook deliveries built from the published fixtures
+in tests/fixtures."""
 from __future__ import annotations
 
 import copy
@@ -20,9 +21,7 @@ import yaml
 from bot.signatures import sign_github
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT.parent / "shared" / "fixtures"
-if not FIXTURES.exists():  # CI clones next to shared/ as well; allow an override
-    FIXTURES = Path(os.environ.get("PLANKEEPER_FIXTURES", FIXTURES))
+FIXTURES = ROOT / "tests" / "fixtures"  # published webhook payloads; tests/fixtures/README.md says where from
 EMBEDDED_TERRAFORM = "embedded"
 
 GIT_ENV = {
@@ -111,12 +110,17 @@ class Server:
             cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         deadline = time.time() + timeout
+        wanted = self.config.get("workers", 2)
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"serve exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 health = requests.get(f"{self.url}/healthz", timeout=1)
-                if health.status_code == 200 and health.json().get("workers", 0) >= self.config.get("workers", 2):
+                if health.status_code == 200 and health.json().get("workers", 0) >= wanted:
+                    return self
+                # A web-only process (workers: 0) is up once Redis answers: /healthz says 503
+                # "degraded" until some `plankeeper worker` registers on that Redis.
+                if wanted == 0 and health.status_code == 503 and health.json().get("status") == "degraded":
                     return self
             except requests.RequestException:
                 pass
@@ -174,6 +178,27 @@ def wait_for(predicate: Callable[[], object], timeout: float = 60, interval: flo
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+
+
+def runs_under(pid: int, command: str) -> bool:
+    """Whether a descendant of process `pid` (a job's work-horse) is running the shell command
+    `command` (e.g. "sleep 12"), as its own argv or through `/bin/sh -c`: how a test waits
+    until a job is inside a given step or provisioner, instead of sleeping a fixed time."""
+    import psutil
+
+    try:
+        descendants = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return False
+    words = command.split()
+    for proc in descendants:
+        try:
+            argv = proc.cmdline()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if argv[-len(words):] == words or argv[-1:] == [command]:
+            return True
+    return False
 
 
 def github_pr_payload(action: str, fake, full_name: str, number: int, sender: str = "octocat") -> dict:

@@ -1,5 +1,5 @@
 """GitLab webhook deliveries for end-to-end tests: the published payloads in
-shared/fixtures/gitlab, deep-copied and pointed at a FakeGitLab project and merge request,
+tests/fixtures/gitlab, deep-copied and pointed at a FakeGitLab project and merge request,
 posted to a real `plankeeper serve` with GitLab's headers."""
 from __future__ import annotations
 

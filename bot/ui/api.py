@@ -8,11 +8,13 @@ from dataclasses import asdict
 from typing import Iterator
 
 import redis
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job
+from rq.serializers import JSONSerializer
 from flask import (Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request,
                    stream_with_context, url_for)
 
-from bot import artifacts, audit, joblog, locks
-from bot.orchestrator import CANCEL_KEY
+from bot.state import artifacts, audit, cancel, joblog, locks
 from bot.ui import auth, data
 
 blueprint = Blueprint("api", __name__)
@@ -166,7 +168,7 @@ def api_cancel(job_id: str):
         return _error(f"Job {job_id} already {job['state']}: there is nothing to cancel.", 409)
     if job.get("repo") and job.get("pull"):
         # The cancel key stops every job of the pull request started before now, as /cancel does.
-        r.set(CANCEL_KEY.format(repo=job["repo"], number=job["pull"]), f"{time.time():.3f}", ex=24 * 3600)
+        cancel.request_cancel(r, job["repo"], int(job["pull"]))
     if job.get("state") == "queued":
         _dequeue(r, job_id)
     audit.record(r, "cancel", user=writer.user, repo=job.get("repo"), pull=job.get("pull"), job_id=job_id,
@@ -176,10 +178,6 @@ def api_cancel(job_id: str):
 
 
 def _dequeue(r: redis.Redis, job_id: str) -> None:
-    from rq.exceptions import InvalidJobOperation, NoSuchJobError
-    from rq.job import Job
-    from rq.serializers import JSONSerializer
-
     try:
         Job.fetch(job_id, connection=r, serializer=JSONSerializer).cancel()
     except (NoSuchJobError, InvalidJobOperation):

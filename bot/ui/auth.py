@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import redis
+from bot.state import keys
 from flask import Response, current_app, g, jsonify, render_template, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-SECRET_KEY = "pk:ui:secret"
 SESSION_COOKIE = "pk_session"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
@@ -140,8 +140,8 @@ def _secret() -> str:
     if cached:
         return cached
     r: redis.Redis = current_app.config["RUNTIME"].redis
-    r.set(SECRET_KEY, secrets.token_hex(32), nx=True)
-    value = r.get(SECRET_KEY).decode()
+    r.set(keys.UI_SECRET, secrets.token_hex(32), nx=True)
+    value = r.get(keys.UI_SECRET).decode()
     current_app.config["PK_UI_SECRET"] = value
     return value
 

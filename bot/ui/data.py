@@ -8,10 +8,11 @@ from typing import Iterable, Optional
 
 import redis
 
-from bot import audit, joblog, locks
+from bot.models import JobState
+from bot.state import joblog, locks
+from bot.state import keys
 
-FINAL_STATES = ("succeeded", "failed", "cancelled")
-DRIFT_PATTERN = "pk:drift:*"
+FINAL_STATES = tuple(state.value for state in JobState if state.is_final)
 AUDIT_FILTERS = ("repo", "user", "project", "action")
 
 
@@ -89,7 +90,7 @@ def lock_rows(held: list[locks.Lock]) -> list[dict]:
 def drift_statuses(r: redis.Redis) -> list[dict]:
     """Per-project drift status stored by the drift checks (JSON under pk:drift:<repo>:<project>)."""
     statuses = []
-    for key in r.scan_iter(match=DRIFT_PATTERN, count=500):
+    for key in r.scan_iter(match=keys.DRIFT_STATUS_PATTERN, count=500):
         try:
             raw = r.get(key)
             status = json.loads(raw) if raw else None
@@ -138,7 +139,7 @@ def audit_page(r: redis.Redis, filters: dict, since: Optional[float] = None, unt
     start = str(int(since * 1000)) if since is not None else "-"
     found: list[dict] = []
     while True:
-        batch = r.xrevrange(audit.AUDIT_STREAM, max=end, min=start, count=500)
+        batch = r.xrevrange(keys.AUDIT, max=end, min=start, count=500)
         for entry_id, raw in batch:
             entry = {k.decode(): v.decode() for k, v in raw.items()}
             entry["id"] = entry_id.decode()
@@ -159,7 +160,7 @@ def audit_rows(entries: list[dict]) -> list[dict]:
 def child_jobs(r: redis.Redis, job: dict, limit: int = 1000) -> list[dict]:
     """The jobs a job started (a run's per-project and finalizing jobs: ids `<job id>-...`), oldest first."""
     since = _float(job.get("created_at")) or _float(job.get("started_at")) or 0.0
-    ids = [i.decode() for i in r.zrangebyscore(joblog.JOBS_INDEX, since, "+inf", start=0, num=limit)]
+    ids = [i.decode() for i in r.zrangebyscore(keys.JOBS, since, "+inf", start=0, num=limit)]
     prefix = f"{job['id']}-"
     children = [joblog.get_job(r, i) for i in ids if i.startswith(prefix)]
     return [c for c in children if c]

@@ -7,7 +7,7 @@ from typing import Optional
 import redis
 from flask import Blueprint, current_app, redirect, render_template, request
 
-from bot import joblog, locks
+from bot.state import joblog, locks
 from bot.ui import auth, data
 
 blueprint = Blueprint("ui", __name__)

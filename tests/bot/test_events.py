@@ -20,7 +20,7 @@ from bot.events import (
 )
 from bot.models import CommentEvent, PullRequestEvent, ReviewEvent, event_from_dict, event_to_dict
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 GITHUB = FIXTURES / "github"
 GITLAB = FIXTURES / "gitlab"
 GITLAB_EVENTS = {"merge_request": "Merge Request Hook", "note": "Note Hook", "push": "Push Hook"}

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.local import check_repo, local_plan
-from bot.settings import load_settings
+from bot.local import check_repo, local_footer, local_plan
+from bot.models import ProjectOutcome
+from bot.settings_loader import load_settings
+from runners.models import PlanResult, Project
 from tests.support import GitRepo, tf_data
 
 CONFIG = """version: 3
@@ -77,3 +79,23 @@ def test_local_plan_p_selects_by_name(settings, repo, capsys):
     assert "custom step" not in capsys.readouterr().out
     assert local_plan(settings, repo.work, "main", "feature", [], ["nope"]) == 1
     assert "No project named `nope`" in capsys.readouterr().err
+
+
+def test_local_plan_says_how_to_apply_instead_of_pull_request_commands(settings, repo, capsys):
+    assert local_plan(settings, repo.work, "main", "feature", [], []) == 2
+    out = capsys.readouterr().out
+    assert "To apply this project" not in out and "/unlock" not in out
+    assert "To apply every planned project" not in out
+    assert out.rstrip().endswith(
+        "Local plan: nothing was saved or locked, and `plankeeper plan` cannot apply. To apply, open a pull "
+        "request from this branch and comment `/apply` there once Plankeeper has planned it, or run "
+        "`terraform apply` (`tofu apply`) yourself in each project directory with changes.")
+
+
+def test_local_footer_after_a_failure_or_no_changes():
+    failed = ProjectOutcome(Project("a"), "failed", plan=PlanResult(ok=False, failed_step="init"))
+    unchanged = ProjectOutcome(Project("b"), "no_changes", plan=PlanResult(ok=True))
+    kube = ProjectOutcome(Project("k", engine="kubectl"), "planned", plan=PlanResult(ok=True, has_changes=True))
+    assert local_footer([failed, unchanged]) == "Fix the failing project(s) and run `plankeeper plan` again.\n"
+    assert local_footer([unchanged]) == ""
+    assert "run `kubectl apply` yourself" in local_footer([unchanged, kube])

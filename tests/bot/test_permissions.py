@@ -1,5 +1,5 @@
 """Who may do what: bot.permissions on its own (GitHub teams, GitLab groups through the fakes
-and the real forge clients), then each command path of the orchestrator, and fork pull requests."""
+and the real forge clients), then each command path through bot.dispatch, and fork pull requests."""
 from __future__ import annotations
 
 import shutil
@@ -7,17 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from bot import audit, joblog, orchestrator, permissions
+from bot import dispatch, permissions
+from bot.state import audit
 from bot.errors import UserFacingError
 from bot.forges.github import GitHubForge
 from bot.forges.gitlab import GitLabForge
-from bot.models import CommentEvent, PullRequestEvent, Repo
-from bot.redact import Redactor
-from bot.runtime import Runtime
-from bot.settings import Settings
+from bot.models import PullRequestEvent, Repo
 from tests.fakes.github import FakeGitHub
 from tests.fakes.gitlab import FakeGitLab
-from tests.support import GitRepo, tf_data
+from tests.support_jobs import JobBench
 
 FULL = "acme/infra"
 TOKEN = "ghp_" + "p3rm" * 9
@@ -86,50 +84,11 @@ def test_gitlab_groups() -> None:
         assert "needs write permission" in refusal(forge, repo, "nobody", "unlock", {})
 
 
-# -- through the orchestrator: each command, then forks ---------------------------------------
-
-class Bench:
-    """A pull request on the fake GitHub backed by a real git repo, and a JobContext on a real Redis."""
-
-    def __init__(self, fake: FakeGitHub, redis_db, tmp_path: Path, **settings):
-        self.fake, self.tmp = fake, tmp_path
-        base = tmp_path / "git" / "acme"
-        base.mkdir(parents=True)
-        self.git = GitRepo(base, "infra")
-        self.git.commit({"README.md": "x\n"})
-        self.head = self.git.commit({"infra/app/main.tf": tf_data()}, "change", branch="feature")
-        fake.add_repo(FULL, self.git.clone_url)
-        self.settings = Settings(data_dir=tmp_path / "data", github=_github(fake), **settings)
-        self.rt = Runtime(self.settings, redis_db)
-        self.forge = GitHubForge(fake.api_url, token=TOKEN, bot_login=BOT, write_interval=0, sleep=lambda s: None)
-        self.repo = Repo("github", "github.com", FULL, self.git.clone_url)
-
-    def context(self, job_id: str = "job-1") -> orchestrator.JobContext:
-        redact = Redactor()
-        return orchestrator.JobContext(self.rt, self.forge, job_id, joblog.JobLog(self.rt.redis, job_id, redact), redact)
-
-    def comment(self, body: str, author: str) -> str:
-        comment_id = self.fake.add_comment(FULL, 7, body, author)
-        event = CommentEvent("d", self.repo, 7, str(comment_id), body, author)
-        ctx = self.context()
-        try:
-            return orchestrator.handle(ctx, event)
-        finally:
-            ctx.cleanup()
-
-    def last_comment(self) -> str:
-        return self.fake.comments(FULL, 7)[-1]["body"]
-
-
-def _github(fake):
-    from bot.settings import GitHubSettings
-
-    return GitHubSettings(api_url=fake.api_url, token=TOKEN, bot_login=BOT, write_interval=0)
-
+# -- through the dispatcher: each command, then forks ---------------------------------------
 
 @pytest.fixture
 def bench_factory(fake, redis_db, tmp_path: Path):
-    return lambda **settings: Bench(fake, redis_db, tmp_path, **settings)
+    return lambda **settings: JobBench(fake, redis_db, tmp_path, token=TOKEN, bot=BOT, **settings)
 
 
 def test_each_command_path_checks_permissions(fake, bench_factory) -> None:
@@ -164,7 +123,7 @@ def test_fork_pull_requests_are_not_planned_by_default(fake, bench_factory) -> N
     pull = bench.forge.pull_request(bench.repo, 7)
     assert pull.is_fork
     ctx = bench.context()
-    assert orchestrator.handle(ctx, PullRequestEvent("d", "opened", pull, "eve")).startswith("skipped: pull request "
+    assert dispatch.handle(ctx, PullRequestEvent("d", "opened", pull, "eve")).startswith("skipped: pull request "
                                                                                             "from a fork")
     assert "`allow_fork_prs` is off" in bench.last_comment()
     assert bench.comment("/plan", "eve") == "refused: Plan refused"
@@ -181,7 +140,7 @@ def test_fork_pull_requests_are_planned_with_allow_fork_prs(fake, bench_factory)
     pull = bench.forge.pull_request(bench.repo, 7)
     assert pull.is_fork and pull.head_clone_url == str(fork)
     ctx = bench.context()
-    summary = orchestrator.handle(ctx, PullRequestEvent("d", "opened", pull, "eve"))
+    summary = dispatch.handle(ctx, PullRequestEvent("d", "opened", pull, "eve"))
     ctx.cleanup()
     assert summary.startswith("planning 1 project(s)"), summary
     assert bench.last_comment().startswith("**Plankeeper plan**")

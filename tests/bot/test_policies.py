@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from bot import artifacts, audit, policies
+from bot import policies
+from bot.state import artifacts, audit
 from bot.forges.github import GitHubForge
 from bot.models import ProjectOutcome, PullRequest, Repo
 from bot.redact import Redactor

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bot import joblog
+from bot.state import joblog, keys
 from bot.redact import (
     MASK,
     Redactor,
@@ -129,7 +129,7 @@ def test_learn_plan_secrets_masks_result_log_and_later_lines(plan_json: dict, re
 
 
 def test_mask_log_leaves_clean_lines_alone(redis_db) -> None:
-    redis_db.rpush(joblog.LOG_KEY.format("j"), "clean line", "has s3cr3t-value")
+    redis_db.rpush(keys.JOB_LOG.format("j"), "clean line", "has s3cr3t-value")
     assert mask_log(redis_db, "j", Redactor(["s3cr3t-value"])) == 1
     assert joblog.read_log(redis_db, "j") == ["clean line", f"has {MASK}"]
 

@@ -81,3 +81,15 @@ def test_outdated_marking_is_idempotent(count):
     for _ in range(count):
         body = render.mark_outdated(body, "https://example/comment/2")
     assert body.count("Outdated") == 2  # the banner and the summary line, once
+
+
+def test_without_hints_no_comment_commands_are_suggested():
+    """`plankeeper plan` on a local checkout: no pull request to comment /apply, /unlock or /plan on."""
+    outcomes = [planned("infra/app", [ResourceChange("terraform_data.x", "create")],
+                        "Plan: 1 to add, 0 to change, 0 to destroy.")]
+    with_hints = render.command_comment("plan", PULL, outcomes, running=False, limit=65536, redact=Redactor())
+    assert "To apply this project: `/apply -d infra/app`" in with_hints and "`/unlock`" in with_hints
+    local = render.command_comment("plan", PULL, outcomes, running=False, limit=65536, redact=Redactor(),
+                                   hints=False, footer="Apply it by hand.\n")
+    assert "/apply" not in local and "/unlock" not in local
+    assert local.endswith("---\nApply it by hand.\n")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.bot.test_drift import FULL, KEY, REPO_ID, apply_default_branch, change_out_of_band, main_tf, state_value
+from tests.bot.drift.test_check import FULL, KEY, REPO_ID, apply_default_branch, change_out_of_band, main_tf, state_value
 from tests.conftest import WEBHOOK_SECRET
 from tests.support import github_pr_payload, wait_for
 

@@ -22,7 +22,7 @@ import requests
 from bench.webhook_load import make_delivery, send
 from tests.conftest import WEBHOOK_SECRET
 from tests.e2e.test_github_apply import Scenario, root_module
-from tests.support import github_comment_payload, github_pr_payload, wait_for
+from tests.support import github_comment_payload, github_pr_payload, runs_under, wait_for
 
 pytestmark = pytest.mark.e2e
 REPO = "acme/infra"
@@ -103,7 +103,7 @@ def test_worker_killed_mid_plan_is_reported_and_the_replan_works(scenario, fake_
     server = serve_factory(SLOW_PLAN)
     deliver(server, fake_github, 7)
     job = running_project_job(server, "plan ")
-    time.sleep(2)  # inside the `sleep 12` step
+    wait_for(lambda: runs_under(int(job["pid"]), "sleep 12"), timeout=60, what="the plan inside its `sleep 12` step")
     killed = kill_worker_of(job)
     deliver(server, fake_github, 7, "/plan")  # queued while its worker is dead: must still run
     wait_for(lambda: final_states(fake_github, head, "plankeeper/plan")[-1:] == ["failure"]
@@ -129,7 +129,8 @@ def test_worker_killed_mid_apply_keeps_lock_and_plan_and_apply_again_completes(s
     deliver(server, fake_github, 7, "/apply")
     job = running_project_job(server, "apply ")
     wait_for(lambda: "🔄 running" in (scenario.comments(7, "**Plankeeper apply**") or [""])[-1], timeout=60)
-    time.sleep(3)  # inside the provisioner's sleep
+    wait_for(lambda: runs_under(int(job["pid"]), "sleep 10"), timeout=60,
+             what="the apply inside its provisioner's `sleep 10`")
     kill_worker_of(job)
     wait_for(lambda: final_states(fake_github, head, "plankeeper/apply")[-1:] == ["failure"], timeout=120,
              what="the dead apply reported")
@@ -170,9 +171,10 @@ def test_embedded_redis_restarted_mid_job_keeps_locks_plans_and_queued_jobs(scen
     server.wait_jobs_idle()
     assert locks_of(server) == [(7, "infra/app::default"), (9, "infra/db::default")]
     deliver(server, fake_github, 7, "/apply")
-    running_project_job(server, "apply ")
-    deliver(server, fake_github, 8)  # one worker, busy: this waits in the queue
-    time.sleep(2)
+    job = running_project_job(server, "apply ")
+    deliver(server, fake_github, 8)  # one worker, busy: this waits in the queue (202: it is in Redis)
+    wait_for(lambda: runs_under(int(job["pid"]), "sleep 15"), timeout=60,
+             what="PR 7's apply inside its provisioner's `sleep 15`")
     r = server.redis()
     r.shutdown(save=True)  # Redis goes away mid-apply (appendonly: nothing acknowledged is lost)
     server.stop()
@@ -269,9 +271,18 @@ def test_disk_full_in_data_dir_loses_no_delivery_and_recovers(scenario, fake_git
     # 202: queued (in Redis' memory; its append-only file catches up once there is room);
     # otherwise not acknowledged, so the forge's redelivery must be accepted.
     assert first.status_code == 202 or first.status_code >= 500, first.text
-    time.sleep(3)  # workers meet the full disk too (Redis refuses writes): serve restarts them
+    # The fault under test, not a wait for a condition: the disk stays full for 3 s while serve runs.
+    # Workers that meet it (Redis refuses writes) exit and serve starts others; whether any worker
+    # took the job by then depends on the first answer, so there is nothing more specific to wait on.
+    time.sleep(3)
     ballast.unlink()
-    time.sleep(2)  # Redis retries its append-only file writes each second
+    r = server.redis()
+
+    def redis_takes_writes() -> bool:  # Redis retries its append-only file writes each second
+        info = r.info("persistence")
+        return info.get("aof_last_write_status") == "ok" and info.get("rdb_last_bgsave_status") == "ok"
+
+    wait_for(redis_takes_writes, timeout=30, what="Redis to write to disk again after the ballast went")
     again = server.deliver_github("pull_request", payload, WEBHOOK_SECRET, delivery="disk-full-1")
     assert again.json()["outcome"] == ("duplicate" if first.status_code == 202 else "queued"), again.text
     jobs = server.wait_jobs_idle(timeout=240)  # a job a dying worker took is queued again after ~1 min

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.conftest import WEBHOOK_SECRET
-from tests.support import github_comment_payload, github_pr_payload, github_review_payload, wait_for
+from tests.support import github_comment_payload, github_pr_payload, github_review_payload, runs_under, wait_for
 
 pytestmark = pytest.mark.e2e
 REPO = "acme/infra"
@@ -286,7 +286,8 @@ def test_cancel_stops_a_long_running_plan_within_the_grace_period(scenario, fake
     server.wait_jobs_idle()
     comment(server, fake_github, 7, "/apply")
     wait_for(lambda: any("running" in b for b in scenario.comments(7, "**Plankeeper apply**")), timeout=60)
-    time.sleep(2)
+    wait_for(lambda: runs_under(_running_job_pid(server), "sleep 60"), timeout=60,
+             what="the apply inside its provisioner's `sleep 60`")
     started = time.time()
     comment(server, fake_github, 7, "/cancel")
     server.wait_jobs_idle(timeout=60)

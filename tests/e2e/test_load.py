@@ -7,7 +7,8 @@ from rq.serializers import JSONSerializer
 from rq import Queue
 
 from bench.webhook_load import make_delivery, send
-from bot import joblog, queueing
+from bot import queueing
+from bot.state import joblog
 from tests.conftest import WEBHOOK_SECRET
 from tests.support import GitRepo, github_pr_payload, tf_data
 

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import psutil
@@ -25,7 +24,8 @@ from rq import Worker
 from tests.conftest import GITHUB_TOKEN, WEBHOOK_SECRET
 from tests.e2e.test_faults import final_states, open_pull
 from tests.e2e.test_github_apply import Scenario
-from tests.support import ROOT, EMBEDDED_TERRAFORM, Server, free_port, github_comment_payload, github_pr_payload, wait_for
+from tests.support import (ROOT, EMBEDDED_TERRAFORM, Server, free_port, github_comment_payload, github_pr_payload,
+                           runs_under, wait_for)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.scaleout]
 REPO = "acme/infra"
@@ -136,9 +136,12 @@ def test_two_web_processes_and_three_workers_share_one_redis(cluster, fake_githu
     heads = {7: open_pull(scenario, 7, "app"), 8: open_pull(scenario, 8, "db", sleep=8),
              9: open_pull(scenario, 9, "web"), 10: open_pull(scenario, 10, "app", value="rival")}
     web_a, web_b = cluster.start_server("web-a"), cluster.start_server("web-b")
+    # Web-only processes are up, but not ready until a worker registers on their Redis.
+    assert requests.get(f"{web_a.url}/healthz", timeout=5).json()["status"] == "degraded"
     for i in range(3):
         cluster.start_worker(f"worker-{i}")
     wait_for(lambda: len(cluster.live_workers()) == 3, timeout=30, what="three registered workers")
+    assert [requests.get(f"{s.url}/healthz", timeout=5).json()["status"] for s in (web_a, web_b)] == ["ok", "ok"]
 
     # Deliveries spread over both web processes; PR 9's opened delivery reaches both at once.
     assert post(web_a, fake_github, 7).status_code == 202
@@ -180,7 +183,8 @@ def test_two_web_processes_and_three_workers_share_one_redis(cluster, fake_githu
     assert post(web_a, fake_github, 8, "/apply").status_code == 202
     running = wait_for(lambda: [j for j in project_jobs(cluster.jobs(), 8, "apply") if j.get("state") == "running"],
                        timeout=60, what="PR 8's apply running")
-    time.sleep(2)
+    wait_for(lambda: runs_under(int(running[0]["pid"]), "sleep 8"), timeout=60,
+             what="PR 8's apply inside its provisioner's `sleep 8`")
     victim = cluster.live_workers()[running[0]["worker"]]
     horse = psutil.Process(int(running[0]["pid"]))
     web_b.proc.send_signal(signal.SIGKILL)
@@ -208,6 +212,6 @@ def test_two_web_processes_and_three_workers_share_one_redis(cluster, fake_githu
         if "stale" in body.lower():
             assert post(web_a, fake_github, 8, "/plan").status_code == 202
             cluster.wait_idle()
-        return time.sleep(2)
+        return False  # e.g. the killed job's apply mutex still held: try again after `interval`
 
-    wait_for(apply_8, timeout=150, interval=0.1, what="PR 8 applied after the failure")
+    wait_for(apply_8, timeout=150, interval=2, what="PR 8 applied after the failure")

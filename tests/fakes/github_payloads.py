@@ -20,18 +20,12 @@ _TEMPLATE_REPO = "Codertocat/Hello-World"
 _TEMPLATE_LOGIN = "Codertocat"
 
 
-def _fixture_dirs() -> list[Path]:
-    root = Path(__file__).resolve().parents[2]
-    return [root / "tests" / "fixtures" / "github", root.parent / "shared" / "fixtures" / "github"]
+_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "github"
 
 
 @functools.lru_cache(maxsize=1)
 def _template() -> dict:
-    for folder in _fixture_dirs():
-        path = folder / _TEMPLATE_NAME
-        if path.is_file():
-            return json.loads(path.read_text())["pull_request"]
-    raise FileNotFoundError(f"{_TEMPLATE_NAME} not found in {[str(d) for d in _fixture_dirs()]}")
+    return json.loads((_FIXTURES / _TEMPLATE_NAME).read_text())["pull_request"]
 
 
 def now_iso() -> str:

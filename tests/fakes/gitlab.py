@@ -1,7 +1,7 @@
 """A fake GitLab REST v4 server: real HTTP on 127.0.0.1, driven through python-gitlab.
 
 It speaks the JSON shapes of the real API (objects are built from the published webhook
-fixtures in shared/fixtures/gitlab, deep-copied with fields replaced), paginates with the
+fixtures in tests/fixtures/gitlab, deep-copied with fields replaced), paginates with the
 same headers GitLab sends (X-Page, X-Next-Page, X-Total-Pages, X-Per-Page, Link), and
 checks the PRIVATE-TOKEN / Authorization: Bearer header. Tests arrange state with the
 helpers (add_project, add_mr, push, approve, ...) and read back what the bot did
@@ -24,7 +24,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from tests.fakes.gitlab_routes import Abort, GitLabRoutes, diff_entry, json_response, public
 
-_FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "gitlab"
+_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gitlab"
 _WEBHOOK_ONLY = ("source", "target", "last_commit", "url", "action", "author_id", "assignee_id",
                  "assignee_ids", "reviewer_ids", "state_id", "last_edited_by_id", "milestone_id",
                  "time_change", "human_time_change", "total_time_spent", "labels")
@@ -32,8 +32,7 @@ ProjectRef = Union[int, str]
 
 
 def _fixture(name: str) -> dict:
-    fixtures = _FIXTURES if _FIXTURES.is_dir() else Path("/work/shared/fixtures/gitlab")
-    return json.loads((fixtures / name).read_text())
+    return json.loads((_FIXTURES / name).read_text())
 
 
 _MR_HOOK = _fixture("merge_request.open.json")

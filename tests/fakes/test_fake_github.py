@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Iterator
 
 import pytest
 import requests
 
 from tests.fakes.github import FakeGitHub
-from tests.fakes.github_payloads import _fixture_dirs
+from tests.support import fixture
 
 AUTH = {"Authorization": "token t0ken"}
 
@@ -45,8 +44,7 @@ def test_requests_without_the_token_get_401(fake: FakeGitHub) -> None:
 
 
 def test_pull_request_has_the_shape_of_the_published_payload(fake: FakeGitHub) -> None:
-    fixture = next(d / "pull_request.opened.json" for d in _fixture_dirs() if d.is_dir())
-    template = json.loads(fixture.read_text())["pull_request"]
+    template = fixture("github", "pull_request.opened")["pull_request"]
     body = requests.get(f"{fake.api_url}/repos/acme/infra/pulls/1", headers=AUTH, timeout=5).json()
     assert set(body) == set(template)
     assert set(body["head"]) == set(template["head"]) and set(body["base"]["repo"]) == set(

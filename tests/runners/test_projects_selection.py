@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from runners.projects import PathMatcher, select_for_changes
-from runners.repo_config import merge_with_server, parse_repo_config
+from runners.repo_config import parse_repo_config
+from runners.repo_config_merge import merge_with_server
 from bot.settings import Settings
 
 RESOLVED = Settings().repo_settings("github.com/acme/infra")

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import Settings, load_settings
-from runners.repo_config import (
-    RepoConfigError, load_repo_config, merge_with_server, parse_repo_config, project_defaults,
-)
+from bot.settings import Settings
+from bot.settings_loader import load_settings
+from runners.repo_config import RepoConfigError, load_repo_config, parse_repo_config
+from runners.repo_config_merge import merge_with_server, project_defaults
 from runners.models import Project
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "repo_configs"

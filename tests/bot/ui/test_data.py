@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot import locks
+from bot.state import locks
 from bot.ui import data
 
 

@@ -6,7 +6,7 @@ import base64
 import json
 import time
 
-from bot import audit, joblog, locks
+from bot.state import audit, joblog, locks
 from bot.settings import UISettings
 from tests.bot.ui.conftest import PASSWORD, USER
 

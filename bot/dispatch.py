@@ -1,0 +1,98 @@
+"""An event -> the handler that does what it asks, and its run started by the engine.
+
+Pull request opened or pushed -> plan (autoplan); closed -> release; merged -> deploy, then
+release; a comment -> its command, after the permission check; an approval -> apply.
+Re-reads the pull request from the forge first and stops early when the event is stale.
+"""
+from __future__ import annotations
+
+from bot import commands, permissions, render
+from bot.context import JobContext
+from bot.errors import UsageError, UserFacingError
+from bot.handlers import HANDLERS, Request, Trigger
+from bot.handlers.plan import FORK_MESSAGE, fork_refused
+from bot.handlers.unlock import release_pull_request
+from bot.models import Command, CommentEvent, Event, PullRequest, PullRequestEvent, ReviewEvent
+from bot.runs import engine
+from bot.runs.model import NewRun
+from bot.state import artifacts, audit
+
+
+def handle(ctx: JobContext, event: Event) -> str:
+    """Handle one event; returns a one-line summary for the job record."""
+    if isinstance(event, PullRequestEvent):
+        return on_pull_request(ctx, event)
+    if isinstance(event, CommentEvent):
+        return on_comment(ctx, event)
+    if isinstance(event, ReviewEvent):
+        return on_review(ctx, event)
+    raise TypeError(f"unknown event {type(event).__name__}")
+
+
+def run(ctx: JobContext, name: str, request: Request) -> str:
+    """Start the named handler; a run it asks for goes to the engine."""
+    started = HANDLERS[name].start(ctx, request)
+    return engine.start(ctx, started) if isinstance(started, NewRun) else started
+
+
+def on_pull_request(ctx: JobContext, event: PullRequestEvent) -> str:
+    if event.action in ("closed", "merged"):
+        deployed = run(ctx, "deploy", Request(event.pull, Command("apply"), event.pull.author, Trigger.MERGE)) \
+            if event.action == "merged" else ""
+        return deployed or release_pull_request(ctx, event.pull, event.action, event.sender)
+    pull = ctx.forge.pull_request(event.repo, event.number)
+    if pull.head_sha != event.pull.head_sha:
+        return f"skipped: head moved to {pull.head_sha[:7]} (a newer event plans it)"
+    if event.action == "updated":
+        dropped = artifacts.discard_pull_plans(ctx.redis, pull.repo.id, pull.number)
+        ctx.log(f"new commits pushed: discarded {dropped} plan(s) of the previous head")
+    if fork_refused(ctx, pull):
+        if event.action == "opened":
+            ctx.forge.create_comment(pull, FORK_MESSAGE)
+        return "skipped: pull request from a fork (allow_fork_prs is off)"
+    if not ctx.settings.repo_settings(pull.repo.id).autoplan:
+        return "skipped: autoplan is off for this repository"
+    return run(ctx, "plan", Request(pull, Command("plan"), pull.author, Trigger.AUTOPLAN))
+
+
+def on_comment(ctx: JobContext, event: CommentEvent) -> str:
+    if event.author.lower() == ctx.forge.bot_login.lower():
+        return "ignored: the bot's own comment"
+    try:
+        command = commands.parse_comment(
+            event.body, bot_login=ctx.forge.bot_login, aliases=ctx.settings.comment_aliases,
+            extra_args_allowlist=ctx.settings.extra_args_allowlist,
+        )
+    except UsageError as exc:
+        pull = ctx.forge.pull_request(event.repo, event.number)
+        ctx.forge.create_comment(pull, ctx.redact(exc.message))
+        return "replied: malformed command"
+    if command is None:
+        return "ignored: not a command"
+    pull = ctx.forge.pull_request(event.repo, event.number)
+    ctx.forge.add_reaction(pull, event.comment_id, "eyes")
+    audit.record(ctx.redis, "command", user=event.author, repo=pull.repo.id, pull=pull.number,
+                 commit=pull.head_sha, detail=ctx.redact(event.body.strip().splitlines()[0][:200]), job_id=ctx.job_id)
+    try:
+        return run_command(ctx, pull, command, event.author)
+    except UserFacingError as exc:
+        ctx.forge.create_comment(pull, render.error_comment(exc.title, exc.message, ctx.redact, ctx.job_url))
+        return f"refused: {exc.title}"
+
+
+def run_command(ctx: JobContext, pull: PullRequest, command: Command, actor: str) -> str:
+    handler = HANDLERS.get(command.name)
+    if handler is None or command.name == "deploy":
+        raise UserFacingError(f"`/{command.name}` is not available yet on this server.", title="Not available")
+    if handler.needs_permission:
+        permissions.check(ctx.forge, pull.repo, actor, command.name, ctx.settings.permissions)
+    return run(ctx, command.name, Request(pull, command, actor, Trigger.COMMENT))
+
+
+def on_review(ctx: JobContext, event: ReviewEvent) -> str:
+    if event.state != "approved":
+        return f"ignored: review {event.state}"
+    pull = ctx.forge.pull_request(event.repo, event.number)
+    if not artifacts.pull_plans(ctx.redis, pull.repo.id, pull.number):
+        return "ignored: nothing planned to apply"
+    return run(ctx, "apply", Request(pull, Command("apply"), event.reviewer, Trigger.APPROVAL))

@@ -1,0 +1,96 @@
+"""One project's engine inside a job: its effective settings, plan, stored plan, apply.
+
+Shared by the plan, apply and deploy handlers and by drift checks. The user's own mistakes
+(a project dir that leaves the checkout, a missing Terraform version or kubectl) come back
+as a failed result naming the `setup` step; anything else is a bug and propagates, so the
+run engine logs its traceback and reports an internal error with the job id.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Optional, Sequence
+
+from bot import redact, selection
+from bot.context import JobContext
+from bot.engines import render_base_dir, runner_for, step_env_for
+from bot.errors import UserFacingError
+from bot.models import PullRequest
+from bot.redact import Redactor
+from bot.state import artifacts
+from runners.models import ApplyResult, PlanResult, Project
+from runners.repo_config_merge import project_defaults
+from runners.repo_config_schema import EffectiveProject
+from runners.workspace import PathEscape
+
+SETUP_ERRORS = (UserFacingError, PathEscape)  # the user's to fix: reported on the project
+
+
+def effective_for(ctx: JobContext, pull: PullRequest, repo_dir: str, project: Project) -> EffectiveProject:
+    """The project's settings as the repo config at this checkout and the server resolve them."""
+    resolved = ctx.settings.repo_settings(pull.repo.id)
+    _, effective = selection.load_effective(ctx.workspace, repo_dir, resolved)
+    for ep in effective:
+        if ep.project.key == project.key and (ep.project.name == project.name or not project.name):
+            return ep
+    return project_defaults(project, resolved)
+
+
+def plan_in(ctx: JobContext, pull: PullRequest, repo_dir: str, effective: EffectiveProject,
+            extra_args: Sequence[str] = (), actor: str = "") -> PlanResult:
+    """Plan one project of a checkout with its engine or workflow."""
+    project = effective.project
+    sink = ctx.log.with_prefix(f"[{project.label}] ")
+    sink(f"planning {project.dir} (workspace {project.workspace})")
+    try:
+        project_dir = selection.project_dir(ctx.workspace, repo_dir, project)
+        runner = runner_for(project, ctx.settings, ctx.workspace, effective,
+                            step_env_for(pull, project, project.dir, extra_args, actor))
+    except SETUP_ERRORS as exc:
+        return PlanResult(ok=False, failed_step="setup", error=getattr(exc, "message", str(exc)))
+    base_dir = render_base_dir(ctx, pull, repo_dir, project)  # render-only kubectl: diff base and head
+    extra = {"base_dir": base_dir} if base_dir is not None else {}
+    return runner.plan(project_dir, project.workspace, output_dir(ctx, project), tuple(extra_args), on_line=sink,
+                       should_stop=ctx.should_stop(pull), **extra)
+
+
+def output_dir(ctx: JobContext, project: Project) -> Path:
+    out = ctx.workspace.resolve(f"out/{re.sub(r'[^A-Za-z0-9_.-]', '_', project.key)}")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def store_plan(ctx: JobContext, pull: PullRequest, project: Project, result: PlanResult,
+               head_sha: Optional[str] = None) -> Optional[artifacts.PlanArtifact]:
+    """Save the plan file with its SHA-256 and sensitive values; None for a plan without a file."""
+    if not result.plan_file:
+        return None
+    artifact = artifacts.PlanArtifact(
+        repo_id=pull.repo.id, pull_number=pull.number, project_key=project.key, project_name=project.name,
+        engine=project.engine, head_sha=head_sha or pull.head_sha, sha256="", summary=result.summary,
+        changes=list(result.changes), job_id=ctx.job_id,
+    )
+    secrets = redact.sensitive_values(result.plan_json) if result.plan_json else []
+    saved = artifacts.save_plan(ctx.redis, artifact, Path(result.plan_file), sorted(secrets))
+    ctx.log(f"[{project.label}] saved plan {saved.sha256[:12]} for {saved.head_sha[:7]}")
+    return saved
+
+
+def apply_in(ctx: JobContext, pull: PullRequest, repo_dir: str, plan: artifacts.PlanArtifact, project: Project,
+             actor: str = "") -> ApplyResult:
+    """Apply exactly the stored plan (SHA-256 checked) in a checkout of the pull request."""
+    sink = ctx.log.with_prefix(f"[{project.label}] ")
+    try:
+        effective = effective_for(ctx, pull, repo_dir, project)
+        project_dir = selection.project_dir(ctx.workspace, repo_dir, project)
+        plan_file = artifacts.write_plan_file(ctx.redis, plan, ctx.workspace.resolve(f"plans/{plan.sha256[:16]}"))
+        runner = runner_for(project, ctx.settings, ctx.workspace, effective,
+                            step_env_for(pull, project, project.dir, (), actor))
+    except artifacts.ArtifactCorrupt as exc:
+        return ApplyResult(ok=False, failed_step="verify", error=f"{exc}: comment `/plan` to plan again.")
+    except SETUP_ERRORS as exc:
+        return ApplyResult(ok=False, failed_step="setup", error=getattr(exc, "message", str(exc)))
+    if isinstance(ctx.redact, Redactor):
+        ctx.redact.add_secrets(artifacts.plan_secrets(ctx.redis, plan))
+    sink(f"applying plan {plan.sha256[:12]} of {plan.head_sha[:7]}")
+    return runner.apply(project_dir, project.workspace, plan_file, on_line=sink, should_stop=ctx.should_stop(pull))

@@ -1,0 +1,168 @@
+"""/apply and apply on approval: check what may refuse it, then apply each stored plan under
+the project's lock and its apply lease; automerge when everything applied."""
+from __future__ import annotations
+
+import fnmatch
+import time
+from typing import Optional, Sequence
+
+from bot import notify, policies, selection
+from bot.context import JobContext
+from bot.errors import ApplyRefused
+from bot.execution import apply_in, effective_for
+from bot.handlers.base import Handler, Request, Started, Trigger
+from bot.models import Command, OutcomeStatus, ProjectOutcome, PullRequest, RunKind
+from bot.runs.model import NewRun, Run
+from bot.state import artifacts, audit, deployments, keys, leases, locks
+from runners.models import Project
+
+LOCK_WAIT_POLL_SECONDS = 2
+
+
+class ApplyHandler(Handler):
+    name = "apply"
+
+    def start(self, ctx: JobContext, request: Request) -> Started:
+        pull, command, actor = request.pull, request.command, request.actor
+        by_approval = request.trigger is Trigger.APPROVAL
+        plans = selected_plans(artifacts.pull_plans(ctx.redis, pull.repo.id, pull.number), command)
+        if not plans:
+            raise ApplyRefused("There is no plan to apply for this selection: comment `/plan` first.",
+                               title="Nothing to apply")
+        stale = [p for p in plans if p.head_sha != pull.head_sha]
+        if stale:
+            raise ApplyRefused(
+                f"The plan is for {stale[0].head_sha[:7]}, head is {pull.head_sha[:7]}: comment `/plan`.",
+                title="Apply refused")
+        refusal = policies.apply_refusal(ctx, pull, plans, actor)
+        if refusal:
+            if by_approval:
+                return "not applied: policy checks failed"
+            raise ApplyRefused(refusal, title="Apply refused")
+        repo_dir = ctx.checkout(pull)
+        config, _ = selection.load_effective(ctx.workspace, repo_dir, ctx.settings.repo_settings(pull.repo.id))
+        effective = [effective_for(ctx, pull, repo_dir, project_of(p)) for p in plans]
+        if by_approval:
+            effective = [ep for ep in effective if ep.apply_on_approval]
+            if not effective:
+                return "ignored: apply_on_approval is off for every planned project"
+        problems = unmet_requirements(ctx, pull, sorted({r for ep in effective for r in ep.apply_requirements}))
+        if problems:
+            audit.record(ctx.redis, "apply_refused", user=actor, repo=pull.repo.id, pull=pull.number,
+                         commit=pull.head_sha, result="; ".join(problems), job_id=ctx.job_id)
+            if by_approval:
+                return "not applied: " + "; ".join(problems)
+            raise ApplyRefused("Apply requirements do not hold:\n" + "\n".join(f"- {p}" for p in problems),
+                               title="Apply refused")
+        run = Run(id=f"{ctx.job_id}-apply", kind=RunKind.APPLY, pull=pull, command=command, actor=actor,
+                  projects=[ep.project for ep in effective], coordinator_job=ctx.job_id,
+                  abort_on_fail=bool(config and config.abort_on_execution_order_fail))
+        return NewRun(run, effective, parallel=bool(config and config.parallel_apply))
+
+    def project(self, ctx: JobContext, run: Run, outcome: ProjectOutcome) -> None:
+        """Apply the stored plan under the project's lock and its apply lease."""
+        pull, r = run.pull, ctx.redis
+        plan = artifacts.get_plan(r, pull.repo.id, pull.number, outcome.project.key)
+        if plan is None:
+            outcome.status = OutcomeStatus.SKIPPED
+            outcome.message = "This plan was already applied (or discarded) by another job."
+            return
+        held = hold_lock(ctx, pull, plan.project_key, run.command.queue)
+        if held is not None:
+            outcome.status, outcome.message = OutcomeStatus.LOCKED, (
+                f"🔒 Locked by [#{held.pull_number}]({held.pull_url}) (@{held.user}): "
+                "comment `/apply --queue` to wait for it.")
+            return
+        lease = apply_lease(ctx, pull.repo.id, plan.project_key)
+        if not lease.acquire():
+            outcome.status, outcome.message = OutcomeStatus.SKIPPED, "Another apply of this project is running right now."
+            return
+        with lease.kept():
+            current = artifacts.get_plan(r, pull.repo.id, pull.number, plan.project_key)
+            if current is None or current.sha256 != plan.sha256:
+                outcome.status = OutcomeStatus.SKIPPED
+                outcome.message = "This plan was already applied (or replaced) by another job."
+                return
+            result = apply_in(ctx, pull, ctx.checkout(pull), current, outcome.project, run.actor)
+            outcome.apply = result
+            outcome.status = OutcomeStatus.APPLIED if result.ok else (
+                OutcomeStatus.CANCELLED if result.cancelled else OutcomeStatus.FAILED)
+            audit.record(r, "apply", user=run.actor, repo=pull.repo.id, pull=pull.number, commit=pull.head_sha,
+                         project=plan.project_key, plan_sha256=plan.sha256,
+                         result="success" if result.ok else f"failed: {result.failed_step or ''}", job_id=ctx.job_id)
+            if result.ok:
+                artifacts.delete_plan(r, pull.repo.id, pull.number, plan.project_key)
+                deployments.record_last_applied(r, pull.repo.id, plan.project_key, pull.head_sha)
+
+    def finish(self, ctx: JobContext, run: Run, outcomes: list[ProjectOutcome]) -> None:
+        """Notify, then automerge when everything applied."""
+        notify.apply_finished(ctx.settings, run.pull, outcomes, ctx.url_of(run.coordinator_job), run.actor)
+        if all(o.status is OutcomeStatus.APPLIED for o in outcomes):
+            maybe_automerge(ctx, run.pull, run.command)
+
+
+def apply_lease(ctx: JobContext, repo_id: str, project_key: str) -> leases.Lease:
+    """One apply of a project at a time across every worker (pull requests, merges, drift)."""
+    return leases.Lease(ctx.redis, keys.APPLY_MUTEX.format(repo=repo_id, project=project_key), ctx.job_id)
+
+
+def unmet_requirements(ctx: JobContext, pull: PullRequest, requirements: Sequence[str]) -> list[str]:
+    """Each requirement that does not hold now, in words, asked of the forge live."""
+    problems = []
+    if "approved" in requirements:
+        approvers, missing = ctx.forge.approvals(pull)
+        approvers = [a for a in approvers if a.lower() != pull.author.lower()]
+        if missing > 0 or not approvers:
+            needed = max(missing, 1)
+            problems.append(f"needs {needed} approval{'s' if needed > 1 else ''}, has {len(approvers)}")
+    if "mergeable" in requirements or "undiverged" in requirements:
+        state = ctx.forge.mergeability(pull)
+        if "mergeable" in requirements and not state.mergeable:
+            problems.append(f"not mergeable: {state.reason}")
+        if "undiverged" in requirements and "behind" in state.reason:
+            problems.append("diverged: the base branch has commits the pull request lacks; merge or rebase it")
+    return problems
+
+
+def selected_plans(plans: list[artifacts.PlanArtifact], command: Command) -> list[artifacts.PlanArtifact]:
+    chosen = plans
+    if command.projects:
+        chosen = [p for p in chosen if p.project_name in command.projects]
+    if command.dirs:
+        chosen = [p for p in chosen if any(fnmatch.fnmatchcase(p.project_key.split("::")[0], d.strip("/") or ".")
+                                           for d in command.dirs)]
+    if command.workspace:
+        chosen = [p for p in chosen if p.project_key.split("::")[1] == command.workspace]
+    return chosen
+
+
+def project_of(plan: artifacts.PlanArtifact) -> Project:
+    directory, workspace = plan.project_key.split("::", 1)
+    return Project(dir=directory, workspace=workspace, name=plan.project_name, engine=plan.engine)
+
+
+def hold_lock(ctx: JobContext, pull: PullRequest, project_key: str, queue: bool) -> Optional[locks.Lock]:
+    """None when this pull request holds the project's lock (taking it if free), else the holder.
+    With `--queue`, waits for the holder up to terraform.timeout."""
+    deadline = time.time() + ctx.settings.terraform.timeout
+    while True:
+        held = locks.try_lock(ctx.redis, locks.new_lock(pull.repo.id, project_key, pull.number, pull.url,
+                                                        pull.author))
+        if held.pull_number == pull.number:
+            return None
+        if not queue or time.time() > deadline or ctx.should_stop(pull)():
+            return held
+        ctx.log(f"waiting for the lock of {project_key} held by #{held.pull_number}")
+        time.sleep(LOCK_WAIT_POLL_SECONDS)
+
+
+def maybe_automerge(ctx: JobContext, pull: PullRequest, command: Command) -> None:
+    if not ctx.settings.repo_settings(pull.repo.id).automerge or command.auto_merge_disabled:
+        return
+    if artifacts.pull_plans(ctx.redis, pull.repo.id, pull.number):
+        return  # some planned project is still unapplied
+    try:
+        ctx.forge.merge(pull)
+        ctx.forge.create_comment(pull, "**Plankeeper** merged this pull request: every planned project applied.")
+    except Exception as exc:  # the merge is a courtesy: say why it did not happen, keep the apply's result
+        ctx.forge.create_comment(pull, f"**Plankeeper** could not automerge: {ctx.redact(str(exc))}")

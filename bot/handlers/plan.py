@@ -1,0 +1,98 @@
+"""/plan and autoplan: select the pull request's projects; each project job locks, plans,
+stores the plan and checks policies."""
+from __future__ import annotations
+
+from bot import hooks, policies, redact, selection
+from bot.context import JobContext
+from bot.drift.status import base_drift
+from bot.errors import UserFacingError
+from bot.execution import effective_for, plan_in, store_plan
+from bot.forges.base import SUCCESS
+from bot.handlers.base import Handler, Request, Started, Trigger
+from bot.models import OutcomeStatus, ProjectOutcome, PullRequest, RunKind
+from bot.runs.model import NewRun, Run
+from bot.runs.report import CommandReport
+from bot.state import locks
+
+FORK_MESSAGE = (
+    "**Plankeeper** does not plan pull requests from forks with the server's credentials "
+    "(`allow_fork_prs` is off). A maintainer can push the branch to this repository instead."
+)
+
+
+class PlanHandler(Handler):
+    name = "plan"
+
+    def start(self, ctx: JobContext, request: Request) -> Started:
+        pull, autoplan = request.pull, request.trigger is Trigger.AUTOPLAN
+        if fork_refused(ctx, pull) and not autoplan:
+            raise UserFacingError(FORK_MESSAGE, title="Plan refused")
+        report = CommandReport(ctx, pull, "plan")
+        resolved = ctx.settings.repo_settings(pull.repo.id)
+        try:
+            repo_dir = ctx.checkout(pull)
+            config, effective = selection.load_effective(ctx.workspace, repo_dir, resolved)
+            hooks.run_pre_workflow_hooks(ctx, pull, repo_dir)
+            chosen = selection.select_effective(
+                ctx.workspace, repo_dir, request.command, ctx.forge.changed_files(pull), config, effective,
+                resolved, autoplan=autoplan, base_branch=pull.base_ref)
+        except UserFacingError as exc:
+            report.fail(exc.title, exc.message)
+            return f"failed: {exc.title}"
+        if not chosen:
+            if autoplan:
+                report.status(SUCCESS, "No Terraform or Kubernetes project changed")
+                return "no projects changed"
+            report.fail("Nothing to plan", "No project matches: the pull request changes no Terraform files. "
+                        "Use `/plan -d DIR` to plan a directory.")
+            return "nothing to plan"
+        run = Run(id=f"{ctx.job_id}-plan", kind=RunKind.PLAN, pull=pull, command=request.command,
+                  actor=request.actor or pull.author, projects=[ep.project for ep in chosen],
+                  coordinator_job=ctx.job_id, autoplan=autoplan,
+                  abort_on_fail=bool(config and config.abort_on_execution_order_fail))
+        return NewRun(run, chosen, parallel=config.parallel_plan if config else True)
+
+    def project(self, ctx: JobContext, run: Run, outcome: ProjectOutcome) -> None:
+        """Check out, lock, plan, store; fills in the outcome."""
+        pull, project = run.pull, outcome.project
+        repo_dir = ctx.checkout(pull)
+        effective = effective_for(ctx, pull, repo_dir, project)
+        if effective.repo_locks_mode == "on_plan":
+            held = locks.try_lock(ctx.redis, locks.new_lock(pull.repo.id, project.key, pull.number, pull.url,
+                                                            pull.author))
+            if held.pull_number != pull.number:
+                outcome.status, outcome.message = OutcomeStatus.LOCKED, locked_message(held)
+                return
+        result = plan_in(ctx, pull, repo_dir, effective, run.command.extra_args, run.actor)
+        redact.learn_plan_secrets(ctx, result)
+        outcome.plan = result
+        if result.cancelled:
+            outcome.status, outcome.message = OutcomeStatus.CANCELLED, "The plan was cancelled by `/cancel`."
+        elif not result.ok:
+            outcome.status = OutcomeStatus.FAILED
+        else:
+            saved = store_plan(ctx, pull, project, result)
+            outcome.status = OutcomeStatus.PLANNED if result.has_changes else OutcomeStatus.NO_CHANGES
+            outcome.drift, outcome.message = base_drift(ctx.redis, pull.repo.id, project.key, result)
+            if saved is not None:
+                outcome.policies = policies.check_plan(ctx, pull, project.key, result.plan_json, saved.sha256,
+                                                       run.actor)
+
+    def finish(self, ctx: JobContext, run: Run, outcomes: list[ProjectOutcome]) -> None:
+        """Post-workflow hooks; a failure is reported, the plans stand."""
+        if not ctx.settings.repo_settings(run.pull.repo.id).post_workflow_hooks:
+            return
+        problem = hooks.run_post_workflow_hooks(ctx, run.pull, ctx.checkout(run.pull))
+        if problem:
+            ctx.forge.create_comment(run.pull, ctx.redact(f"**Post-workflow hook failed**\n\n{problem}"))
+
+
+def locked_message(held: locks.Lock) -> str:
+    return (f"🔒 This project is locked by [#{held.pull_number}]({held.pull_url}) (@{held.user}). "
+            "It can be planned here once that pull request is merged or closed, or after someone comments "
+            "`/unlock` there.")
+
+
+def fork_refused(ctx: JobContext, pull: PullRequest) -> bool:
+    """True when the server does not plan this pull request because it comes from a fork."""
+    return pull.is_fork and not ctx.settings.allow_fork_prs

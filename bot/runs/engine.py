@@ -1,0 +1,169 @@
+"""The run engine: start a handler's run, execute each project, finalize, report dead jobs.
+
+A coordinator (the event's job) gets a NewRun from a handler's start; the engine posts the
+comment (every project queued), records the run and enqueues one RQ job per project plus a
+finalizing job that depends on all of them. Ordering (`parallel_plan`/`parallel_apply` off,
+`execution_order_group`, `depends_on`) becomes RQ job dependencies. Project jobs call the
+handler's `project`, record the outcome in Redis and refresh the comment; the finalizing job
+renders the final comment and statuses and calls the handler's `finish`. A project job whose
+worker died is recorded as failed by `project_died`, so the comment never stays "running".
+While a run is active, the pull request's next event waits for its finalizing job.
+"""
+from __future__ import annotations
+
+import logging
+
+from rq.job import Dependency
+
+from bot import queueing, render
+from bot.context import JobContext
+from bot.errors import UserFacingError
+from bot.handlers import handler_for
+from bot.models import OutcomeStatus, ProjectOutcome
+from bot.runs import store
+from bot.runs.model import NewRun, Run
+from bot.runs.report import CommandReport
+from bot.state import keys, leases
+
+log = logging.getLogger(__name__)
+REFRESH_SECONDS = 3.0
+COMMENT_LEASE_WAIT = 30  # seconds a job waits for another one editing the run's comment
+
+
+def start(ctx: JobContext, new: NewRun) -> str:
+    """Post the comment (every project queued) and queue the project jobs and the final one."""
+    run = new.run
+    outcomes = [ProjectOutcome(p, OutcomeStatus.QUEUED, log_url=ctx.url_of(run.project_job_id(i)))
+                for i, p in enumerate(run.projects)]
+    report = CommandReport(ctx, run.pull, run.report_command)
+    report.start(outcomes)
+    run.comment_id, run.comment_url = report.comment_id or "", report.comment_url
+    store.save(ctx.redis, run)
+    for i, outcome in enumerate(outcomes):
+        store.save_outcome(ctx.redis, run.id, i, outcome)
+    store.mark_active(ctx.redis, run)
+    enqueue(ctx, run, new.dependencies())
+    doing = {"plan": "planning", "apply": "applying", "deploy": "merge-to-deploy of"}[run.kind]
+    return f"{doing} {len(run.projects)} project(s) in run {run.id}"
+
+
+def enqueue(ctx: JobContext, run: Run, deps: list[list[int]]) -> None:
+    q, timeout = queueing.queue(ctx.redis), ctx.settings.terraform.timeout
+    record = {"repo": run.pull.repo.id, "pull": run.pull.number}
+    for i, project in enumerate(run.projects):
+        depends = Dependency([run.project_job_id(j) for j in deps[i]], allow_failure=True) if deps[i] else None
+        queueing.enqueue_internal(q, queueing.RUN_PROJECT, {"run": run.id, "index": i}, run.project_job_id(i),
+                                  timeout, depends_on=depends,
+                                  record={**record, "title": f"{run.kind} {project.label}", "event": "project"})
+    queueing.enqueue_internal(
+        q, queueing.FINISH_RUN, {"run": run.id}, run.finalize_job_id, timeout,
+        depends_on=Dependency([run.project_job_id(i) for i in range(len(run.projects))], allow_failure=True),
+        record={**record, "title": f"{run.kind} summary", "event": "finalize"},
+    )
+
+
+def execute_project(ctx: JobContext, run: Run, index: int) -> ProjectOutcome:
+    """Run one project of the run in ctx; records the outcome and refreshes the comment.
+
+    A user's error fails the project with its message; any other exception is a bug: logged
+    with its traceback and reported as an internal error naming the job."""
+    outcome = store.outcomes(ctx.redis, run)[index]
+    outcome.log_url = ctx.job_url
+    try:
+        if blocked_by_earlier_failure(ctx, run, index):
+            outcome.status, outcome.message = OutcomeStatus.SKIPPED, "Skipped: a project it waits for failed."
+        elif ctx.should_stop(run.pull)():
+            outcome.status, outcome.message = OutcomeStatus.CANCELLED, "Cancelled by `/cancel` before it started."
+        else:
+            outcome.status = OutcomeStatus.RUNNING
+            store.save_outcome(ctx.redis, run.id, index, outcome)
+            refresh_comment(ctx, run)
+            _handler(run).project(ctx, run, outcome)
+    except UserFacingError as exc:
+        outcome.status, outcome.message = OutcomeStatus.FAILED, exc.message
+    except Exception:
+        log.exception("job %s: %s of %s failed", ctx.job_id, run.kind, outcome.project.key)
+        outcome.status, outcome.message = OutcomeStatus.FAILED, f"Internal error (job `{ctx.job_id}`): see the server log."
+    _mask(ctx, outcome)
+    store.save_outcome(ctx.redis, run.id, index, outcome)
+    refresh_comment(ctx, run)
+    return outcome
+
+
+def blocked_by_earlier_failure(ctx: JobContext, run: Run, index: int) -> bool:
+    if not run.abort_on_fail:
+        return False
+    return any(o.status.blocks_later_groups for o in store.outcomes(ctx.redis, run)[:index])
+
+
+def refresh_comment(ctx: JobContext, run: Run, force: bool = False) -> None:
+    """Re-render the run's comment from every project's recorded outcome (one editor at a time).
+
+    Progress edits are throttled (one per REFRESH_SECONDS per run) and skipped once every
+    project is final, since the finalizing job renders the comment then: API writes stay
+    within 4 + one per project however many projects run (forges rate-limit writes).
+    """
+    throttle = keys.RUN_REFRESH.format(run.id)
+    if not force and not ctx.redis.set(throttle, "1", nx=True, px=int(REFRESH_SECONDS * 1000)):
+        return
+    with _comment_lease(ctx, run):
+        outcomes = store.outcomes(ctx.redis, run)
+        if force or not all(o.status.is_final for o in outcomes):
+            _report(ctx, run).progress(outcomes)
+
+
+def finish(ctx: JobContext, run: Run) -> str:
+    """The final comment and statuses, then the handler's finish; returns the overview."""
+    outcomes = store.outcomes(ctx.redis, run)
+    for i, outcome in enumerate(outcomes):
+        if not outcome.status.is_final:  # its job died before recording anything
+            outcome.status = OutcomeStatus.FAILED
+            outcome.message = f"Its job (`{run.project_job_id(i)}`) stopped before finishing: comment the command again."
+    try:
+        with _comment_lease(ctx, run):
+            _report(ctx, run).finish(outcomes)
+        _handler(run).finish(ctx, run, outcomes)
+    finally:
+        store.clear_active(ctx.redis, run)
+    return render.overview(run.report_command, outcomes, running=False)
+
+
+def project_died(ctx: JobContext, run: Run, index: int, dead_job_id: str, reason: str) -> None:
+    """A project job's worker died: record its outcome as failed so the comment says so, and
+    free its apply lease at once (its Terraform got SIGINT with it: a retry may apply)."""
+    outcome = store.outcomes(ctx.redis, run)[index]
+    outcome.status = OutcomeStatus.FAILED
+    outcome.message = (f"Internal error (job `{dead_job_id}`): the job stopped because {reason}. Locks and saved "
+                       "plans are kept; comment the command again to retry.")
+    store.save_outcome(ctx.redis, run.id, index, outcome)
+    leases.release_if_owner(ctx.redis, keys.APPLY_MUTEX.format(repo=run.pull.repo.id, project=outcome.project.key),
+                            dead_job_id)
+    refresh_comment(ctx, run, force=True)
+
+
+def _handler(run: Run):
+    handler = handler_for(run.kind)
+    if handler is None:
+        raise LookupError(f"no handler for runs of kind {run.kind}")
+    return handler
+
+
+def _comment_lease(ctx: JobContext, run: Run):
+    return leases.hold(ctx.redis, keys.RUN_COMMENT_MUTEX.format(run.id), ctx.job_id, wait=COMMENT_LEASE_WAIT)
+
+
+def _report(ctx: JobContext, run: Run) -> CommandReport:
+    report = CommandReport(ctx, run.pull, run.report_command)
+    report.comment_id, report.comment_url = run.comment_id or None, run.comment_url
+    report.job_url = ctx.url_of(run.coordinator_job)
+    return report
+
+
+def _mask(ctx: JobContext, outcome: ProjectOutcome) -> None:
+    """Mask with this job's redactor (it knows the plan's sensitive values) before storing:
+    the comment is rendered later by other jobs that do not."""
+    outcome.message = ctx.redact(outcome.message)
+    for result in (outcome.plan, outcome.apply):
+        if result is not None:
+            result.output, result.error, result.summary = (ctx.redact(result.output), ctx.redact(result.error),
+                                                           ctx.redact(result.summary))

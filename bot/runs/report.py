@@ -1,0 +1,106 @@
+"""The comment of one command run: posted once, edited in place as projects finish,
+older plan comments of the same pull request marked outdated, plus commit statuses."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Optional, Sequence
+
+from bot import render
+from bot.context import JobContext
+from bot.errors import ForgeError
+from bot.forges.base import FAILURE, PENDING, SUCCESS
+from bot.models import ProjectOutcome, PullRequest
+from bot.state import keys
+
+log = logging.getLogger(__name__)
+CONTEXTS = {"plan": "plankeeper/plan", "apply": "plankeeper/apply"}  # commit status contexts
+
+
+class CommandReport:
+    """One command's comment and status on one pull request."""
+
+    def __init__(self, ctx: JobContext, pull: PullRequest, command: str):
+        self.forge, self.redis, self.pull, self.command = ctx.forge, ctx.redis, pull, command
+        self.job_id, self.job_url, self.redact = ctx.job_id, ctx.job_url, ctx.redact
+        self.comment_id: Optional[str] = None
+        self.comment_url = ""
+
+    def _body(self, outcomes: Sequence[ProjectOutcome], running: bool, footer: str = "") -> str:
+        return render.command_comment(
+            self.command, self.pull, outcomes, running=running, limit=self.forge.comment_limit,
+            redact=self.redact, footer=footer,
+        )
+
+    def start(self, outcomes: Sequence[ProjectOutcome]) -> None:
+        """Post the comment (every project queued) and the pending status."""
+        ref = self.forge.create_comment(self.pull, self._body(outcomes, running=True))
+        self.comment_id, self.comment_url = ref.id, ref.url
+        try:
+            self.status(PENDING, f"{render.overview(self.command, outcomes, True)}")
+        except ForgeError as exc:  # the comment is up: run anyway; finish() retries and says so
+            log.warning("could not set the pending status on %s#%s: %s", self.pull.repo.id, self.pull.number, exc)
+
+    def progress(self, outcomes: Sequence[ProjectOutcome]) -> None:
+        """Edit the comment in place; a failed edit is logged, the job goes on."""
+        if self.comment_id is None:
+            return
+        try:
+            self.forge.update_comment(self.pull, self.comment_id, self._body(outcomes, running=True))
+        except ForgeError:
+            log.warning("could not update progress comment on %s#%s", self.pull.repo.id, self.pull.number)
+
+    def finish(self, outcomes: Sequence[ProjectOutcome], footer: str = "") -> None:
+        body = self._body(outcomes, running=False, footer=footer)
+        if self.comment_id is None:
+            ref = self.forge.create_comment(self.pull, body)
+            self.comment_id, self.comment_url = ref.id, ref.url
+        else:
+            self.forge.update_comment(self.pull, self.comment_id, body)
+        failed = any(render.failed(o) for o in outcomes)
+        try:
+            self.status(FAILURE if failed else SUCCESS, render.overview(self.command, outcomes, False))
+        except ForgeError as exc:
+            note = (f"\n\n> ⚠️ The commit status could not be set ({exc}): "
+                    "comment the command again once the API answers.")
+            self.forge.update_comment(self.pull, self.comment_id, body + note)
+        if self.command == "plan":
+            self._supersede_older_plans()
+
+    def fail(self, title: str, message: str) -> None:
+        """Report a failure that stopped the whole command (bad config, checkout failed...)."""
+        body = render.error_comment(title, message, self.redact, self.job_url)
+        if self.comment_id is None:
+            ref = self.forge.create_comment(self.pull, body)
+            self.comment_id, self.comment_url = ref.id, ref.url
+        else:
+            self.forge.update_comment(self.pull, self.comment_id, body)
+        self.status(FAILURE, title)
+
+    def status(self, state: str, description: str) -> None:
+        context = CONTEXTS.get(self.command)
+        if not context:
+            return
+        self.forge.set_status(self.pull.repo, self.pull.head_sha, context, state, description, self.job_url)
+        key = keys.PENDING_STATUSES.format(self.job_id)
+        if state == PENDING:  # remembered so that a job that dies is never left pending
+            self.redis.hset(key, context, self.pull.head_sha)
+            self.redis.expire(key, 7 * 24 * 3600)
+        else:
+            self.redis.hdel(key, context)
+
+    def _supersede_older_plans(self) -> None:
+        key = keys.PLAN_COMMENTS.format(repo=self.pull.repo.id, number=self.pull.number)
+        older = [c for c in json.loads(self.redis.get(key) or "[]") if c != self.comment_id]
+        self.redis.set(key, json.dumps([self.comment_id]))
+        for comment_id in older:
+            try:
+                body = self.forge.comment_body(self.pull, comment_id)
+                self.forge.update_comment(self.pull, comment_id, render.mark_outdated(body, self.comment_url))
+            except ForgeError:
+                log.warning("could not mark comment %s outdated on %s#%s", comment_id, self.pull.repo.id, self.pull.number)
+
+
+def pending_statuses(r, job_id: str) -> dict[str, str]:
+    """Statuses (context -> sha) the job set pending and has not finished."""
+    return {k.decode(): v.decode() for k, v in r.hgetall(keys.PENDING_STATUSES.format(job_id)).items()}

@@ -1,0 +1,1 @@
+"""What Plankeeper keeps in Redis: key names, leases, locks, plans, deployments, job logs, audit."""
