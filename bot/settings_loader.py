@@ -1,6 +1,6 @@
 """Reading the settings: YAML, then `PLANKEEPER_*` environment overrides, then `*_file`
 secrets, converted and checked field by field using the dataclasses of bot.settings as the
-schema. Only bot.settings.load_settings calls this."""
+schema: `load_settings` is the only way settings are read."""
 from __future__ import annotations
 
 import dataclasses

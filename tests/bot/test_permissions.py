@@ -112,7 +112,7 @@ def test_the_audited_command_line_is_masked(fake, bench_factory) -> None:
     fake.set_permission(FULL, "reader", "read")
     token = "ghp_" + "L3ak" * 9
     assert bench.comment(f"/apply -p {token}", "reader") == "refused: apply refused"
-    entry = audit.entries(bench.rt.redis, filters={"action": "command"})[0]
+    entry = audit.entries(bench.redis, filters={"action": "command"})[0]
     assert entry["detail"] == "/apply -p ***" and token not in bench.last_comment()
 
 

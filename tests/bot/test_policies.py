@@ -87,7 +87,7 @@ def ctx(fake, redis_db, tmp_path: Path):
     settings = SimpleNamespace(policies=PolicySettings(sets))
     lines: list[str] = []
     forge = GitHubForge(fake.api_url, token=TOKEN, write_interval=0, sleep=lambda s: None)
-    return SimpleNamespace(rt=SimpleNamespace(redis=redis_db, settings=settings), settings=settings, forge=forge,
+    return SimpleNamespace(redis=redis_db, settings=settings, forge=forge,
                            redact=Redactor(), job_id="job-1", log=lines.append, lines=lines)
 
 
@@ -102,7 +102,7 @@ def stored_plan(ctx, pull: PullRequest, tmp_path: Path, content: bytes) -> artif
     artifact = artifacts.PlanArtifact(repo_id=pull.repo.id, pull_number=pull.number, project_key=PROJECT,
                                       project_name=None, engine="terraform", head_sha=pull.head_sha, sha256="",
                                       summary="Plan: 1 to add, 0 to change, 0 to destroy.")
-    return artifacts.save_plan(ctx.rt.redis, artifact, path)
+    return artifacts.save_plan(ctx.redis, artifact, path)
 
 
 def test_a_failed_deny_blocks_until_an_owner_approves(ctx, pull, fake, tmp_path: Path) -> None:
@@ -122,7 +122,7 @@ def test_a_failed_deny_blocks_until_an_owner_approves(ctx, pull, fake, tmp_path:
     assert "Every failed policy check is approved" in fake.comments(FULL, 7)[-1]["body"]
     assert policies.apply_refusal(ctx, pull, [plan], "alice") == ""
 
-    actions = [e["action"] for e in audit.entries(ctx.rt.redis)]
+    actions = [e["action"] for e in audit.entries(ctx.redis)]
     assert actions[:3] == ["approve_policies", "apply_refused", "apply_refused"] and "policy_check" in actions
 
 
@@ -133,7 +133,7 @@ def test_a_new_plan_clears_the_approval(ctx, pull, tmp_path: Path) -> None:
     second = stored_plan(ctx, pull, tmp_path, b"plan two, same problem")
     policies.check_plan(ctx, pull, PROJECT, FORBIDDEN_PLAN, second.sha256, "alice")
     assert "policy set deny failed" in policies.apply_refusal(ctx, pull, [second], "alice")
-    assert policies.approved_sets(ctx.rt.redis, pull.repo.id, 7, PROJECT, first.sha256) == set()
+    assert policies.approved_sets(ctx.redis, pull.repo.id, 7, PROJECT, first.sha256) == set()
 
 
 def test_passing_and_warning_sets_do_not_block(ctx, pull, tmp_path: Path) -> None:
@@ -158,7 +158,7 @@ def test_messages_are_masked_before_they_are_stored(ctx, pull, tmp_path: Path) -
     secret_plan = {"resource_changes": [dict(change("terraform_data.x", ["create"], "forbidden-value"),
                                              address="terraform_data.forbidden-value")]}
     policies.check_plan(ctx, pull, PROJECT, secret_plan, plan.sha256, "alice")
-    _, results = policies.stored_results(ctx.rt.redis, pull.repo.id, 7, PROJECT)
+    _, results = policies.stored_results(ctx.redis, pull.repo.id, 7, PROJECT)
     assert results[0]["failures"] == ["terraform_data.*** holds a forbidden value"]
 
 

@@ -119,7 +119,7 @@ def test_learn_plan_secrets_masks_result_log_and_later_lines(plan_json: dict, re
     log = joblog.JobLog(redis_db, "job-1", redact)
     log(f"run step printed {DB_PASSWORD}")  # streamed before the plan's values were known
     result = SimpleNamespace(plan_json=plan_json, output=f"leak: {DB_PASSWORD}", error="", summary="Plan: 1 to add")
-    ctx = SimpleNamespace(redact=redact, rt=SimpleNamespace(redis=redis_db), job_id="job-1")
+    ctx = SimpleNamespace(redact=redact, redis=redis_db, job_id="job-1")
     learn_plan_secrets(ctx, result)
     log(f"later {API_KEY}")
     lines = joblog.read_log(redis_db, "job-1")

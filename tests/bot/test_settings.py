@@ -9,9 +9,8 @@ import pytest
 import yaml
 
 from bot.errors import SettingsError
-from bot.settings import (
-    GitHubSettings, Hook, RepoDrift, RepoKubectl, Settings, load_settings, validate_for_serve,
-)
+from bot.settings import GitHubSettings, Hook, RepoDrift, RepoKubectl, Settings, validate_for_serve
+from bot.settings_loader import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
