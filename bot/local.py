@@ -11,7 +11,7 @@ from typing import Sequence
 from bot import render, selection
 from bot.engines import runner_for, step_env_for
 from bot.errors import UserFacingError
-from bot.models import Command, ProjectOutcome, PullRequest, Repo
+from bot.models import Command, OutcomeStatus, ProjectOutcome, PullRequest, Repo
 from bot.redact import Redactor, settings_secrets
 from runners.models import PlanResult
 from runners.git import GitError, RepoCache
@@ -87,7 +87,8 @@ def local_plan(settings, repo: Path, base: str | None, head: str, dirs: Sequence
                                      on_line=lambda line: None)
             except UserFacingError as exc:
                 result = PlanResult(ok=False, failed_step="setup", error=exc.message)
-            status = "failed" if not result.ok else ("planned" if result.has_changes else "no_changes")
+            status = OutcomeStatus.FAILED if not result.ok else (
+                OutcomeStatus.PLANNED if result.has_changes else OutcomeStatus.NO_CHANGES)
             outcomes.append(ProjectOutcome(project, status, plan=result))
             _progress(f"{project.dir}: {result.summary or result.error or status}")
     if not outcomes:
@@ -95,16 +96,16 @@ def local_plan(settings, repo: Path, base: str | None, head: str, dirs: Sequence
         return 0
     print(render.command_comment("plan", pull, outcomes, running=False, limit=GITHUB_LIMIT, redact=redact,
                                  hints=False, footer=local_footer(outcomes)))
-    if any(o.status == "failed" for o in outcomes):
+    if any(o.status is OutcomeStatus.FAILED for o in outcomes):
         return 1
-    return 2 if any(o.status == "planned" for o in outcomes) else 0
+    return 2 if any(o.status is OutcomeStatus.PLANNED for o in outcomes) else 0
 
 
 def local_footer(outcomes: Sequence[ProjectOutcome]) -> str:
     """What to do next after a local plan: there is no pull request to comment `/apply` on."""
-    if any(o.status == "failed" for o in outcomes):
+    if any(o.status is OutcomeStatus.FAILED for o in outcomes):
         return "Fix the failing project(s) and run `plankeeper plan` again.\n"
-    engines = sorted({o.project.engine for o in outcomes if o.status == "planned"})
+    engines = sorted({o.project.engine for o in outcomes if o.status is OutcomeStatus.PLANNED})
     if not engines:
         return ""
     by_hand = " or ".join(_LOCAL_APPLY.get(e, f"`{e}`") for e in engines)

