@@ -237,10 +237,12 @@ def report_dead_job(job, reason: str, detail: object = "") -> None:
     if not payload:
         return
     if "run" in payload:
+        run = store.load(rt.redis, payload["run"])
+        ctx = JobContext.for_job(rt, make_forge(run.pull.repo, rt.settings), job.id)
         if "index" in payload:  # a project job: its run's finalizing job reports the rest
-            run = store.load(rt.redis, payload["run"])
-            ctx = JobContext.for_job(rt, make_forge(run.pull.repo, rt.settings), job.id)
             engine.project_died(ctx, run, int(payload["index"]), job.id, reason)
+        else:
+            engine.finish_died(ctx, run, job.id, reason)
         return
     if "kind" not in payload:  # not an event (a drift check has its own failure handler)
         return

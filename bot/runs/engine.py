@@ -141,6 +141,24 @@ def project_died(ctx: JobContext, run: Run, index: int, dead_job_id: str, reason
     refresh_comment(ctx, run, force=True)
 
 
+def finish_died(ctx: JobContext, run: Run, dead_job_id: str, reason: str) -> None:
+    """The finalizing job died: make the comment and statuses final from the recorded outcomes
+    (what the handler's finish does last — notifications, automerge, releasing a merged pull
+    request's locks — is not retried: the note says so)."""
+    outcomes = store.outcomes(ctx.redis, run)
+    for outcome in outcomes:
+        if not outcome.status.is_final:
+            outcome.status = OutcomeStatus.FAILED
+            outcome.message = "Its run's finalizing job stopped before it was recorded: comment the command again."
+    footer = (f"⚠️ The run's finalizing job (`{dead_job_id}`) stopped because {reason}: what follows a run "
+              "(notifications, automerge, releasing a merged pull request's locks) did not happen.")
+    try:
+        with _comment_lease(ctx, run):
+            _report(ctx, run).finish(outcomes, footer=footer)
+    finally:
+        store.clear_active(ctx.redis, run)
+
+
 def _handler(run: Run):
     handler = handler_for(run.kind)
     if handler is None:
@@ -155,7 +173,8 @@ def _comment_lease(ctx: JobContext, run: Run):
 def _report(ctx: JobContext, run: Run) -> CommandReport:
     report = CommandReport(ctx, run.pull, run.report_command)
     report.comment_id, report.comment_url = run.comment_id or None, run.comment_url
-    report.job_url = ctx.url_of(run.coordinator_job)
+    # the coordinator set the pending status and links the comment: finishing is on its behalf
+    report.job_id, report.job_url = run.coordinator_job, ctx.url_of(run.coordinator_job)
     return report
 
 

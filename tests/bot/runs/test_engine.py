@@ -8,7 +8,7 @@ from bot import handlers
 from bot.errors import UserFacingError
 from bot.handlers.base import Handler
 from bot.models import Command, OutcomeStatus, ProjectOutcome, PullRequest, RunKind
-from bot.runs import engine, store
+from bot.runs import engine, report, store
 from bot.runs.model import NewRun, Run
 from bot.state import artifacts, keys, leases, locks
 from runners.models import Project, ResourceChange
@@ -225,4 +225,25 @@ def test_finish_fails_the_projects_whose_job_never_finished(bench_factory, scrip
         in comment["body"]
     assert "still running" not in comment["body"]
     assert bench.statuses(pull.head_sha, PLAN_STATUS)[-1] == ("failure", summary)
+    assert active_run(bench) is None
+
+
+def test_a_dead_finalizing_job_still_makes_the_comment_and_status_final(bench_factory, scripted) -> None:
+    bench = bench_factory()
+    pull = bench.open_pull()
+    handler = scripted({"a": "ok"})
+    run = start_run(bench, pull, ["a"])
+    with bench.job(run.project_job_id(0)) as ctx:
+        engine.execute_project(ctx, run, 0)
+    assert report.pending_statuses(bench.redis, run.coordinator_job)  # the coordinator left it pending
+
+    with bench.job("failure-callback") as ctx:
+        engine.finish_died(ctx, run, run.finalize_job_id, "its worker died")
+
+    assert handler.finished == []  # what follows a run is not retried
+    [comment] = bench.bot_comments()
+    assert "still running" not in comment["body"]
+    assert f"finalizing job (`{run.finalize_job_id}`) stopped because its worker died" in comment["body"]
+    assert bench.statuses(pull.head_sha, PLAN_STATUS)[-1][0] == "success"
+    assert report.pending_statuses(bench.redis, run.coordinator_job) == {}
     assert active_run(bench) is None
