@@ -13,7 +13,10 @@ WANT_MINOR="1.35"
 
 have_wanted() {
   [ -x "$DEST/kubectl" ] && [ -x "$DEST/helm" ] || return 1
-  "$DEST/kubectl" version --client 2>/dev/null | grep -q "Client Version: v${WANT_MINOR}\." || return 1
+  # captured first: `grep -q` ends the pipe early, and under pipefail kubectl's SIGPIPE would fail the check
+  local version
+  version="$("$DEST/kubectl" version --client 2>/dev/null)" || return 1
+  [[ "$version" == *"Client Version: v${WANT_MINOR}."* ]] || return 1
   "$DEST/helm" version --short >/dev/null 2>&1
 }
 
