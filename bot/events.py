@@ -266,7 +266,8 @@ def _github_review(action: str, payload: dict, ctx: _GitHubContext) -> Event | I
     reviewer = _str(_obj(review, "user", "review."), "login", "review.user.")
     state = _str(review, "state", "review.").lower()
     pull = _github_pull(payload, _github_repo(payload, ctx.api_host))
-    return ReviewEvent(delivery_id=ctx.delivery, pull=pull, reviewer=reviewer, state=state)
+    return ReviewEvent(delivery_id=ctx.delivery, pull=pull, reviewer=reviewer, state=state,
+                       review_id=str(review.get("id") or ""), commit_sha=str(review.get("commit_id") or ""))
 
 
 _GITHUB_HANDLERS: dict[str, Callable[[str, dict, _GitHubContext], Event | Ignored]] = {
@@ -392,7 +393,8 @@ def _gitlab_merge_request(payload: dict, allow_draft_prs: bool,
     user = _gitlab_user(payload)
     pull = _gitlab_pull(attrs, "object_attributes.", _gitlab_repo(payload), user)
     if kind == "approved":
-        return ReviewEvent(delivery_id=delivery, pull=pull, reviewer=user, state="approved")
+        return ReviewEvent(delivery_id=delivery, pull=pull, reviewer=user, state="approved",
+                           review_id=f"{user}@{pull.head_sha}", commit_sha=pull.head_sha)
     if kind in ("opened", "updated") and pull.is_draft and not allow_draft_prs:
         return Ignored("draft pull request")
     return PullRequestEvent(delivery_id=delivery, action=kind, pull=pull, sender=user)

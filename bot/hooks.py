@@ -1,7 +1,8 @@
-"""Server-side pre- and post-workflow hooks, run in the checkout with a minimal environment."""
+"""Server-side pre- and post-workflow hooks, run in the checkout with a minimal environment, in
+the job's sandbox (they may run the repository's scripts)."""
 from __future__ import annotations
 
-from bot.engines import parent_environment, step_env_for
+from bot.engines import job_sandbox, parent_environment, step_env_for
 from bot.errors import UserFacingError
 from bot.models import PullRequest
 from runners.environment import minimal_env
@@ -16,7 +17,7 @@ def _run(ctx, pull: PullRequest, repo_dir: str, which: str) -> None:
     env = minimal_env(parent_environment(), ctx.workspace.home, ctx.workspace.tmp,
                       extra=step_env_for(pull, Project("."), ".", (), pull.author))
     result = run_hooks(hooks, ctx.workspace.resolve(repo_dir), env, ctx.log.with_prefix(f"[{which}-hook] "),
-                       timeout=ctx.settings.terraform.timeout)
+                       timeout=ctx.settings.terraform.timeout, sandbox=job_sandbox(ctx.settings, ctx.workspace))
     if not result.ok:
         raise UserFacingError(
             f"The {which}-workflow hook `{result.failed_hook}` failed: {result.error}\n\n"

@@ -15,6 +15,13 @@ from prometheus_client.registry import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
 BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+# The only `event` label values: the header is the sender's to choose, and every new value would
+# be a new field in Redis and a new series on /metrics for as long as the counters live.
+WEBHOOK_EVENTS = frozenset({
+    "pull_request", "issue_comment", "pull_request_review", "ping", "push",  # GitHub
+    "Merge Request Hook", "Note Hook", "Push Hook",  # GitLab
+})
+OTHER_EVENT = "other"
 
 
 def _field(**labels: str) -> str:
@@ -22,7 +29,9 @@ def _field(**labels: str) -> str:
 
 
 def count_webhook(r: redis.Redis, event: str, outcome: str) -> None:
-    r.hincrby(keys.METRICS_WEBHOOKS, _field(event=event or "unknown", outcome=outcome), 1)
+    """Count one delivery; an event name outside WEBHOOK_EVENTS (or none) counts as "other"."""
+    label = event if event in WEBHOOK_EVENTS else OTHER_EVENT
+    r.hincrby(keys.METRICS_WEBHOOKS, _field(event=label, outcome=outcome), 1)
 
 
 def count_job(r: redis.Redis, kind: str, state: str, duration: float | None = None) -> None:

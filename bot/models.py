@@ -176,6 +176,8 @@ class ReviewEvent:
     pull: PullRequest
     reviewer: str
     state: str  # approved | changes_requested | commented
+    review_id: str = ""  # the forge's id of this review (GitLab: approver@head, it has none)
+    commit_sha: str = ""  # the commit the review approves, where the forge says
 
     kind = "review"
 
@@ -241,6 +243,15 @@ class Mergeability:
 
     mergeable: bool
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class Comment:
+    """A comment as the forge has it now."""
+
+    id: str
+    author: str
+    body: str
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,16 @@ from bot.errors import UserFacingError
 from bot.forges.base import Forge
 from bot.models import Repo
 
-# Commands that change infrastructure or others' work need write access on top of the list.
-WRITE_COMMANDS = ("apply", "unlock", "approve_policies")
+# Commands that change infrastructure or others' work need write access on top of the list
+# (`/cancel` stops someone else's plan or apply; `/plan -- ARGS` changes what Terraform runs).
+WRITE_COMMANDS = ("apply", "unlock", "approve_policies", "cancel")
 
 
-def check(forge: Forge, repo: Repo, login: str, command: str, permissions: dict[str, tuple[str, ...]]) -> None:
+def check(forge: Forge, repo: Repo, login: str, command: str, permissions: dict[str, tuple[str, ...]],
+          needs_write: bool = False) -> None:
     """Raise UserFacingError saying why `login` may not run `command` here."""
     allowed = permissions.get(command)
-    if command in WRITE_COMMANDS and not forge.has_write_permission(repo, login):
+    if (needs_write or command in WRITE_COMMANDS) and not forge.has_write_permission(repo, login):
         raise UserFacingError(
             f"@{login} cannot `/{command}` here: it needs write permission on {repo.full_name}.",
             title=f"{command} refused",

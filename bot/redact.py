@@ -13,9 +13,15 @@ What is masked:
 
 Values shorter than MIN_SECRET_LENGTH are not masked: masking "true" or "1" everywhere would
 make every output unreadable and leak nothing worth hiding.
+
+Simple encodings of a known secret are masked too, for secrets of at least
+MIN_TRANSFORMED_LENGTH characters: reversed, base64 (standard and URL-safe, with or without
+padding) and hex (either case). Code from a pull request can still encode a secret some other
+way (or split it over lines); this only catches the obvious ways to smuggle one into a comment.
 """
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -27,6 +33,7 @@ from runners.environment import is_allowed
 
 MASK = "***"
 MIN_SECRET_LENGTH = 6
+MIN_TRANSFORMED_LENGTH = 8
 SECRET_NAME_WORDS = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL")
 
 # Token formats that must never be shown, whoever printed them.
@@ -60,13 +67,29 @@ class Redactor:
             if not isinstance(value, str):
                 continue
             lines = [line.strip() for line in value.splitlines()] if "\n" in value else []
-            self._secrets.update(v for v in [value, *lines] if len(v) >= MIN_SECRET_LENGTH)
+            for text in (v for v in [value, *lines] if len(v) >= MIN_SECRET_LENGTH):
+                self._secrets.add(text)
+                if len(text) >= MIN_TRANSFORMED_LENGTH:
+                    self._secrets.update(encodings(text))
         values = sorted(self._secrets, key=len, reverse=True)  # longest first: no partial leftovers
         parts = [re.escape(v) for v in values] + _TOKEN_PATTERNS + self._patterns
         self._regex = re.compile("|".join(f"(?:{p})" for p in parts))
 
     def __call__(self, text: str) -> str:
         return self._regex.sub(MASK, text) if text else text
+
+
+def encodings(secret: str) -> list[str]:
+    """The forms of secret that are masked besides itself: reversed, base64 (standard and
+    URL-safe, padded and not) and hex (lower and upper case), the encodings also of the secret
+    with a newline after it (`echo "$SECRET" | base64`)."""
+    forms = [secret[::-1]]
+    for raw in (secret.encode("utf-8"), secret.encode("utf-8") + b"\n"):
+        forms += [raw.hex(), raw.hex().upper()]
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            padded = encode(raw).decode("ascii")
+            forms += [padded, padded.rstrip("=")]
+    return forms
 
 
 def settings_secrets(settings) -> list[str]:

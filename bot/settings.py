@@ -99,6 +99,13 @@ def _check_relative(value: str) -> str | None:
     return None
 
 
+def _check_sandbox_path(value: str) -> str | None:
+    path = value[:-3] if value.endswith((":ro", ":rw")) else value
+    if path.startswith("/") and "\0" not in path:
+        return None
+    return f"{value!r} must be an absolute path, optionally followed by :ro (the default) or :rw"
+
+
 def _check_mapping(value: Any) -> str | None:
     return None if isinstance(value, Mapping) else "expected a mapping"
 
@@ -161,9 +168,9 @@ class ProjectDefaults:
     apply_on_approval: bool = False
     apply_on_merge: bool = False
     automerge: bool = False
-    allowed_overrides: tuple[Override, ...] = (
-        "apply_requirements", "workflow", "apply_on_approval", "apply_on_merge", "automerge",
-    )
+    # Keys that protect what gets applied come from the server unless it lets a repository's own
+    # config (read from the pull request's branch, so written by its author) set them (as Atlantis).
+    allowed_overrides: tuple[Override, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -273,6 +280,8 @@ class UISettings:
     username: str | None = None
     password: str | None = _secret()
     api_token: str | None = _secret()
+    read_auth: bool = False  # reading (pages, API, /metrics) needs the credentials too
+    port: int | None = _meta(None, min=1, max=65535)  # None = the UI shares `port` with /events
 
 
 @dataclass(frozen=True)
@@ -310,6 +319,8 @@ class Settings:
     allow_draft_prs: bool = False
     ui: UISettings = field(default_factory=UISettings)
     notifications: tuple[Notification, ...] = ()
+    sandbox: Literal["auto", "bubblewrap", "none"] = "auto"  # see bot.engines.sandbox_status
+    sandbox_paths: tuple[str, ...] = _meta((), each=_check_sandbox_path)  # PATH or PATH:rw, for every job
 
     def repo_settings(self, repo_id: str) -> ResolvedRepoSettings:
         """Settings for one repository (host/owner/repo): later matching entries win."""
@@ -357,3 +368,6 @@ def validate_for_serve(settings: Settings) -> None:
         raise SettingsError(f"workers: expected an integer >= 0, got {settings.workers}")
     if bool(settings.ui.username) != bool(settings.ui.password):
         raise SettingsError("ui.username and ui.password must be set together")
+    if settings.ui.read_auth and not (settings.ui.username or settings.ui.api_token):
+        raise SettingsError("ui.read_auth needs ui.username and ui.password, or ui.api_token: "
+                            "otherwise nothing could read the UI")

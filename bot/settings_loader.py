@@ -35,7 +35,8 @@ def load_settings(path: str | Path | None, environ: Mapping[str, str]) -> Settin
     settings = _build(Settings, raw, "")
     changes: dict[str, Any] = {"data_dir": _resolve_path(settings.data_dir)}
     if not public_url_set:
-        changes["public_url"] = _default_public_url(settings.host, settings.port)
+        # Links in comments lead to the UI, which listens on ui.port when that is set.
+        changes["public_url"] = _default_public_url(settings.host, settings.ui.port or settings.port)
     return dataclasses.replace(settings, **changes)
 
 

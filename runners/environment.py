@@ -26,6 +26,23 @@ ALLOWED_NAMES = frozenset(
 ALLOWED_PREFIXES = ("LC_", "AWS_", "GOOGLE_", "CLOUDSDK_", "ARM_", "AZURE_", "TF_VAR_")
 FORBIDDEN_NAMES = frozenset({"GITHUB_TOKEN", "GITLAB_TOKEN", "GH_TOKEN", "REDIS_URL"})
 FORBIDDEN_PREFIXES = ("PLANKEEPER_",)
+# Allowlisted variables that name files or directories the tools read (credentials, CA
+# bundles): a sandbox (runners.sandbox) binds them read-only.
+PATH_NAMES = frozenset(
+    {
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_CONFIG_FILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CA_BUNDLE",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "CLOUDSDK_CONFIG",
+        "ARM_CLIENT_CERTIFICATE_PATH",
+        "ARM_OIDC_TOKEN_FILE_PATH",
+        "AZURE_CONFIG_DIR",
+    }
+)
 
 
 def is_forbidden(name: str) -> bool:
@@ -58,3 +75,9 @@ def minimal_env(
     env["TMPDIR"] = str(tmpdir)
     env.update(extra)
     return env
+
+
+def path_values(env: Mapping[str, str]) -> list[Path]:
+    """The absolute paths named by the PATH_NAMES variables of env (a minimal_env built from
+    the server's own environment, never one a workflow step has changed)."""
+    return [Path(env[name]) for name in sorted(PATH_NAMES) if env.get(name, "").startswith("/")]

@@ -29,6 +29,7 @@ from runners.kubectl_render import (
 )
 from runners.models import ApplyResult, LineSink, PlanResult, ResourceChange, StopCheck
 from runners.process import ExecutableNotFound, ProcessResult, run
+from runners.sandbox import NO_SANDBOX, Sandbox
 
 FIELD_MANAGER = "plankeeper"
 RENDER_MODES = ("plain", "kustomize", "helm")
@@ -81,6 +82,7 @@ class KubectlRunner:
         prune: bool = False,
         helm_values: Sequence[str] = (),
         applyset: str = "plankeeper",
+        sandbox: Sandbox = NO_SANDBOX,
     ) -> None:
         if render not in RENDER_MODES:
             raise ValueError(
@@ -91,6 +93,7 @@ class KubectlRunner:
         self.render, self.prune, self.helm_values = render, prune, tuple(helm_values)
         # Prune deletes what a previous apply of the same applyset created: one name per project.
         self.applyset = applyset
+        self.sandbox = sandbox  # kustomize and helm render templates from the pull request
 
     # --- Runner protocol ---
 
@@ -163,7 +166,8 @@ class KubectlRunner:
         """`kubectl vX.Y.Z`; raises RuntimeError when kubectl cannot be run."""
         try:
             result = run(
-                [self.kubectl, "version", "--client"], Path("/"), self.env, min(self.timeout, 60.0)
+                [self.kubectl, "version", "--client"], Path("/"), self.env, min(self.timeout, 60.0),
+                sandbox=self.sandbox,
             )
         except ExecutableNotFound as exc:
             raise RuntimeError(str(exc)) from exc
@@ -380,7 +384,8 @@ class KubectlRunner:
         """Run one step; raise StepFailed on a missing binary, timeout, cancel or bad exit code."""
         try:
             result = run(
-                argv, cwd, env or self.env, self.timeout, on_line=on_line, should_stop=should_stop
+                argv, cwd, env or self.env, self.timeout, on_line=on_line, should_stop=should_stop,
+                sandbox=self.sandbox,
             )
         except ExecutableNotFound as exc:
             raise StepFailed(step, str(exc)) from exc

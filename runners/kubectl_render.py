@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from runners.models import ResourceChange
+from runners.yaml_bounds import BoundedSafeLoader
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 # Files that configure tools rather than describe cluster objects.
@@ -73,7 +74,7 @@ def load_documents(text: str, source: str) -> list[dict]:
     Raises ManifestError naming source and the document number when a document is invalid.
     """
     try:
-        docs = list(yaml.safe_load_all(text))
+        docs = list(yaml.load_all(text, Loader=BoundedSafeLoader))
     except yaml.YAMLError as exc:
         raise ManifestError(f"{source}: YAML does not parse: {exc}") from exc
     objects: list[dict] = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import shutil
 import signal
 import sys
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import IO, Mapping, Optional, Sequence
 
 from runners.models import LineSink, StopCheck
+from runners.sandbox import NO_SANDBOX, Sandbox
 
 POLL_INTERVAL = 0.2
 TERM_WAIT = 2.0
@@ -38,7 +40,7 @@ class ExecutableNotFound(FileNotFoundError):
 
 @dataclass
 class ProcessResult:
-    exit_code: int  # negative: killed by that signal
+    exit_code: int  # negative: killed by that signal (in a sandbox: 128 + the signal)
     output: str  # stdout and stderr merged, ANSI stripped
     timed_out: bool
     cancelled: bool
@@ -70,31 +72,60 @@ def run(
     on_line: Optional[LineSink] = None,
     should_stop: Optional[StopCheck] = None,
     grace: float = 10.0,
+    sandbox: Sandbox = NO_SANDBOX,
 ) -> ProcessResult:
     """Run argv in cwd with exactly env; return its merged output and exit code.
 
     Lines go to on_line (from the calling thread) as they are produced. On timeout or when
     should_stop() returns True the process group is interrupted, then terminated, then killed.
+    With an active sandbox (runners.sandbox) argv runs inside bubblewrap.
     Raises ExecutableNotFound when argv[0] cannot be found, NotADirectoryError when cwd is missing.
     """
     if not argv:
         raise ValueError("empty argument list")
     if not Path(cwd).is_dir():
         raise NotADirectoryError(f"working directory does not exist: {cwd}")
+    if sandbox.active and not _findable(argv[0], Path(cwd), env.get("PATH", "")):
+        raise ExecutableNotFound(str(argv[0]))  # found by the launcher inside, so looked for here first
     started = time.monotonic()
+    launch = sandbox.launch(argv, Path(cwd), env)
     try:
         proc = subprocess.Popen(
-            list(argv),
+            launch.argv,
             cwd=str(cwd),
-            env=dict(env),
+            env=launch.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_interrupt_when_parent_dies,
+            pass_fds=launch.pass_fds,
+            preexec_fn=launch.preexec or _interrupt_when_parent_dies,
         )
     except FileNotFoundError as exc:
-        raise ExecutableNotFound(str(argv[0])) from exc
+        launch.finished()
+        raise ExecutableNotFound(str(launch.argv[0])) from exc
+    launch.started()
+    try:
+        return _supervise(proc, started, timeout, on_line, should_stop, grace)
+    finally:
+        launch.finished()
+
+
+def _findable(argv0: str, cwd: Path, path: str) -> bool:
+    if "/" in argv0:
+        full = os.path.join(cwd, argv0)
+        return os.access(full, os.X_OK) and not os.path.isdir(full)
+    return shutil.which(argv0, path=path) is not None
+
+
+def _supervise(
+    proc: subprocess.Popen,
+    started: float,
+    timeout: float,
+    on_line: Optional[LineSink],
+    should_stop: Optional[StopCheck],
+    grace: float,
+) -> ProcessResult:
     lines: "queue.Queue[Optional[str]]" = queue.Queue()
     reader = threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True)
     reader.start()

@@ -19,6 +19,7 @@ from runners.repo_config_schema import (
     REQUIREMENTS, STAGES, Autodiscover, DriftConfig, KubectlConfig, ProjectConfig, RepoConfig,
     RepoConfigError, Step, Workflow,
 )
+from runners.yaml_bounds import BoundedSafeLoader
 
 CONFIG_FILES = ("plankeeper.yaml", "atlantis.yaml")
 MAX_BYTES = 5 * 1024 * 1024
@@ -72,7 +73,7 @@ def load_repo_config(repo_root: Path, config_file: Optional[str] = None) -> Opti
 def parse_repo_config(text: str, file: str = "atlantis.yaml", require_version: bool = True) -> RepoConfig:
     """Validate YAML text as a repo config; raises RepoConfigError naming file, line and key."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=BoundedSafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -140,8 +141,7 @@ def parse_workflows(reader: Reader, node: yaml.Node, path: str, source: str) -> 
     """`workflows: {name: {plan: {steps: [...]}, apply: ...}}` -> {name: Workflow}."""
     if reader.is_null(node):
         return {}
-    names = [k.value for k, _ in node.value] if isinstance(node, yaml.MappingNode) else []
-    entries = reader.mapping(node, path, names)
+    entries = reader.mapping(node, path, None)
     workflows = {}
     for name, body in entries.items():
         key = join_key(path, name)

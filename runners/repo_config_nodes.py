@@ -16,6 +16,7 @@ _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _NULL = "tag:yaml.org,2002:null"
 _STR = "tag:yaml.org,2002:str"
+_MERGE = "tag:yaml.org,2002:merge"
 
 
 def line_of(node: yaml.Node) -> int:
@@ -41,23 +42,49 @@ class Reader:
     def error(self, node: Optional[yaml.Node], key: str, message: str) -> RepoConfigError:
         return RepoConfigError(message, self.file, line_of(node) if node is not None else None, key)
 
-    def mapping(self, node: yaml.Node, path: str, allowed: Sequence[str]) -> dict[str, yaml.Node]:
-        """Keys -> value nodes; unknown or repeated keys are errors."""
+    def mapping(self, node: yaml.Node, path: str, allowed: Optional[Sequence[str]]) -> dict[str, yaml.Node]:
+        """Keys -> value nodes, merge keys (`<<: *anchor`) applied; unknown keys (None allows
+        any string key) or keys written twice are errors."""
         if not isinstance(node, yaml.MappingNode):
             raise self.error(node, path or "(top level)", f"expected a mapping, got {self.describe(node)}")
         out: dict[str, yaml.Node] = {}
-        for key_node, value_node in node.value:
+        for key_node, value_node in self._merged(node, path):
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            if key is None or key not in allowed:
+            if key is None or (allowed is not None and key not in allowed):
                 shown = str(key) if key is not None else "(complex key)"
+                expected = f"; expected one of: {', '.join(allowed)}" if allowed is not None else ""
                 raise self.error(key_node, join_key(path, shown),
-                                 "unknown key" + did_you_mean(shown, allowed)
-                                 + f"; expected one of: {', '.join(allowed)}")
+                                 "unknown key" + did_you_mean(shown, allowed or ()) + expected)
             if key in out:
                 raise self.error(key_node, join_key(path, key), "key given twice")
             out[key] = value_node
             self.lines[join_key(path, key)] = line_of(key_node)
         return out
+
+    def _merged(self, node: yaml.MappingNode, path: str) -> list[tuple[yaml.Node, yaml.Node]]:
+        """The mapping's pairs with `<<` merges resolved as YAML 1.1 says: keys written in the
+        mapping win, then the merged mappings in the order listed. Sizes are bounded by the
+        loader (runners/yaml_bounds.py)."""
+        own: list[tuple[yaml.Node, yaml.Node]] = []
+        merged: list[tuple[yaml.Node, yaml.Node]] = []
+        for key_node, value_node in node.value:
+            if key_node.tag != _MERGE:
+                own.append((key_node, value_node))
+                continue
+            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for source in sources:
+                if not isinstance(source, yaml.MappingNode):
+                    raise self.error(key_node, join_key(path, "<<"),
+                                     f"a merge key takes a mapping or a list of mappings, got {self.describe(source)}")
+                merged.extend(self._merged(source, path))
+        seen = {k.value for k, _ in own if isinstance(k, yaml.ScalarNode)}
+        pairs = []
+        for key_node, value_node in merged:
+            name = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if name is None or name not in seen:
+                pairs.append((key_node, value_node))
+                seen.add(name)
+        return pairs + own
 
     def sequence(self, node: yaml.Node, path: str) -> list[yaml.Node]:
         if self.is_null(node):

@@ -6,6 +6,7 @@ with the failing step, its output and what to do next.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Mapping, Optional, Sequence
 from runners.embedded_terraform import embedded_argv
 from runners.models import ApplyResult, LineSink, PlanResult, ResourceChange, StopCheck
 from runners.process import ExecutableNotFound, ProcessResult, run
+from runners.sandbox import NO_SANDBOX, Sandbox
 
 NO_CHANGES = "No changes. Your infrastructure matches the configuration."
 VERSION_TIMEOUT = 60.0
@@ -143,6 +145,13 @@ def _compare(have: tuple[int, int, int], op: str, want: tuple[int, int, int], gi
     }[op]
 
 
+def _remove(path: Path) -> None:
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path)
+
+
 # ---------------------------------------------------------------------------- plan JSON
 
 
@@ -203,7 +212,11 @@ def _parse_json_output(output: str) -> Optional[dict]:
 
 
 class TerraformRunner:
-    """Runs one Terraform/OpenTofu binary with a fixed environment and per-step timeout."""
+    """Runs one Terraform/OpenTofu binary with a fixed environment and per-step timeout.
+
+    cli_config (TF_CLI_CONFIG_FILE) and plugin_cache_dir are pinned: a workflow's `env` step
+    cannot change them for Terraform steps. Every process runs in `sandbox`.
+    """
 
     def __init__(
         self,
@@ -211,14 +224,22 @@ class TerraformRunner:
         env: Mapping[str, str],
         timeout: float,
         plugin_cache_dir: Optional[Path] = None,
+        cli_config: Optional[Path] = None,
+        sandbox: Sandbox = NO_SANDBOX,
     ) -> None:
         self.argv0 = list(argv0)
         self.timeout = timeout
+        self.sandbox = sandbox
         self.env = dict(env)
         self.env.update({"TF_IN_AUTOMATION": "1", "TF_INPUT": "0"})
+        self.pinned: dict[str, str] = {}
         if plugin_cache_dir is not None:
             Path(plugin_cache_dir).mkdir(parents=True, exist_ok=True)
-            self.env["TF_PLUGIN_CACHE_DIR"] = str(plugin_cache_dir)
+            self.pinned["TF_PLUGIN_CACHE_DIR"] = str(plugin_cache_dir)
+        if cli_config is not None:
+            self.pinned["TF_CLI_CONFIG_FILE"] = str(cli_config)
+        self.env.update(self.pinned)
+        self.initialized: set[Path] = set()  # shared by copies (workflows): .terraform we made
 
     def plan(
         self,
@@ -265,7 +286,7 @@ class TerraformRunner:
     def version(self) -> str:
         """First line of `terraform version`, e.g. "Terraform v1.15.5"; never raises."""
         try:
-            result = run([*self.argv0, "version"], Path("/"), self.env, VERSION_TIMEOUT)
+            result = run([*self.argv0, "version"], Path("/"), self.env, VERSION_TIMEOUT, sandbox=self.sandbox)
         except (OSError, ValueError) as exc:
             return f"unknown ({exc})"
         first = result.output.strip().splitlines()[0] if result.output.strip() else ""
@@ -276,7 +297,17 @@ class TerraformRunner:
 
     def init(self, project_dir: Path, extra_args: Sequence[str] = (), on_line: Optional[LineSink] = None,
              should_stop: Optional[StopCheck] = None) -> "StepRun":
-        """`terraform init -input=false -no-color EXTRA_ARGS`; never raises."""
+        """`terraform init -input=false -no-color EXTRA_ARGS`; never raises.
+
+        A `.terraform` directory that came with the checkout is removed first: providers in it
+        would run without being installed (nor checked against the provider installation).
+        """
+        data_dir = Path(project_dir) / ".terraform"
+        if data_dir.resolve() not in self.initialized and os.path.lexists(data_dir):
+            if on_line is not None:
+                on_line("$ removing .terraform that came with the repository")
+            _remove(data_dir)
+        self.initialized.add(data_dir.resolve())
         args = ["init", "-input=false", "-no-color", *extra_args]
         return self._step("init", project_dir, args, on_line, should_stop)
 
@@ -359,7 +390,8 @@ class TerraformRunner:
             on_line(f"$ terraform {' '.join(args)}")
         try:
             argv = [*self.argv0, *args]
-            result = run(argv, Path(project_dir), self.env, self.timeout, on_line, should_stop)
+            env = {**self.env, **self.pinned}
+            result = run(argv, Path(project_dir), env, self.timeout, on_line, should_stop, sandbox=self.sandbox)
         except (ExecutableNotFound, NotADirectoryError) as exc:
             return _Step(name, None, str(exc))
         if result.cancelled:

@@ -24,6 +24,7 @@ from typing import Any, Mapping, Optional, Sequence
 from runners.models import ApplyResult, LineSink, PlanResult, StopCheck
 from runners.process import ExecutableNotFound, run
 from runners.repo_config_schema import Step, Workflow
+from runners.sandbox import NO_SANDBOX, Sandbox
 from runners.terraform import NO_CHANGES, TerraformRunner, _counted_summary, _summary_line, resource_changes
 
 SHELL = "/bin/sh"
@@ -51,9 +52,10 @@ def comment_args(extra_args: Sequence[str]) -> str:
 
 
 def run_hooks(hooks: Sequence[Any], cwd: Path, env: Mapping[str, str], on_line: Optional[LineSink] = None,
-              timeout: float = 600.0) -> HookResult:
+              timeout: float = 600.0, sandbox: Sandbox = NO_SANDBOX) -> HookResult:
     """Run pre/post workflow hooks (each a string or an object with .run and .description)
-    in cwd, one after the other, stopping at the first failure. Never raises for a hook's failure."""
+    in cwd, one after the other, in sandbox, stopping at the first failure. Never raises for a
+    hook's failure."""
     output: list[str] = []
     for hook in hooks:
         command = hook if isinstance(hook, str) else hook.run
@@ -61,7 +63,7 @@ def run_hooks(hooks: Sequence[Any], cwd: Path, env: Mapping[str, str], on_line: 
         if on_line:
             on_line(f"$ hook: {label}")
         try:
-            result = run([SHELL, "-c", command], Path(cwd), env, timeout, on_line)
+            result = run([SHELL, "-c", command], Path(cwd), env, timeout, on_line, sandbox=sandbox)
         except (ExecutableNotFound, NotADirectoryError) as exc:
             return HookResult(False, "\n".join(output), label, str(exc))
         output.append(result.output)
@@ -193,7 +195,8 @@ class _State:
         if self.on_line:
             self.on_line(f"$ {step_kind}: {command.strip().splitlines()[0][:200]}")
         try:
-            result = run([SHELL, "-c", command], self.dir, self.env, self.owner.timeout, visible, self.should_stop)
+            result = run([SHELL, "-c", command], self.dir, self.env, self.owner.timeout, visible, self.should_stop,
+                         sandbox=self.owner.terraform.sandbox)
         except (ExecutableNotFound, NotADirectoryError) as exc:
             raise StepFailed(step_kind, str(exc)) from None
         text = result.output

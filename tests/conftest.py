@@ -60,6 +60,8 @@ def serve_factory(tmp_path: Path, fake_github):
             "github": {"api_url": fake_github.api_url, "token": GITHUB_TOKEN, "webhook_secret": WEBHOOK_SECRET,
                        "bot_login": "plankeeper-bot", "write_interval": 0},
             "terraform": {"binary": EMBEDDED_TERRAFORM, "timeout": 120},
+            # the tests' local backends keep state in tmp_path/state, outside the sandboxed work dirs
+            "sandbox_paths": [f"{tmp_path / 'state'}:rw"],
         }
         for key, value in (extra or {}).items():
             if isinstance(value, dict) and isinstance(config.get(key), dict):

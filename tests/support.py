@@ -249,6 +249,7 @@ def github_review_payload(fake, full_name: str, number: int, user: str, state: s
     payload["review"]["state"] = state
     payload["review"]["user"]["login"] = user
     payload["review"]["commit_id"] = pull.head_sha
+    payload["review"]["id"] = fake.next_id()  # each review its own id: an approval is acted on once per id
     payload.pop("installation", None)
     return payload
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Optional, Protocol
 
-from bot.models import CommentRef, Mergeability, PullRequest, Repo
+from bot.models import Comment, CommentRef, Mergeability, PullRequest, Repo
 
 # Commit status states, forge-neutral; each forge maps them to its own words.
 PENDING, SUCCESS, FAILURE = "pending", "success", "failure"
@@ -33,8 +33,8 @@ class Forge(Protocol):
     def update_comment(self, pull: PullRequest, comment_id: str, body: str) -> None:
         """Replace the body of a comment the bot posted."""
 
-    def comment_body(self, pull: PullRequest, comment_id: str) -> str:
-        """The current body of a comment (to mark it outdated)."""
+    def comment(self, pull: PullRequest, comment_id: str) -> Optional[Comment]:
+        """The comment as it is now (author, body), or None when it was deleted."""
 
     def add_reaction(self, pull: PullRequest, comment_id: str, reaction: str = "eyes") -> None:
         """React to a user's comment (👀 acknowledges a command)."""
@@ -45,7 +45,8 @@ class Forge(Protocol):
         """Set a commit status: state is PENDING, SUCCESS or FAILURE."""
 
     def approvals(self, pull: PullRequest) -> tuple[list[str], int]:
-        """(logins whose latest review approves the head, approvals still required by the forge)."""
+        """(logins whose latest review approves the current head, approvals still required by the forge).
+        An approval of an older commit does not count where the forge records the commit (GitHub)."""
 
     def mergeability(self, pull: PullRequest) -> Mergeability:
         """Whether the forge would merge now, ignoring the bot's own plankeeper/apply status."""

@@ -16,7 +16,7 @@ from github.Repository import Repository
 
 from bot.forges.github_auth import GitHubAuth
 from bot.forges.retry import ForgeRequestFailed, call_with_retry
-from bot.models import CommentRef, Mergeability, PullRequest, Repo
+from bot.models import Comment, CommentRef, Mergeability, PullRequest, Repo
 
 T = TypeVar("T")
 
@@ -166,11 +166,12 @@ class GitHubForge:
             lambda: self._comment(pull, comment_id).edit(body),
         )
 
-    def comment_body(self, pull: PullRequest, comment_id: str) -> str:
-        return self._call(
-            f"read comment {comment_id} on {_ref(pull)}",
-            lambda: self._comment(pull, comment_id).body,
-        )
+    def comment(self, pull: PullRequest, comment_id: str) -> Optional[Comment]:
+        def fetch() -> Optional[Comment]:
+            found = self._comment(pull, comment_id)
+            return Comment(str(comment_id), found.user.login if found.user else "", found.body or "")
+
+        return self._unless_missing(f"read comment {comment_id} on {_ref(pull)}", fetch, None)
 
     def add_reaction(self, pull: PullRequest, comment_id: str, reaction: str = "eyes") -> None:
         self._call(
@@ -210,11 +211,12 @@ class GitHubForge:
         """
 
         def fetch() -> list[str]:
-            latest: dict[str, str] = {}
+            latest: dict[str, tuple[str, str]] = {}
             for review in self._repo(pull.repo).get_pull(pull.number).get_reviews():
                 if review.state in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED") and review.user:
-                    latest[review.user.login] = review.state
-            return [login for login, state in latest.items() if state == "APPROVED"]
+                    latest[review.user.login] = (review.state, review.commit_id)
+            return [login for login, (state, commit) in latest.items()
+                    if state == "APPROVED" and commit == pull.head_sha]  # a push makes approvals stale
 
         approvers = self._call(f"list reviews of {_ref(pull)}", fetch)
         return approvers, 0 if approvers else 1

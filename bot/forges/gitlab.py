@@ -12,12 +12,12 @@ from typing import Any, Callable, Optional, TypeVar
 
 import gitlab
 import requests
-from gitlab.exceptions import GitlabError
+from gitlab.exceptions import GitlabError, GitlabGetError
 
 from bot.errors import ForgeError
 from bot.forges.base import FAILURE, PENDING, SUCCESS
 from bot.forges.retry import call_with_retry
-from bot.models import CommentRef, Mergeability, PullRequest, Repo
+from bot.models import Comment, CommentRef, Mergeability, PullRequest, Repo
 
 T = TypeVar("T")
 
@@ -142,10 +142,16 @@ class GitLabForge:
         self._call(f"edit note {comment_id} on {_ref(pull)}",
                    lambda: self._mr(pull).notes.update(int(comment_id), {"body": body}))
 
-    def comment_body(self, pull: PullRequest, comment_id: str) -> str:
-        note = self._call(f"read note {comment_id} on {_ref(pull)}",
-                          lambda: self._mr(pull).notes.get(int(comment_id)))
-        return str(note.body)
+    def comment(self, pull: PullRequest, comment_id: str) -> Optional[Comment]:
+        def fetch() -> Optional[Comment]:
+            try:
+                note = self._mr(pull).notes.get(int(comment_id))
+            except GitlabGetError as err:
+                if err.response_code == 404:
+                    return None
+                raise
+            return Comment(str(comment_id), str((note.author or {}).get("username", "")), str(note.body))
+        return self._call(f"read note {comment_id} on {_ref(pull)}", fetch)
 
     def add_reaction(self, pull: PullRequest, comment_id: str, reaction: str = "eyes") -> None:
         """Award an emoji on the note; awarding one already there is not an error."""

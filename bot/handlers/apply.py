@@ -111,7 +111,8 @@ def unmet_requirements(ctx: JobContext, pull: PullRequest, requirements: Sequenc
     problems = []
     if "approved" in requirements:
         approvers, missing = ctx.forge.approvals(pull)
-        approvers = [a for a in approvers if a.lower() != pull.author.lower()]
+        approvers = [a for a in approvers if a.lower() != pull.author.lower()
+                     and ctx.forge.has_write_permission(pull.repo, a)]  # a reader's approval counts for nothing
         if missing > 0 or not approvers:
             needed = max(missing, 1)
             problems.append(f"needs {needed} approval{'s' if needed > 1 else ''}, has {len(approvers)}")

@@ -95,8 +95,9 @@ class CommandReport:
         self.redis.set(key, json.dumps([self.comment_id]))
         for comment_id in older:
             try:
-                body = self.forge.comment_body(self.pull, comment_id)
-                self.forge.update_comment(self.pull, comment_id, render.mark_outdated(body, self.comment_url))
+                comment = self.forge.comment(self.pull, comment_id)
+                if comment is not None:
+                    self.forge.update_comment(self.pull, comment_id, render.mark_outdated(comment.body, self.comment_url))
             except ForgeError:
                 log.warning("could not mark comment %s outdated on %s#%s", comment_id, self.pull.repo.id, self.pull.number)
 

@@ -1,7 +1,10 @@
 """Job records and live job logs in Redis, for comments' log links, the UI and the API.
 
 A record is a Redis hash `pk:job:<id>`; ids are indexed newest first in `pk:jobs`.
-A log is a Redis list `pk:log:<id>` of already-redacted lines.
+A log is a Redis list `pk:log:<id>` of already-redacted lines. It is bounded, since its lines
+come from a pull request (a plan can print anything): a line longer than MAX_LINE_BYTES is cut,
+and a log stops, with one note saying so, at MAX_LOG_LINES lines or MAX_LOG_BYTES bytes. The
+beginning is kept, so line numbers (the live tail's resume points) never shift.
 """
 from __future__ import annotations
 
@@ -14,7 +17,25 @@ from bot.state import keys
 
 RETENTION_SECONDS = 30 * 24 * 3600
 MAX_LOG_LINES = 200_000
-
+MAX_LOG_BYTES = 32 * 1024 * 1024
+MAX_LINE_BYTES = 16 * 1024
+# KEYS: log list, byte counter. ARGV: line, note, max lines, max bytes, retention.
+# Appends the line, or the note once when the line would pass a limit; then nothing more.
+_APPEND = """
+local used = tonumber(redis.call('GET', KEYS[2]) or '0')
+if used < 0 then return 0 end
+local size = string.len(ARGV[1])
+if redis.call('LLEN', KEYS[1]) + 1 >= tonumber(ARGV[3]) or used + size > tonumber(ARGV[4]) then
+  redis.call('RPUSH', KEYS[1], ARGV[2])
+  redis.call('SET', KEYS[2], -1, 'EX', ARGV[5])
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+  return 2
+end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], used + size, 'EX', ARGV[5])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
 
 
 def record_job(r: redis.Redis, job_id: str, **fields: object) -> None:
@@ -48,22 +69,33 @@ def read_log(r: redis.Redis, job_id: str, start: int = 0) -> list[str]:
     return [line.decode("utf-8", "replace") for line in r.lrange(keys.JOB_LOG.format(job_id), start, -1)]
 
 
+def cut_line(text: str, limit: int = MAX_LINE_BYTES) -> str:
+    """text, or its first `limit` bytes (whole characters) and a note saying where it was cut."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return text
+    return data[:limit].decode("utf-8", "ignore") + f" … (line cut at {limit} bytes of {len(data)})"
+
+
 class JobLog:
     """Appends redacted lines to a job's log; usable as a runners LineSink."""
 
     def __init__(self, r: redis.Redis, job_id: str, redact: Callable[[str], str], prefix: str = ""):
-        self._redis, self._key, self._redact, self.prefix = r, keys.JOB_LOG.format(job_id), redact, prefix
+        self._redis, self._redact, self.prefix = r, redact, prefix
+        self._key, self._bytes_key = keys.JOB_LOG.format(job_id), keys.JOB_LOG_BYTES.format(job_id)
+        self._append = r.register_script(_APPEND)
 
     def with_prefix(self, prefix: str) -> "JobLog":
         log = JobLog(self._redis, "", self._redact, prefix)
-        log._key = self._key
+        log._key, log._bytes_key = self._key, self._bytes_key
         return log
 
     def __call__(self, line: str) -> None:
         stamp = time.strftime("%H:%M:%S")
         text = f"{stamp} {self.prefix}{line}" if self.prefix else f"{stamp} {line}"
-        pipe = self._redis.pipeline()
-        pipe.rpush(self._key, self._redact(text))
-        pipe.ltrim(self._key, -MAX_LOG_LINES, -1)
-        pipe.expire(self._key, RETENTION_SECONDS)
-        pipe.execute()
+        # Redacted whole, then cut: cutting first could split a secret and leave its start unmasked.
+        text = cut_line(self._redact(text))
+        note = (f"{stamp} … (log cut here: a job's log keeps at most {MAX_LOG_LINES:,} lines and "
+                f"{MAX_LOG_BYTES // (1024 * 1024)} MiB; the job goes on, its result is reported as usual)")
+        self._append(keys=[self._key, self._bytes_key],
+                     args=[text, note, MAX_LOG_LINES, MAX_LOG_BYTES, RETENTION_SECONDS])

@@ -11,6 +11,10 @@ PREFIX = "pk:"
 # webhooks
 DELIVERY = "pk:delivery:{}"  # a delivery id seen (de-duplication)
 
+# commands and approvals acted on, forever: a replayed delivery never runs one twice
+COMMANDS_SEEN = "pk:commands-seen:{repo}#{number}"  # set of comment ids
+APPROVALS_SEEN = "pk:approvals-seen:{repo}#{number}"  # set of review ids
+
 # project locks and mutexes (bot.state.locks, bot.state.leases)
 LOCK = "pk:lock:{repo}:{project}"  # JSON Lock: which pull request holds the project
 LOCK_PATTERN = "pk:lock:*"
@@ -41,6 +45,7 @@ PENDING_STATUSES = "pk:job-pending:{}"  # hash: status context -> sha a job left
 JOB = "pk:job:{}"  # hash: the job record the UI shows
 JOBS = "pk:jobs"  # sorted set: job ids by creation time
 JOB_LOG = "pk:log:{}"  # list: redacted log lines
+JOB_LOG_BYTES = "pk:log-bytes:{}"  # int: bytes in JOB_LOG; -1 once the log was cut (joblog.JobLog)
 AUDIT = "pk:audit"  # stream
 
 # drift (bot.drift)

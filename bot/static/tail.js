@@ -61,7 +61,9 @@
   }
 
   source.onerror = function () {
-    if (live) live.textContent = "reconnecting…";
+    // CLOSED: refused outright (e.g. 503, too many live logs open); a reload shows the new lines.
+    var closed = source.readyState === EventSource.CLOSED;
+    if (live) live.textContent = closed ? "not live (server busy): reload for new lines" : "reconnecting…";
   };
   source.onopen = function () {
     if (live) live.textContent = "● live";

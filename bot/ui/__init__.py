@@ -1,4 +1,5 @@
-"""Web UI and JSON API: reading is open, writing actions need the UI credentials (bot.ui.auth)."""
+"""Web UI and JSON API: reading is open unless ui.read_auth is on, writing actions need the UI
+credentials (bot.ui.auth)."""
 from __future__ import annotations
 
 from flask import Flask

@@ -3,6 +3,7 @@ audit log, and the writing actions unlock and cancel (see bot.ui.auth for who ma
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import asdict
 from typing import Iterator
@@ -21,6 +22,12 @@ blueprint = Blueprint("api", __name__)
 POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 10
 STREAM_MAX_SECONDS = 15 * 60  # then the browser reconnects with Last-Event-ID, freeing the thread for a while
+# A live tail holds a server thread for as long as it is open; at most this many at once per process,
+# well below serve's 16 threads, so pages and (on a shared port) webhooks always find one free.
+MAX_STREAMS = 4
+_stream_slots = threading.BoundedSemaphore(MAX_STREAMS)
+STREAMS_BUSY = (f"Too many live logs are open on this server (at most {MAX_STREAMS} at once). Close one, or "
+                "read the log with GET /api/jobs/<id>/log (or reload the job page).")
 FINAL_GRACE_POLLS = 2  # the worker logs its closing line just after marking the job final
 
 
@@ -75,9 +82,37 @@ def api_job_events(job_id: str):
         return jsonify({"error": f"no job {job_id}"}), 404
     resume = request.headers.get("Last-Event-ID") or request.args.get("start") or "0"
     start = int(resume) if resume.isdigit() else 0
-    stream = stream_with_context(_tail(_redis(), job_id, start))
+    if not _stream_slots.acquire(blocking=False):
+        response = jsonify({"error": STREAMS_BUSY})
+        response.status_code, response.headers["Retry-After"] = 503, "10"
+        return response
+    stream = stream_with_context(_Slot(_tail(_redis(), job_id, start)))
     return Response(stream, mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+class _Slot:
+    """Iterates a stream and gives its slot back once, when it ends or is closed (the client
+    went away, or the server stops), even if it was never started."""
+
+    def __init__(self, stream: Iterator[str]):
+        self._stream, self._held = stream, True
+
+    def __iter__(self) -> _Slot:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            return next(self._stream)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._held:
+            self._held = False
+            _stream_slots.release()
+        getattr(self._stream, "close", lambda: None)()
 
 
 def _tail(r: redis.Redis, job_id: str, index: int) -> Iterator[str]:

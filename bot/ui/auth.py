@@ -1,6 +1,9 @@
-"""Who may take writing actions in the UI and the API, and CSRF protection for the pages.
+"""Who may read and take writing actions in the UI and the API, and CSRF protection for the pages.
 
-Reading needs no credentials. Writing (unlock, cancel, drift check) needs either
+Reading needs no credentials unless `ui.read_auth` is on: then every page, API read and
+/metrics needs the same credentials as writing (basic auth or the bearer token; no CSRF token,
+since a read changes nothing); only `POST /events`, `/healthz` and the static files stay open.
+Writing (unlock, cancel, drift check) needs either
 `Authorization: Bearer <ui.api_token>` (API clients; browsers never send it by themselves, so
 no CSRF token is needed), or HTTP basic auth with ui.username/ui.password *plus* a CSRF token
 (browsers resend basic credentials to any page that asks, so a form on another site could
@@ -9,7 +12,7 @@ with a per-installation secret kept in Redis, so every web replica accepts it.
 With neither credential configured the UI is read-only and writing answers 403.
 
 Other blueprints (the drift check) protect a view with `@writer_required` and read
-`current_writer()`.
+`current_writer()`. The app runs `read_guard` before every request.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_MAX_AGE = 12 * 3600
 REALM = 'Basic realm="Plankeeper", charset="UTF-8"'
+OPEN_ENDPOINTS = frozenset({"webhooks.receive", "healthz", "static"})  # never behind ui.read_auth
 READ_ONLY = ("The Plankeeper UI is read-only: no UI credentials are configured. Set ui.username and "
              "ui.password (pages) or ui.api_token (API) in the server config, then restart, to enable "
              "unlock, cancel and drift checks.")
@@ -97,6 +101,33 @@ def check_writer() -> Writer:
     if not csrf_valid(request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER) or ""):
         raise AccessDenied(403, "The form's CSRF token is missing or expired: reload the page and try again.")
     return Writer(user, "basic")
+
+
+def check_reader() -> None:
+    """Raise AccessDenied (401) when ui.read_auth is on and the request lacks the UI credentials."""
+    if not _ui().read_auth:
+        return
+    token = _bearer()
+    if token is not None:
+        if _ui().api_token and _same(token, _ui().api_token):
+            return
+        raise AccessDenied(401, "Wrong API token: send Authorization: Bearer <ui.api_token>.")
+    if basic_user() is not None:
+        return
+    how = " or ".join(way for way, on in (("sign in with the UI username and password", basic_enabled()),
+                                          ("send Authorization: Bearer <ui.api_token>", bool(_ui().api_token))) if on)
+    raise AccessDenied(401, f"Reading needs the UI credentials here (ui.read_auth is on): {how}.")
+
+
+def read_guard() -> Optional[Response]:
+    """before_request: refuse a read without credentials when ui.read_auth is on (not /events, /healthz)."""
+    if request.endpoint in OPEN_ENDPOINTS:
+        return None
+    try:
+        check_reader()
+    except AccessDenied as exc:
+        return denied(exc)
+    return None
 
 
 def current_writer() -> Writer:

@@ -29,7 +29,10 @@ def test_healthz_is_ok_once_a_worker_is_registered(redis_db):
     try:
         answer = client.get("/healthz")
         assert answer.status_code == 200
-        assert answer.get_json() == {"status": "ok", "redis": "ok", "workers": 1, "version": __version__}
+        body = answer.get_json()
+        assert body == {"status": "ok", "redis": "ok", "workers": 1, "version": __version__,
+                        **{k: v for k, v in body.items() if k.startswith("sandbox")}}
+        assert body["sandbox"] in ("bubblewrap", "none")
     finally:
         worker.register_death()
     assert client.get("/healthz").get_json()["status"] == "degraded"
@@ -40,3 +43,9 @@ def test_healthz_is_503_unavailable_when_redis_does_not_answer(tmp_path):
     assert answer.status_code == 503
     body = answer.get_json()
     assert body["status"] == "unavailable" and body["redis"].startswith("error:")
+
+
+def test_healthz_reports_the_sandbox_and_what_running_without_one_exposes(redis_db):
+    app = create_app(Settings(redis_url=f"unix://{redis_db.socket_file}", sandbox="none"))
+    body = app.test_client().get("/healthz").get_json()
+    assert body["sandbox"] == "none" and "run code from pull requests" in body["sandbox_warning"]

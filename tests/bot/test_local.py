@@ -31,7 +31,7 @@ workflows:
 def settings(tmp_path):
     path = tmp_path / "server.yaml"
     path.write_text(f"data_dir: {tmp_path / 'data'}\nterraform: {{binary: embedded}}\n"
-                    "repos:\n- id: /.*/\n  allow_custom_workflows: true\n")
+                    "repos:\n- id: /.*/\n  allow_custom_workflows: true\n  allowed_overrides: [workflow]\n")
     return load_settings(path, {})
 
 

@@ -50,11 +50,12 @@ def test_write_commands_need_write_permission(fake, github, repo) -> None:
     fake.add_repo(FULL, "unused")
     fake.set_permission(FULL, "reader", "read")
     fake.set_permission(FULL, "writer", "write")
-    for command in ("apply", "unlock", "approve_policies"):
+    for command in ("apply", "unlock", "approve_policies", "cancel"):
         assert "needs write permission on acme/infra" in refusal(github, repo, "reader", command, {})
         assert refusal(github, repo, "writer", command, {}) == ""
-    for command in ("plan", "cancel"):  # open to anyone who can comment, unless configured
-        assert refusal(github, repo, "reader", command, {}) == ""
+    assert refusal(github, repo, "reader", "plan", {}) == ""  # open to anyone who can comment, unless configured
+    with pytest.raises(UserFacingError, match="needs write permission"):  # but not with extra arguments
+        permissions.check(github, repo, "reader", "plan", {}, needs_write=True)
 
 
 def test_configured_users_and_github_teams(fake, github, repo) -> None:
@@ -102,6 +103,9 @@ def test_each_command_path_checks_permissions(fake, bench_factory) -> None:
     assert "only for alice" in bench.last_comment()
     assert bench.comment("/cancel", "reader") == "refused: cancel refused"
     fake.add_team_member("acme", "platform", "reader")
+    assert bench.comment("/cancel", "reader") == "refused: cancel refused"  # the team, and write access
+    assert "needs write permission" in bench.last_comment()
+    fake.set_permission(FULL, "reader", "write")
     assert bench.comment("/cancel", "reader").startswith("cancelled ")
     assert bench.last_comment().startswith("**Plankeeper cancel**")
 

@@ -1,6 +1,7 @@
 """bot.redact: token formats, secret values, a real plan's sensitive values, job log masking."""
 from __future__ import annotations
 
+import base64
 import os
 import sys
 from types import SimpleNamespace
@@ -11,6 +12,7 @@ from bot.state import joblog, keys
 from bot.redact import (
     MASK,
     Redactor,
+    encodings,
     is_secret_name,
     learn_plan_secrets,
     mask_log,
@@ -67,6 +69,28 @@ def test_added_secrets_mask_each_line_of_a_multiline_value() -> None:
     redact.add_secrets(["first-line-secret\nsecond-line-secret", 42])
     assert redact("a second-line-secret b") == f"a {MASK} b"
     assert redact("first-line-secret\nsecond-line-secret") == MASK
+
+
+def test_simple_encodings_of_a_secret_are_masked() -> None:
+    secret = ">>>???~~~pass1"  # its base64 has + and /, its URL-safe base64 - and _
+    raw = secret.encode()
+    redact = Redactor([secret])
+    forms = [secret[::-1], raw.hex(), raw.hex().upper(), base64.b64encode(raw).decode(),
+             base64.urlsafe_b64encode(raw).decode(), base64.b64encode(raw + b"\n").decode(),
+             (raw + b"\n").hex()]
+    forms += [f.rstrip("=") for f in forms if f.endswith("=")]
+    assert len(set(forms)) == len(forms) >= 9
+    for form in forms:
+        assert redact(f"leak: {form} end") == f"leak: {MASK} end", form
+    assert redact(base64.b64encode(raw).decode()) == MASK  # padding is not left behind
+
+
+def test_encodings_of_short_secrets_are_not_masked() -> None:
+    redact = Redactor(["short7!"])  # 7 characters: masked as it is, but not its encodings
+    assert redact("short7!") == MASK
+    encoded = "!7trohs " + base64.b64encode(b"short7!").decode()
+    assert redact(encoded) == encoded
+    assert set(encodings("eight888")) >= {"888thgie", b"eight888".hex(), base64.b64encode(b"eight888").decode()}
 
 
 def test_secret_environment_names() -> None:

@@ -64,6 +64,8 @@ def test_public_url_follows_port_unless_set(tmp_path: Path) -> None:
     assert load(tmp_path, {"host": "bot.example.com"}).public_url == "http://bot.example.com:4141"
     explicit = load(tmp_path, {"port": 8080, "public_url": "https://pk.example.com"})
     assert explicit.public_url == "https://pk.example.com"
+    # links lead to the UI: its own port when it has one
+    assert load(tmp_path, {"port": 8080, "ui": {"port": 8081}}).public_url == "http://localhost:8081"
 
 
 def test_relative_paths_resolve_against_current_dir(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ def gitlab_serve_factory(tmp_path: Path, fake_gitlab):
             "gitlab": {"url": fake_gitlab.url, "token": GITLAB_TOKEN,
                        "webhook_secret": GITLAB_WEBHOOK_SECRET, "bot_login": BOT_LOGIN},
             "terraform": {"binary": EMBEDDED_TERRAFORM, "timeout": 120},
+            "sandbox_paths": [f"{tmp_path / 'state'}:rw"],  # local backends' state, outside the work dirs
         }
         for key, value in (extra or {}).items():
             if isinstance(value, dict) and isinstance(config.get(key), dict):

@@ -90,7 +90,7 @@ def test_manual_check_remediates_only_once_no_pull_request_holds_the_lock(fake_g
     _pull(fake_github, git_repo, 7, {"infra/app/main.tf": extra}, base)
     _deliver(server, fake_github, "opened", 7)
     server.wait_jobs_idle()
-    assert requests.post(f"{server.url}/api/drift/{REPO_ID}", timeout=5).status_code == 403
+    assert requests.post(f"{server.url}/api/drift/{REPO_ID}", timeout=5).status_code == 401
     answer = requests.post(f"{server.url}/api/drift/{REPO_ID}/infra/app", headers=AUTH, timeout=5)
     assert answer.status_code == 202, answer.text
     server.wait_jobs_idle()

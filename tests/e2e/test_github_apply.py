@@ -193,6 +193,7 @@ def test_apply_on_approval(scenario, fake_github, serve_factory):
     server = serve_factory({"defaults": {"apply_on_approval": True, "apply_requirements": ["approved"]}})
     opened(server, fake_github, 7)
     server.wait_jobs_idle()
+    fake_github.set_permission(REPO, "bob", "write")
     fake_github.add_review(REPO, 7, "bob", "APPROVED")
     answer = server.deliver_github("pull_request_review", github_review_payload(fake_github, REPO, 7, "bob"),
                                    WEBHOOK_SECRET)
@@ -294,3 +295,42 @@ def test_cancel_stops_a_long_running_plan_within_the_grace_period(scenario, fake
     assert time.time() - started < 30
     body = scenario.comments(7, "**Plankeeper apply**")[-1]
     assert "cancelled" in body
+
+
+def test_a_replayed_apply_comment_does_not_apply_a_newer_head(scenario, fake_github, serve_factory):
+    """The same signed `/apply` body re-sent with a new delivery id (not covered by the signature)."""
+    scenario.open_pull(7)
+    server = serve_factory(NO_APPROVAL)
+    opened(server, fake_github, 7)
+    server.wait_jobs_idle()
+    payload = github_comment_payload(fake_github, REPO, 7, "/apply", "alice")
+    assert server.deliver_github("issue_comment", payload, WEBHOOK_SECRET).status_code == 202
+    server.wait_jobs_idle()
+    assert scenario.state_values() == ["hello"], scenario.comments(7)
+    scenario.repo.checkout("feature-7")  # an unreviewed push, planned by autoplan
+    new_head = scenario.repo.commit({"infra/app/main.tf": root_module(scenario.state, "unreviewed")}, "push",
+                                    branch="feature-7")
+    fake_github.push(REPO, 7, new_head)
+    server.deliver_github("pull_request", github_pr_payload("synchronize", fake_github, REPO, 7), WEBHOOK_SECRET)
+    server.wait_jobs_idle()
+    replay = server.deliver_github("issue_comment", payload, WEBHOOK_SECRET)  # a fresh delivery id
+    assert replay.status_code == 202, replay.text
+    server.wait_jobs_idle()
+    assert scenario.state_values() == ["hello"]
+    assert len(scenario.comments(7, "**Plankeeper apply**")) == 1
+    ignored = requests.get(f"{server.url}/api/audit?action=command_ignored", timeout=5).json()
+    assert ignored and "already acted on" in ignored[0]["result"]
+
+
+def test_an_approval_by_a_reader_applies_nothing(scenario, fake_github, serve_factory):
+    scenario.open_pull(7)
+    server = serve_factory({"defaults": {"apply_on_approval": True, "apply_requirements": ["approved"]}})
+    opened(server, fake_github, 7)
+    server.wait_jobs_idle()
+    fake_github.set_permission(REPO, "reader", "read")
+    fake_github.add_review(REPO, 7, "reader", "APPROVED")
+    answer = server.deliver_github("pull_request_review", github_review_payload(fake_github, REPO, 7, "reader"),
+                                   WEBHOOK_SECRET)
+    assert answer.status_code == 202, answer.text
+    server.wait_jobs_idle()
+    assert scenario.comments(7, "**Plankeeper apply**") == [] and scenario.state_values() == []

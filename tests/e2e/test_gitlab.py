@@ -116,6 +116,7 @@ def test_merge_request_plan_apply_merge_releases_locks(fake_gitlab, git_repo, gi
     assert not state.exists()
 
     fake_gitlab.approve(PROJECT, IID, "bob")
+    fake_gitlab.set_access(PROJECT, "bob", 30)  # a Developer: only approvals by writers count
     _deliver(server, NOTE_HOOK, gitlab_note_payload(fake_gitlab, PROJECT, IID, "/apply", "alice"))
     server.wait_jobs_idle()
     applies = _notes(fake_gitlab, "**Plankeeper apply**")
@@ -182,6 +183,7 @@ def test_approval_applies_when_apply_on_approval(fake_gitlab, git_repo, gitlab_s
     _deliver(server, MR_HOOK, gitlab_mr_payload("open", fake_gitlab, PROJECT, IID))
     server.wait_jobs_idle()
     fake_gitlab.approve(PROJECT, IID, "bob")
+    fake_gitlab.set_access(PROJECT, "bob", 30)  # Developer: a reader's approval applies nothing
     approved = gitlab_mr_payload("approved", fake_gitlab, PROJECT, IID, user="bob")
     _deliver(server, MR_HOOK, approved)
     server.wait_jobs_idle()

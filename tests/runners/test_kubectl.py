@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -336,3 +337,48 @@ def test_render_only_validates_objects_against_the_kubernetes_schemas(tmp_path):
 
     assert not plan.ok and plan.failed_step == "render"
     assert "Deployment web" in plan.error + plan.output and "'three' is not of type 'integer'" in plan.error + plan.output
+
+
+LAUGHS = """apiVersion: example.com/v1
+kind: Lol
+metadata:
+  name: lol
+spec:
+  a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+  b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+  c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+  d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+  e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+  f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+  g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+"""
+
+
+def test_billion_laughs_manifest_fails_fast_and_says_why(tmp_path):
+    base, head = tmp_path / "base" / "k8s", tmp_path / "head" / "k8s"
+    (base).mkdir(parents=True)
+    (base / "lol.yaml").write_text(LAUGHS.replace('"lol"]', '"lol!"]', 1))
+    head.mkdir(parents=True)
+    (head / "lol.yaml").write_text(LAUGHS)  # 4.8 million strings once expanded
+    runner = make_runner(tmp_path)
+
+    started = time.monotonic()
+    plan = runner.plan(head, "default", tmp_path / "out", base_dir=base)
+
+    assert time.monotonic() - started < 1
+    assert not plan.ok and plan.failed_step == "render"
+    assert "lol.yaml" in plan.error and "aliases (*name, <<: *name) expand this file by more than" in plan.error
+
+
+def test_anchors_and_merge_keys_in_manifests_still_load(tmp_path):
+    project = tmp_path / "k8s"
+    project.mkdir()
+    (project / "app.yaml").write_text(
+        "apiVersion: v1\nkind: List\nitems:\n"
+        "- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: a, labels: &labels {app: web, tier: front}}\n"
+        "- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: b, labels: {<<: *labels, tier: back}}\n")
+
+    plan = make_runner(tmp_path).plan(project, "default", tmp_path / "out")
+
+    assert plan.ok, plan.error
+    assert "tier: back" in plan.output and "app: web" in plan.output

@@ -1,6 +1,7 @@
 """runners/repo_config.py: plankeeper.yaml / atlantis.yaml v3 parsing, validation and server merge."""
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -221,7 +222,7 @@ def test_override_not_allowed_names_the_setting():
         merge_with_server(config, replace(RESOLVED, allowed_overrides=("workflow",)))
     assert "atlantis.yaml:4: projects[0].apply_requirements" in str(err.value)
     assert "allowed_overrides" in str(err.value)
-    [ep] = merge_with_server(config, RESOLVED)
+    [ep] = merge_with_server(config, replace(RESOLVED, allowed_overrides=("apply_requirements",)))
     assert ep.apply_requirements == ()
 
 
@@ -245,19 +246,20 @@ def test_custom_workflows_need_allow_custom_workflows():
     with pytest.raises(RepoConfigError) as err:
         merge_with_server(config, RESOLVED)
     assert "allow_custom_workflows" in str(err.value) and err.value.key == "workflows.custom"
-    [ep] = merge_with_server(config, replace(RESOLVED, allow_custom_workflows=True))
+    [ep] = merge_with_server(config, replace(RESOLVED, allow_custom_workflows=True, allowed_overrides=("workflow",)))
     assert ep.workflow.source == "repo" and ep.workflow.plan[0].extra_args == ("-reconfigure",)
 
 
 def test_server_workflows_and_allowed_workflows():
     server = replace(RESOLVED, workflows={"tg": {"plan": {"steps": [{"run": "terragrunt plan -out $PLANFILE"}]}},
-                                          "other": {}}, allowed_workflows=("tg",))
+                                          "other": {}}, allowed_workflows=("tg",), allowed_overrides=("workflow",))
     [ep] = merge_with_server(parse_repo_config("version: 3\nprojects: [{dir: a, workflow: tg}]\n"), server)
     assert ep.workflow.source == "server" and ep.workflow.plan[0].kind == "run"
     with pytest.raises(RepoConfigError, match="allowed_workflows lists only tg"):
         merge_with_server(parse_repo_config("version: 3\nprojects: [{dir: a, workflow: other}]\n"), server)
     with pytest.raises(RepoConfigError, match="no workflow named 'nope'"):
-        merge_with_server(parse_repo_config("version: 3\nprojects: [{dir: a, workflow: nope}]\n"), RESOLVED)
+        merge_with_server(parse_repo_config("version: 3\nprojects: [{dir: a, workflow: nope}]\n"),
+                          replace(RESOLVED, allowed_overrides=("workflow",)))
 
 
 def test_server_default_workflow_applies_to_discovered_projects():
@@ -288,3 +290,38 @@ def test_drift_needs_override_and_inherits_server_schedule():
         merge_with_server(config, RESOLVED)
     [ep] = merge_with_server(config, OPEN)
     assert ep.drift.remediate is True
+
+
+def test_merge_keys_apply_with_the_mapping_own_keys_winning():
+    config = parse_repo_config((DATA / "anchors.atlantis.yaml").read_text())
+    staging, production, shared, dns = config.projects
+    assert (production.dir, production.terraform_version, production.workflow) == ("envs/production", "v1.5.7", "standard")
+    assert production.apply_requirements == ("approved", "mergeable", "undiverged")
+    assert (shared.autoplan_enabled, shared.when_modified) == (False, staging.when_modified)
+    assert dns.apply_requirements == ("approved", "mergeable")
+    assert [s.kind for s in config.workflows["with-env"].plan] == ["env", "init", "plan"]
+    assert [s.kind for s in config.workflows["with-env"].apply] == ["apply"]
+
+
+def test_merge_key_of_a_scalar_is_an_error():
+    with pytest.raises(RepoConfigError) as err:
+        parse_repo_config("version: 3\nprojects:\n- <<: a\n  dir: x\n")
+    assert "projects[0].<<: a merge key takes a mapping or a list of mappings" in str(err.value)
+
+
+LAUGHS = ("version: 3\nworkflows:\n  a: &a {plan: {steps: [init, plan, init, plan, init, plan, init, plan]}}\n"
+          + "".join(f"  {n}: &{n} {{<<: [{', '.join([f'*{p}'] * 9)}]}}\n" for p, n in zip("abcdefg", "bcdefgh")))
+
+
+def test_billion_laughs_repo_config_fails_fast_with_a_clear_error():
+    assert len(LAUGHS) < 600
+    started = time.monotonic()
+    with pytest.raises(RepoConfigError) as err:
+        parse_repo_config(LAUGHS, "atlantis.yaml")
+    assert time.monotonic() - started < 1
+    assert "not valid YAML: aliases (*name, <<: *name) expand this file by more than 100,000 nodes" in str(err.value)
+
+
+def test_an_alias_containing_itself_is_refused():
+    with pytest.raises(RepoConfigError, match="an alias refers to a node that contains it"):
+        parse_repo_config("version: 3\nworkflows: &w {x: *w}\n")

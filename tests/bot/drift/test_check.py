@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,7 @@ def make_settings(tmp: Path, fake, redis_url: str, remediate: bool = False, sche
         terraform=TerraformSettings(binary="embedded", timeout=120),
         drift=DriftSettings(schedule=schedule, remediate=remediate),
         ui=UISettings(username="admin", password="s3cret-pass", api_token="api-token-123"),
+        sandbox_paths=(f"{tmp / 'state'}:rw",),  # the local backend's state, outside the work dirs
     )
 
 
@@ -257,7 +259,8 @@ def test_api_lists_statuses(client, redis_server):
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic YWRtaW46bm8="}])
 def test_manual_trigger_refuses_without_credentials(client, redis_server, headers):
     answer = client.post(f"/api/drift/{REPO_ID}", headers=headers)
-    assert answer.status_code == 403 and "ui.api_token" in answer.get_json()["error"]
+    error = answer.get_json()["error"]
+    assert answer.status_code == 401 and ("needs the UI credentials" in error or "Wrong API token" in error)
     assert redis_server.llen("rq:queue:plankeeper") == 0
 
 
@@ -268,7 +271,19 @@ def test_manual_trigger_queues_a_check(client, redis_server):
     body = answer.get_json()
     assert body["repo"] == REPO_ID and body["projects"] == ["infra/app::staging"]
     assert redis_server.lrange("rq:queue:plankeeper", 0, -1) == [body["job_id"].encode()]
-    basic = client.post(f"/api/drift/{REPO_ID}", auth=("admin", "s3cret-pass"))
+
+
+def test_manual_trigger_with_basic_auth_needs_the_pages_csrf_token(client, redis_server):
+    """Basic credentials are resent by the browser to any form post, even from another site."""
+    drift_status.save_status(redis_server, {"repo": REPO_ID, "project": KEY, "dir": "infra/app",
+                                            "workspace": "default", "checked_at": 1.0, "drifted": True,
+                                            "summary": "s", "changes": [], "state": "drifted"})
+    refused = client.post(f"/api/drift/{REPO_ID}", auth=("admin", "s3cret-pass"))
+    assert refused.status_code == 403 and "CSRF" in refused.get_json()["error"]
+    assert redis_server.llen("rq:queue:plankeeper") == 0
+    page = client.get("/", auth=("admin", "s3cret-pass")).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    basic = client.post(f"/api/drift/{REPO_ID}", auth=("admin", "s3cret-pass"), data={"csrf_token": token})
     assert basic.status_code == 202 and basic.get_json()["projects"] == "all"
 
 

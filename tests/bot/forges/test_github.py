@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot.errors import ForgeError, SettingsError
 from bot.forges.github import GitHubForge
-from bot.models import PullRequest, Repo
+from bot.models import Comment, PullRequest, Repo
 from tests.fakes.github import FakeGitHub
 
 FULL = "acme/infra"
@@ -139,7 +139,7 @@ def test_comments_are_created_updated_read_and_reacted_to(
     ref = forge.create_comment(pull, "planning…")
     assert ref.url.endswith(f"#issuecomment-{ref.id}")
     forge.update_comment(pull, ref.id, "Plan: 1 to add")
-    assert forge.comment_body(pull, ref.id) == "Plan: 1 to add"
+    assert forge.comment(pull, ref.id).body == "Plan: 1 to add"
     command = fake.add_comment(FULL, 3, "/plan", "alice")
     forge.add_reaction(pull, str(command))
     assert fake.comments(FULL, 3) == [
@@ -191,6 +191,18 @@ def test_approvals_count_only_each_reviewers_latest_review(
     fake.add_review(FULL, 3, "dave", "APPROVED")
     fake.add_review(FULL, 3, "dave", "DISMISSED")
     assert forge.approvals(pull) == (["bob", "carol"], 0)
+
+
+def test_an_approval_of_an_older_commit_does_not_count(fake: FakeGitHub, forge: GitHubForge, pull: PullRequest) -> None:
+    fake.add_review(FULL, 3, "alice", "APPROVED", commit_id="0" * 40)  # before the last push
+    fake.add_review(FULL, 3, "bob", "APPROVED")
+    assert forge.approvals(pull) == (["bob"], 0)
+
+
+def test_a_deleted_comment_reads_as_none(fake: FakeGitHub, forge: GitHubForge, pull: PullRequest) -> None:
+    comment_id = fake.add_comment(FULL, 3, "/apply", "alice")
+    assert forge.comment(pull, str(comment_id)) == Comment(str(comment_id), "alice", "/apply")
+    assert forge.comment(pull, "987654") is None
 
 
 @pytest.mark.parametrize(

@@ -111,7 +111,9 @@ def test_notes_create_edit_and_read(fake: FakeGitLab, forge: GitLabForge, projec
     ref = forge.create_comment(pull, "Planning 2 projects...")
     assert ref.url == f"{pull.url}#note_{ref.id}"
     forge.update_comment(pull, ref.id, "2 projects: 1 with changes")
-    assert forge.comment_body(pull, ref.id) == "2 projects: 1 with changes"
+    assert forge.comment(pull, ref.id).body == "2 projects: 1 with changes"
+    assert forge.comment(pull, ref.id).author == "plankeeper-bot"
+    assert forge.comment(pull, "424242") is None  # deleted (or never there)
     assert fake.notes(project_id, 7) == [{"id": int(ref.id), "body": "2 projects: 1 with changes",
                                           "author": "plankeeper-bot", "award_emoji": []}]
 

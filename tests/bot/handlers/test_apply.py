@@ -37,6 +37,7 @@ def test_plan_then_apply_applies_and_forgets_the_plan(fake, bench_factory) -> No
     bench = planned(bench_factory)  # default requirements: approved, mergeable
     plan = artifacts.get_plan(bench.redis, bench.repo.id, 7, KEY)
     fake.add_review(FULL, 7, "bob")
+    fake.set_permission(FULL, "bob", "write")
     assert bench.comment("/apply", "alice", job_id="job-2") == "applying 1 project(s) in run job-2-apply"
     bench.work()
 
@@ -88,6 +89,7 @@ def test_the_authors_own_approval_does_not_count(fake, bench_factory) -> None:
     assert artifacts.get_plan(bench.redis, bench.repo.id, 7, KEY) is not None
 
     fake.add_review(FULL, 7, "bob")
+    fake.set_permission(FULL, "bob", "write")
     assert bench.comment("/apply", "alice", job_id="job-3") == "applying 1 project(s) in run job-3-apply"
     bench.work()
     assert apply_outcome(bench, "job-3-apply").status is OutcomeStatus.APPLIED
@@ -103,6 +105,7 @@ def test_apply_on_approval_ignores_the_authors_approval(fake, bench_factory) -> 
     assert len(bench.comments()) == comments  # an approval that does not apply stays quiet
 
     fake.add_review(FULL, 7, "bob")
+    fake.set_permission(FULL, "bob", "write")
     with bench.job("job-3") as ctx:
         summary = dispatch.handle(ctx, ReviewEvent("d3", bench.pull(), "bob", "approved"))
     assert summary == "applying 1 project(s) in run job-3-apply"

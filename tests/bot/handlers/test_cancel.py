@@ -11,6 +11,7 @@ from bot import queueing
 from bot.models import CommentEvent, OutcomeStatus
 from bot.runs import store
 from bot.state import audit, cancel, joblog
+from tests.support_jobs import FULL
 
 
 def queue_comment(bench, number: int, delivery: str) -> str:
@@ -29,6 +30,9 @@ def test_cancel_sets_the_cancel_time_and_drops_the_queued_jobs(bench_factory) ->
     assert cancel.cancelled_at(bench.redis, bench.repo.id, 7) is None
     before = time.time()
 
+    assert bench.comment("/cancel", "bob", job_id="job-c") == "refused: cancel refused"  # a reader
+    assert cancel.cancelled_at(bench.redis, bench.repo.id, 7) is None
+    bench.fake.set_permission(FULL, "bob", "write")
     assert bench.comment("/cancel", "bob", job_id="job-c") == "cancelled 1 queued job(s)"
 
     at = cancel.cancelled_at(bench.redis, bench.repo.id, 7)
