@@ -27,6 +27,9 @@ CANCEL = "pk:cancel:{repo}#{number}"  # time of the pull request's last /cancel
 PLAN = "pk:plan:{repo}#{number}:{project}"  # hash: meta, plan bytes, secrets
 PULL_PLANS = "pk:pull-plans:{repo}#{number}"  # set of project keys with a stored plan
 LAST_APPLIED = "pk:last-applied:{repo}:{project}"  # commit whose code is live
+DEPLOYMENT = "pk:deployment"  # hash: deployment id -> Deployment JSON
+DEPLOYMENTS = "pk:deployments:{repo}"  # stream of deployment ids, oldest first
+DEPLOYMENT_REPOS = "pk:deployment-repos"  # set of repo ids with deployments
 REPOS = "pk:repos"  # hash: repo id -> Repo JSON, for every repository seen in an event
 
 # policies (bot.policies)
