@@ -12,7 +12,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Optional
+from typing import Callable, Optional
 
 import redis
 
@@ -84,16 +84,40 @@ def get(r: redis.Redis, deployment_id: str) -> Optional[Deployment]:
 
 
 def history(r: redis.Redis, repo_id: Optional[str] = None, project: Optional[str] = None,
-            limit: int = 500) -> list[Deployment]:
-    """Deployments newest first, of one repository or all, optionally of one project key."""
+            limit: int = 500, dir: Optional[str] = None, workspace: Optional[str] = None) -> list[Deployment]:
+    """Deployments newest first, of one repository or all, optionally of one project key (or
+    of a dir and/or a workspace); up to `limit` matching ones."""
+    def wanted(d: Deployment) -> bool:
+        return ((project is None or d.project == project) and (dir is None or d.dir == dir)
+                and (workspace is None or d.workspace == workspace))
+
     repos = [repo_id] if repo_id else sorted(m.decode() for m in r.smembers(keys.DEPLOYMENT_REPOS))
     found: list[Deployment] = []
     for repo in repos:
-        for _, fields in r.xrevrange(keys.DEPLOYMENTS.format(repo=repo), count=limit):
-            deployment = get(r, fields[b"id"].decode())
-            if deployment and (project is None or deployment.project == project):
-                found.append(deployment)
+        found += _repo_history(r, repo, wanted, limit)
     return sorted(found, key=lambda d: d.time, reverse=True)[:limit]
+
+
+def _repo_history(r: redis.Redis, repo_id: str, wanted: Callable[[Deployment], bool], limit: int,
+                  batch_size: int = 500) -> list[Deployment]:
+    """The newest `limit` wanted deployments of one repository, reading its stream in batches."""
+    found: list[Deployment] = []
+    end = "+"
+    while len(found) < limit:
+        batch = r.xrevrange(keys.DEPLOYMENTS.format(repo=repo_id), max=end, min="-", count=batch_size)
+        if not batch:
+            break
+        records = r.hmget(keys.DEPLOYMENT, [fields[b"id"].decode() for _, fields in batch])
+        for raw in records:
+            deployment = Deployment(**json.loads(raw)) if raw else None
+            if deployment and wanted(deployment):
+                found.append(deployment)
+                if len(found) == limit:
+                    break
+        if len(batch) < batch_size:
+            break
+        end = f"({batch[-1][0].decode()}"
+    return found
 
 
 def record_last_applied(r: redis.Redis, repo_id: str, project_key: str, sha: str) -> None:
