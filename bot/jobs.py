@@ -25,7 +25,8 @@ from bot.drift.status import DRIFT_PULL
 from bot.errors import ForgeError, UsageError, UserFacingError
 from bot.forges import make_forge
 from bot.forges.base import FAILURE
-from bot.models import CommentEvent, Event, JobState, OutcomeStatus, Repo, event_from_dict
+from bot.models import CommentEvent, Event, JobState, OutcomeStatus, PullRequestEvent, Repo, event_from_dict
+from bot.reconcile import sweep as reconcile
 from bot.runs import engine, store
 from bot.runs.model import Run
 from bot.runs.report import pending_statuses
@@ -148,7 +149,8 @@ def _defer(ctx: JobContext, event: Event, waiting_for: str) -> str:
 
 def _report_failure(ctx: JobContext, event: Event, title: str, message: str) -> None:
     """Tell the pull request what went wrong and fail whatever status the job set pending."""
-    notify.job_failed(ctx.settings, ctx.job_id, event.repo.id, event.number, f"{title}: {message}", ctx.job_url)
+    notify.job_failed(ctx.settings, ctx.job_id, event.repo.id, event.number, f"{title}: {message}", ctx.job_url,
+                      forge=event.repo.forge)
     try:
         pull = ctx.forge.pull_request(event.repo, event.number)
         ctx.forge.create_comment(pull, render.error_comment(title, message, ctx.redact, ctx.job_url))
@@ -196,6 +198,51 @@ def finish_run(payload: dict) -> str:
         ctx.cleanup()
     joblog.record_job(ctx.redis, ctx.job_id, state=JobState.SUCCEEDED, summary=summary, ended_at=time.time())
     joblog.record_job(ctx.redis, run.coordinator_job, summary=summary)
+    return summary
+
+
+# ---------------------------------------------------------------------------- rollback
+
+
+def revert_deployment(payload: dict) -> str:
+    """Open the revert pull request of a deployment's pull request, as `/revert` there does
+    (POST /api/deployments/<id>/revert): {repo: Repo dict, pull, actor, deployment}."""
+    rt, job_id = runtime(), _current_job_id("revert-inline")
+    repo, number, actor = Repo.from_dict(payload["repo"]), int(payload["pull"]), str(payload.get("actor") or "api")
+    ctx = JobContext.for_job(rt, make_forge(repo, rt.settings), job_id)
+    _record_start(rt.redis, job_id)
+    metrics.count_job(rt.redis, "revert", "started")
+    ctx.log(f"rolling back {repo.id}#{number} (deployment {payload.get('deployment', '')}) for {actor}")
+    state = JobState.FAILED
+    try:
+        pull = ctx.forge.pull_request(repo, number)
+        with pull_request_turn(ctx, PullRequestEvent(job_id, "revert", pull, actor)):  # one job of a pull at a time
+            summary = dispatch.revert_from_api(ctx, pull, actor)
+        state = JobState.SUCCEEDED
+    except UserFacingError as exc:  # replied on the pull request already
+        summary = f"failed: {exc.title}"
+    except ForgeError as exc:
+        summary = f"failed: {exc}"
+    finally:
+        ctx.cleanup()
+    duration = time.time() - ctx.started_at
+    joblog.record_job(rt.redis, job_id, state=state, summary=summary, ended_at=time.time(), duration=f"{duration:.2f}")
+    metrics.count_job(rt.redis, "revert", state, duration)
+    ctx.log(f"done: {summary}")
+    return summary
+
+
+# ---------------------------------------------------------------------------- missed webhooks
+
+
+def run_reconcile(payload: dict) -> str:
+    """Sweep one repository for webhooks the forge never delivered: {repo: Repo dict}."""
+    rt, job_id = runtime(), _current_job_id("reconcile-inline")
+    repo = Repo.from_dict(payload["repo"])
+    _record_start(rt.redis, job_id)
+    queued = reconcile.sweep_repo(rt, make_forge(repo, rt.settings), repo)
+    summary = f"queued {len(queued)} missed event(s): {', '.join(queued)}" if queued else "nothing missed"
+    joblog.record_job(rt.redis, job_id, state=JobState.SUCCEEDED, summary=summary, ended_at=time.time())
     return summary
 
 

@@ -104,6 +104,12 @@ class Repo:
         return cls(**data)
 
 
+def pull_ref(forge: str, number: object) -> str:
+    """A pull request's number as its forge writes it (SPEC §8): `!12` for a GitLab merge
+    request, `#12` everywhere else."""
+    return f"{'!' if forge == 'gitlab' else '#'}{number}"
+
+
 @dataclass(frozen=True)
 class PullRequest:
     """A pull request (GitHub) or merge request (GitLab), as the forge reports it now."""
@@ -122,6 +128,12 @@ class PullRequest:
     is_draft: bool = False
     state: str = "open"  # open | closed | merged
     merge_sha: Optional[str] = None
+    updated_at: float = 0.0  # when the forge last changed it (a push, a comment), epoch seconds; 0 = unknown
+
+    @property
+    def ref(self) -> str:
+        """How the forge writes it: `#7` (GitHub), `!7` (a GitLab merge request)."""
+        return pull_ref(self.repo.forge, self.number)
 
     @classmethod
     def from_dict(cls, data: dict) -> "PullRequest":

@@ -14,7 +14,7 @@ from typing import Mapping, Optional, Sequence
 
 import requests
 
-from bot.models import OutcomeStatus
+from bot.models import OutcomeStatus, pull_ref
 from bot.redact import Redactor, settings_secrets
 
 log = logging.getLogger(__name__)
@@ -73,17 +73,20 @@ def apply_finished(settings, pull, outcomes: Sequence, job_url: str, actor: str 
     applied = [o for o in outcomes if o.status is OutcomeStatus.APPLIED]
     ok = len(applied) == len(outcomes)
     state = "succeeded" if ok else "did not apply everything"
-    title = f"Apply {state}: {pull.repo.id}#{pull.number}"
+    title = f"Apply {state}: {pull.repo.id}{pull.ref}"
     lines = [f"{o.project.label}: {o.status}" + (f" ({_summary(o)})" if _summary(o) else "") for o in outcomes]
-    fields = {"repository": pull.repo.id, "pull request": pull.url or f"#{pull.number}",
+    fields = {"repository": pull.repo.id, "pull request": pull.url or pull.ref,
               "commit": (pull.merge_sha or pull.head_sha)[:12], "by": actor or pull.author}
     return notify(settings, "apply", title, "\n".join(lines), job_url, fields)
 
 
-def job_failed(settings, job_id: str, repo_id: str, pull: object, reason: str, job_url: str) -> int:
-    """Notify that a job failed (a user-facing error or an internal one)."""
-    title = f"Job failed: {repo_id}#{pull}" if repo_id else f"Job {job_id} failed"
-    fields = {"repository": repo_id, "pull request": f"#{pull}" if pull else "", "job": job_id}
+def job_failed(settings, job_id: str, repo_id: str, pull: object, reason: str, job_url: str,
+               forge: str = "github") -> int:
+    """Notify that a job failed (a user-facing error or an internal one); `pull` is its number,
+    written as `forge` writes it."""
+    ref = pull_ref(forge, pull) if pull else ""
+    title = f"Job failed: {repo_id}{ref}" if repo_id else f"Job {job_id} failed"
+    fields = {"repository": repo_id, "pull request": ref, "job": job_id}
     return notify(settings, "failure", title, reason, job_url, fields)
 
 

@@ -8,8 +8,9 @@ from bot.forges.base import Forge
 from bot.models import Repo
 
 # Commands that change infrastructure or others' work need write access on top of the list
-# (`/cancel` stops someone else's plan or apply; `/plan -- ARGS` changes what Terraform runs).
-WRITE_COMMANDS = ("apply", "unlock", "approve_policies", "cancel")
+# (`/cancel` stops someone else's plan or apply; `/plan -- ARGS` changes what Terraform runs;
+# `/revert` pushes a branch with the bot's credentials).
+WRITE_COMMANDS = ("apply", "unlock", "approve_policies", "cancel", "revert")
 
 
 def check(forge: Forge, repo: Repo, login: str, command: str, permissions: dict[str, tuple[str, ...]],

@@ -207,6 +207,21 @@ def check_plan(ctx: JobContext, pull: PullRequest, project_key: str, plan_json: 
     return results
 
 
+def merged_plan_blocking(ctx: JobContext, pull: PullRequest, reviewed: PlanArtifact, merged: PlanArtifact,
+                         plan_json: dict | None, actor: str) -> list[str]:
+    """Merge-to-deploy: check the merge commit's plan (stored as `merged`, found identical to the
+    `reviewed` one attribute by attribute) like any plan; the sets owners approved on the reviewed
+    plan stay approved. Returns why policies block applying it, one line per set ([] when nothing does)."""
+    if not ctx.settings.policies.sets:
+        return []
+    approved = approved_sets(ctx.redis, reviewed.repo_id, reviewed.pull_number, reviewed.project_key, reviewed.sha256)
+    check_plan(ctx, pull, merged.project_key, plan_json, merged.sha256, actor)  # drops the reviewed plan's approvals
+    if approved:
+        _approve_sets(ctx.redis, merged.repo_id, merged.pull_number, merged.project_key, merged.sha256,
+                      sorted(approved))
+    return blocking(ctx.redis, merged, configured=True)
+
+
 def approve(ctx: JobContext, pull: PullRequest, actor: str) -> str:
     """/approve_policies: approve every failed set of the pull request's current plans that
     `actor` owns; replies with what was approved and what still needs another owner."""

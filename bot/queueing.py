@@ -1,8 +1,10 @@
 """The only module that enqueues: JSON arguments, job ids from delivery ids, timeouts."""
 from __future__ import annotations
 
+import hashlib
 import re
 import time
+import uuid
 from typing import Optional
 
 import redis
@@ -10,8 +12,9 @@ from rq import Callback, Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from bot.models import CommentEvent, PullRequestEvent
 from bot.state import joblog
-from bot.models import Event, JobState, event_to_dict
+from bot.models import Event, JobState, Repo, event_to_dict
 from bot.state import keys
 
 QUEUE_NAME = "plankeeper"
@@ -20,6 +23,8 @@ HANDLE_EVENT = "bot.jobs.handle_event"
 RUN_PROJECT = "bot.jobs.run_project"
 FINISH_RUN = "bot.jobs.finish_run"
 DRIFT_CHECK = "bot.jobs.run_drift_check"
+RECONCILE = "bot.jobs.run_reconcile"
+REVERT_DEPLOYMENT = "bot.jobs.revert_deployment"
 ON_FAILURE = "bot.jobs.on_job_failure"
 ON_DRIFT_FAILURE = "bot.jobs.on_drift_check_failure"
 DELIVERY_TTL = 7 * 24 * 3600
@@ -40,9 +45,38 @@ def claim_delivery(r: redis.Redis, delivery_id: str) -> bool:
     return bool(r.set(keys.DELIVERY.format(delivery_id), "1", nx=True, ex=DELIVERY_TTL))
 
 
+def delivery_seen(r: redis.Redis, delivery_id: str) -> bool:
+    """Whether a delivery id was claimed (read only)."""
+    return bool(r.exists(keys.DELIVERY.format(delivery_id)))
+
+
 def release_delivery(r: redis.Redis, delivery_id: str) -> None:
     """Forget a delivery whose enqueue failed, so the forge's redelivery is accepted."""
     r.delete(keys.DELIVERY.format(delivery_id))
+
+
+def sweep_delivery_id(event: Event) -> Optional[str]:
+    """What the event is about rather than which delivery brought it: the delivery id the sweep
+    for missed webhooks (bot.reconcile) gives such an event, one per (repository, pull request,
+    head commit, kind) or per comment. A webhook claims it too, so the sweep never repeats what a
+    delivery brought. None for events the sweep does not look for (reviews)."""
+    if isinstance(event, CommentEvent):
+        return f"sweep:{event.repo.id}#{event.number}:comment:{event.comment_id}"
+    if not isinstance(event, PullRequestEvent):
+        return None
+    where = f"sweep:{event.repo.id}#{event.number}"
+    if event.action in ("opened", "updated"):
+        return f"{where}:plan:{event.pull.head_sha}"
+    if event.action == "merged":
+        return f"{where}:merged"  # once: GitLab's merge hook may lack the merge commit the API has
+    if event.action == "closed":
+        return f"{where}:closed:{event.pull.head_sha}"
+    return None
+
+
+def sweep_job_id(delivery_id: str) -> str:
+    """A job id for a sweep's event: short and collision-free whatever the repository's name."""
+    return "sweep-" + hashlib.sha256(delivery_id.encode()).hexdigest()[:24]
 
 
 def describe(event: Event) -> dict:
@@ -91,6 +125,20 @@ def enqueue_drift_check(r: redis.Redis, payload: dict, timeout_seconds: int, job
         description=f"drift check {record.get('repo', '')}",
     )
     return job_id
+
+
+def enqueue_revert(r: redis.Redis, repo: Repo, pull: int, actor: str, deployment_id: str,
+                   timeout_seconds: int) -> str:
+    """Queue the revert of a deployment's pull request (POST /api/deployments/<id>/revert)."""
+    payload = {"repo": dict(repo.__dict__), "pull": pull, "actor": actor, "deployment": deployment_id}
+    job_id = f"revert-{re.sub(r'[^A-Za-z0-9_-]', '_', deployment_id)[:40]}-{uuid.uuid4().hex[:8]}"
+    return enqueue_internal(queue(r), REVERT_DEPLOYMENT, payload, job_id, timeout_seconds,
+                            record={"repo": repo.id, "pull": pull, "title": "revert (roll back)", "event": "revert"})
+
+
+def enqueue_reconcile(r: redis.Redis, payload: dict, timeout_seconds: int, job_id: str, **record: object) -> str:
+    """Queue the sweep of one repository for missed webhooks (bot.reconcile)."""
+    return enqueue_internal(queue(r), RECONCILE, payload, job_id, timeout_seconds, record=record)
 
 
 def cancel_queued(r: redis.Redis, repo_id: str, pull_number: int, except_job: str = "") -> int:

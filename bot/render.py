@@ -160,13 +160,16 @@ def command_comment(
     redact: Callable[[str], str],
     footer: str = "",
     hints: bool = True,
+    preface: str = "",
 ) -> str:
     """The whole comment for one command run; never longer than `limit` characters.
 
     `hints` adds what to comment next (`/apply`, `/unlock`, `/plan`); `plankeeper plan` on a local
     checkout turns them off and gives its own `footer`, since no pull request is there to comment on.
+    `preface` is a paragraph under the first line (what a revert pull request rolls back).
     """
     head = f"**Plankeeper {command}** for `{pull.head_sha[:7]}` · {overview(command, outcomes, running)}\n\n"
+    head += f"{preface}\n\n" if preface else ""
     tail = (_footer(command, outcomes, running) if hints else "") + footer
 
     def build(budget: Optional[int]) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from croniter import croniter
 
@@ -25,7 +26,7 @@ from bot.errors import SettingsError
 ENV_PREFIX = "PLANKEEPER_"
 # Read by the command line itself (which file to load), not a setting.
 ENV_NOT_SETTINGS = frozenset({"PLANKEEPER_CONFIG"})
-COMMANDS = ("plan", "apply", "unlock", "cancel", "approve_policies", "help", "version")
+COMMANDS = ("plan", "apply", "unlock", "cancel", "approve_policies", "help", "version", "revert")
 
 Requirement = Literal["approved", "mergeable", "undiverged"]
 Override = Literal[
@@ -264,6 +265,13 @@ class DriftSettings:
 
 
 @dataclass(frozen=True)
+class ReconcileSettings:
+    """Sweeps for webhooks the forge never delivered (bot.reconcile)."""
+
+    interval: int = _meta(300, min=0)  # seconds between sweeps; 0 = one sweep at start only
+
+
+@dataclass(frozen=True)
 class PolicySet:
     name: str = _meta(check=_check_word)
     path: Path = _meta()
@@ -312,6 +320,7 @@ class Settings:
         ("-target", "-replace", "-var", "-refresh", "-lock-timeout", "-parallelism"),
         each=_check_flag)
     drift: DriftSettings = field(default_factory=DriftSettings)
+    reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
     policies: PolicySettings = field(default_factory=PolicySettings)
     permissions: dict[str, tuple[str, ...]] = _meta(
         factory=dict, keys=COMMANDS, each=lambda v: _first(map(_check_principal, v)))
@@ -321,6 +330,14 @@ class Settings:
     notifications: tuple[Notification, ...] = ()
     sandbox: Literal["auto", "bubblewrap", "none"] = "auto"  # see bot.engines.sandbox_status
     sandbox_paths: tuple[str, ...] = _meta((), each=_check_sandbox_path)  # PATH or PATH:rw, for every job
+
+    def forge_for(self, repo_id: str) -> str:
+        """"github" or "gitlab" for a repository id (host/owner/name) by its host, "" for neither."""
+        host = repo_id.partition("/")[0]
+        github_host = urlsplit(self.github.api_url).hostname or ""
+        if host == github_host or (github_host == "api.github.com" and host == "github.com"):
+            return "github"
+        return "gitlab" if host == (urlsplit(self.gitlab.url).hostname or "") else ""
 
     def repo_settings(self, repo_id: str) -> ResolvedRepoSettings:
         """Settings for one repository (host/owner/repo): later matching entries win."""

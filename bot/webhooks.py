@@ -71,10 +71,16 @@ def receive():
         return _answer(403, "forbidden", event_name, error=f"repository {repo.id} is not in repo_allowlist")
     if not queueing.claim_delivery(rt.redis, delivery):
         return _answer(200, "duplicate", event_name, reason=f"delivery {delivery} was already received")
+    # What the event is about, claimed too: the sweep for missed webhooks (bot.reconcile) then
+    # never queues it again. Not a reason to refuse it: a reopened pull request has its old head.
+    sweep_id = queueing.sweep_delivery_id(event)
+    swept = bool(sweep_id) and queueing.claim_delivery(rt.redis, sweep_id)
     try:
         job_id = queueing.enqueue_event(rt.redis, event, settings.terraform.timeout)
     except Exception:
         queueing.release_delivery(rt.redis, delivery)
+        if swept:
+            queueing.release_delivery(rt.redis, sweep_id)
         raise
     log.info("queued job %s for %s delivery %s (%s)", job_id, event_name, delivery, repo.id)
     return _answer(202, "queued", event_name, job_id=job_id, job_url=rt.job_url(job_id))

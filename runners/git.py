@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import re
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping, Optional, Sequence
 from urllib.parse import urlsplit, urlunsplit
@@ -27,6 +28,34 @@ _GIT_PASSTHROUGH = ("HOME", "SSH_AUTH_SOCK", "GIT_SSH_COMMAND", "GIT_SSL_CAINFO"
 
 class GitError(Exception):
     """A git operation failed; the message is safe to show users (no credentials)."""
+
+
+class RevertConflict(GitError):
+    """Reverting does not apply cleanly on the base branch; `files` are the conflicting paths."""
+
+    def __init__(self, files: Sequence[str]):
+        self.files = tuple(files)
+        super().__init__(f"the revert conflicts in {', '.join(self.files) or 'the work tree'}")
+
+
+class NothingToRevert(GitError):
+    """The base branch no longer has any of the changes (reverted already)."""
+
+
+@dataclass(frozen=True)
+class RevertPlan:
+    """What undoes a merged pull request on its base branch.
+
+    kind: "merge" (a merge commit, reverted against its first parent), "squash" (one commit),
+    "rebase" (the pull request's commits rebased onto the base) or "fast-forward" (its own
+    commits, now on the base). commits: newest first, in the order they are reverted."""
+
+    kind: str
+    commits: tuple[str, ...]
+
+    @property
+    def mainline(self) -> Optional[int]:
+        return 1 if self.kind == "merge" else None
 
 
 def strip_credentials(text: str) -> str:
@@ -100,6 +129,86 @@ class RepoCache:
             files.update(fields[i + 1 : i + 1 + count])
             i += 1 + count
         return sorted(files)
+
+    # -- reverting a merged pull request (GitOps rollback) --------
+
+    def revert_plan(self, repo_dir: Path, merged: str, pr_head: str = "", pr_base: str = "") -> RevertPlan:
+        """How to revert the pull request merged as `merged` on the checked-out base (HEAD).
+
+        A merge commit is reverted against its first parent. A single-parent commit is a squash
+        merge unless the pull request's own commits (`pr_head`, when still known) were rebased
+        onto the base: then the chain of commits with their authors, dates and subjects is
+        reverted. When `pr_head` itself is on the base (a fast-forward merge), its commits since
+        `pr_base` are. Raises GitError when `merged` is unknown or not on the base."""
+        g = git.Git(str(repo_dir))
+        env = self.base_env
+        if not _SHA.match(merged) or not _has_commit(g, merged):
+            raise GitError(f"commit {merged} is not in the repository")
+        if not _is_ancestor(g, merged, "HEAD"):
+            raise GitError(f"commit {merged[:12]} is not on the base branch any more (was it force-pushed away?)")
+        parents = _git(g, ["rev-list", "--parents", "-n", "1", merged], env, f"read {merged[:12]}").split()[1:]
+        if len(parents) >= 2:
+            return RevertPlan("merge", (merged,))
+        known_head = bool(pr_head) and _SHA.match(pr_head) is not None and _has_commit(g, pr_head)
+        if known_head and _is_ancestor(g, pr_head, "HEAD"):
+            since = [pr_base] if pr_base and _SHA.match(pr_base) and _has_commit(g, pr_base) \
+                and _is_ancestor(g, pr_base, pr_head) and pr_base != pr_head else []
+            commits = _lines(_git(g, ["rev-list", "--no-merges", pr_head, *(f"^{c}" for c in since)], env,
+                                  "list the pull request's commits")) if since else [pr_head]
+            return RevertPlan("fast-forward", tuple(commits or [pr_head]))
+        originals = _lines(_git(g, ["rev-list", "--no-merges", pr_head, "^HEAD"], env,
+                                "list the pull request's commits")) if known_head else []
+        if len(originals) > 1:
+            chain = _lines(_git(g, ["rev-list", "--first-parent", "-n", str(len(originals)), merged], env,
+                                f"read the history of {merged[:12]}"))
+            if len(chain) == len(originals) and _identities(g, env, chain) == _identities(g, env, originals):
+                return RevertPlan("rebase", tuple(chain))
+        return RevertPlan("squash", (merged,))
+
+    def revert_and_push(
+        self,
+        repo_dir: Path,
+        push_url: str,
+        branch: str,
+        plan: RevertPlan,
+        message: str,
+        author: tuple[str, str],
+        auth: Optional[tuple[str, str]] = None,
+    ) -> str:
+        """Commit the revert of `plan` on top of the checked-out base as one commit on a new local
+        `branch`, and push it to `push_url` as that (new) branch; returns the revert commit.
+
+        Never force-pushes: an existing branch of that name is an error. Credentials only in the
+        push's environment. Raises RevertConflict (naming the files, nothing pushed),
+        NothingToRevert, or GitError."""
+        url, auth = _split_auth(push_url, auth)
+        g = git.Git(str(repo_dir))
+        name, email = author
+        identity = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
+                    "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+        env = {**self.base_env, **identity}
+        safe = ["-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false"]
+        _git(g, ["checkout", "--quiet", "-b", branch], env, f"create branch {branch}")
+        mainline = ["-m", str(plan.mainline)] if plan.mainline else []
+        try:
+            _git(g, [*safe, "revert", "--no-commit", *mainline, *plan.commits], env, "revert")
+        except GitError as exc:
+            conflicts = _lines(_git(g, ["diff", "--name-only", "--diff-filter=U"], env, "list conflicts"))
+            if conflicts:
+                raise RevertConflict(conflicts) from exc
+            raise
+        if _quiet_diff(g, env):
+            raise NothingToRevert("the base branch has none of the pull request's changes any more: "
+                                  "nothing to revert")
+        _git(g, [*safe, "commit", "--quiet", "--no-verify", "-m", message], env, "commit the revert")
+        commit = _git(g, ["rev-parse", "HEAD"], env, "read the revert commit").strip()
+        push_env = {**self._env(url, auth), **identity}
+        if _git(g, ["ls-remote", "--", url, f"refs/heads/{branch}"], push_env, f"look for {branch}").strip():
+            raise GitError(f"branch {branch} already exists in {strip_credentials(url)}")
+        # The lease with no value: the push only creates the branch, it never moves an existing one.
+        _git(g, [*safe, "push", "--quiet", "--no-verify", f"--force-with-lease=refs/heads/{branch}:", url,
+                 f"HEAD:refs/heads/{branch}"], push_env, f"push {branch}")
+        return commit
 
     def _env(self, url: str, auth: Optional[tuple[str, str]]) -> dict[str, str]:
         env = dict(self.base_env)
@@ -198,6 +307,34 @@ def _has_commit(g: git.Git, sha: str) -> bool:
     except git.GitCommandError:
         return False
     return True
+
+
+def _is_ancestor(g: git.Git, ancestor: str, descendant: str) -> bool:
+    try:
+        g.execute(["git", "merge-base", "--is-ancestor", ancestor, descendant])
+    except git.GitCommandError:
+        return False
+    return True
+
+
+def _quiet_diff(g: git.Git, env: Mapping[str, str]) -> bool:
+    """True when nothing is staged."""
+    try:
+        g.execute(["git", "diff", "--cached", "--quiet"], env=dict(env))
+    except git.GitCommandError:
+        return False
+    return True
+
+
+def _lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def _identities(g: git.Git, env: Mapping[str, str], commits: Sequence[str]) -> list[str]:
+    """Author, author date and subject of each commit, in the order given (a rebase keeps them)."""
+    out = _git(g, ["show", "--no-patch", "--no-walk=unsorted", "--format=%an%x1f%ae%x1f%at%x1f%s", *commits],
+               env, "read commits")
+    return _lines(out)
 
 
 def _git(g: git.Git, args: list[str], env: Mapping[str, str], what: str) -> str:

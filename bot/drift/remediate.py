@@ -8,6 +8,7 @@ merged-but-unapplied change rides along.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import Optional
@@ -19,7 +20,7 @@ from bot.context import JobContext
 from bot.drift.status import ACTOR, DRIFT_PULL, WAITING_UNAPPLIED
 from bot.engines import runner_for
 from bot.execution import SETUP_ERRORS
-from bot.models import DriftState, Repo
+from bot.models import DriftState, Repo, pull_ref
 from bot.state import audit, deployments, keys, leases, locks
 from runners.models import ApplyResult, PlanResult, Project
 
@@ -33,7 +34,8 @@ def remediate(ctx: JobContext, repo: Repo, head: str, repo_dir: str, project: Pr
         return
     held = locks.try_lock(ctx.redis, locks.new_lock(repo.id, project.key, DRIFT_PULL, "", ACTOR))
     if held.pull_number != DRIFT_PULL:
-        _waiting(ctx, repo, status, f"waiting: pull request #{held.pull_number} holds the project's lock")
+        holder = pull_ref(repo.forge, held.pull_number)
+        _waiting(ctx, repo, status, f"waiting: pull request {holder} holds the project's lock")
         return
     try:
         lease = leases.Lease(ctx.redis, keys.APPLY_MUTEX.format(repo=repo.id, project=project.key), ctx.job_id)
@@ -86,9 +88,19 @@ def _apply(ctx: JobContext, repo: Repo, head: str, repo_dir: str, project: Proje
     outcome = "success" if applied.ok else f"failed at {applied.failed_step}: {applied.error}"[:300]
     audit.record(ctx.redis, "drift_remediate", user=ACTOR, repo=repo.id, commit=head, project=project.key,
                  result=outcome, job_id=ctx.job_id, detail=result.summary)
+    deployments.record(ctx.redis, deployments.Deployment(
+        repo=repo.id, project=project.key, commit=head, pull=0, user=ACTOR,
+        result="success" if applied.ok else f"failed: {applied.failed_step or 'apply'}",
+        plan_sha256=_sha256(result.plan_file), via=deployments.Via.DRIFT, job_id=ctx.job_id))
     if not applied.ok:
         status["remediation"] = f"failed: {applied.error}"[:300]
         return
-    deployments.record_last_applied(ctx.redis, repo.id, project.key, head)
     status.update(drifted=False, state=DriftState.REMEDIATED, remediation="applied", remediated_at=time.time(),
                   reverted=status["changes"], changes=[], summary=applied.summary or "Apply complete!")
+
+
+def _sha256(path: Optional[str]) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else ""
+    except OSError:
+        return ""

@@ -21,7 +21,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Optional
-from urllib.parse import urlsplit
 
 from croniter import croniter
 
@@ -56,15 +55,8 @@ def repo_from_id(repo_id: str, settings: Settings) -> Optional[Repo]:
     """A Repo for a server-side `repos:` id never seen in an event: forge from the host,
     HTTPS clone URL, default branch `main`. None when the host is neither forge's."""
     host, _, full_name = repo_id.partition("/")
-    if not full_name:
-        return None
-    github_host = urlsplit(settings.github.api_url).hostname or ""
-    gitlab_host = urlsplit(settings.gitlab.url).hostname or ""
-    if host == github_host or (github_host == "api.github.com" and host == "github.com"):
-        forge = "github"
-    elif host == gitlab_host:
-        forge = "gitlab"
-    else:
+    forge = settings.forge_for(repo_id)
+    if not full_name or not forge:
         return None
     return Repo(forge=forge, host=host, full_name=full_name, clone_url=f"https://{host}/{full_name}.git",
                 html_url=f"https://{host}/{full_name}")

@@ -60,6 +60,10 @@ class Forge(Protocol):
     def merge(self, pull: PullRequest, delete_source_branch: bool = False) -> None:
         """Merge the pull request."""
 
+    def create_pull_request(self, repo: Repo, head_branch: str, base_branch: str, title: str,
+                            body: str) -> PullRequest:
+        """Open a pull request from head_branch (in repo itself) into base_branch; the new one."""
+
     def clone_auth(self, repo: Repo) -> Optional[tuple[str, str]]:
         """(username, password) for HTTPS git, or None for anonymous; never logged or stored."""
 
@@ -71,3 +75,20 @@ class Forge(Protocol):
 
     def close_issue(self, repo: Repo, issue_id: str, comment: str) -> None:
         """Close an issue with a final comment."""
+
+    # -- listing, for the sweep that catches up on missed webhooks (bot.reconcile) --------
+
+    def open_pull_requests(self, repo: Repo) -> list[PullRequest]:
+        """Every open pull request of the repository (all pages), with `updated_at` set."""
+
+    def recently_closed_pull_requests(self, repo: Repo, since: float) -> list[PullRequest]:
+        """Pull requests merged or closed at or after `since` (epoch seconds), newest first;
+        `state` says which, `merge_sha` is the merge commit of a merged one."""
+
+    def statuses(self, repo: Repo, sha: str) -> dict[str, str]:
+        """The latest state of each commit status (or check run) on sha, by context: PENDING,
+        SUCCESS, FAILURE, or the forge's own word for any other state."""
+
+    def comments_since(self, pull: PullRequest, since: float) -> list[Comment]:
+        """Comments created or edited at or after `since` (epoch seconds), the bot's own too,
+        oldest first (by creation); system notes left out."""

@@ -8,6 +8,7 @@ reported, the same way everywhere.
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from typing import Any, Callable, Optional, TypeVar
 from urllib.parse import quote
 
@@ -117,28 +118,16 @@ class GitHubForge:
     # -- pull requests --------
 
     def pull_request(self, repo: Repo, number: int) -> PullRequest:
-        def fetch() -> PullRequest:
-            pr = self._repo(repo).get_pull(number)
-            head_repo, base_repo = pr.head.repo, pr.base.repo
-            merged = bool(pr.merged)
-            return PullRequest(
-                repo=repo,
-                number=number,
-                author=pr.user.login,
-                head_sha=pr.head.sha,
-                head_ref=pr.head.ref,
-                base_ref=pr.base.ref,
-                url=pr.html_url,
-                title=pr.title,
-                base_sha=pr.base.sha,
-                head_clone_url=head_repo.clone_url if head_repo else "",
-                is_fork=head_repo is None or head_repo.full_name != base_repo.full_name,
-                is_draft=bool(pr.draft),
-                state="merged" if merged else pr.state,
-                merge_sha=pr.merge_commit_sha if merged else None,
-            )
+        return self._call(f"read pull request {repo.full_name}#{number}",
+                          lambda: _pull_from(repo, self._repo(repo).get_pull(number)))
 
-        return self._call(f"read pull request {repo.full_name}#{number}", fetch)
+    def create_pull_request(self, repo: Repo, head_branch: str, base_branch: str, title: str,
+                            body: str) -> PullRequest:
+        return self._call(
+            f"open a pull request from {head_branch} into {base_branch} of {repo.full_name}",
+            lambda: _pull_from(repo, self._repo(repo).create_pull(base=base_branch, head=head_branch,
+                                                                  title=title, body=body)),
+        )
 
     def changed_files(self, pull: PullRequest) -> list[str]:
         def fetch() -> list[str]:
@@ -360,6 +349,99 @@ class GitHubForge:
             lambda: self._repo(repo).get_issue(int(issue_id)).edit(state="closed"),
         )
 
+    # -- listing, for the reconciliation sweep --------
+
+    def open_pull_requests(self, repo: Repo) -> list[PullRequest]:
+        return self._call(
+            f"list open pull requests of {repo.full_name}",
+            lambda: [_listed_pull(repo, pr) for pr in self._repo(repo).get_pulls(state="open", sort="created",
+                                                                                 direction="asc")],
+        )
+
+    def recently_closed_pull_requests(self, repo: Repo, since: float) -> list[PullRequest]:
+        """Closed pull requests by last update, newest first, read until one is older than since."""
+
+        def fetch() -> list[PullRequest]:
+            found = []
+            for pr in self._repo(repo).get_pulls(state="closed", sort="updated", direction="desc"):
+                if _epoch(pr.updated_at) < since:
+                    break
+                if _epoch(pr.closed_at or pr.merged_at) >= since:
+                    found.append(_listed_pull(repo, pr))
+            return found
+
+        return self._call(f"list recently closed pull requests of {repo.full_name}", fetch)
+
+    def statuses(self, repo: Repo, sha: str) -> dict[str, str]:
+        """Commit statuses (latest per context) and check runs (by name) on sha."""
+
+        def fetch() -> dict[str, str]:
+            commit = self._repo(repo).get_commit(sha)
+            found = {run.name: _check_state(run.status, run.conclusion) for run in commit.get_check_runs()}
+            for status in commit.get_combined_status().statuses:
+                found[status.context] = "failure" if status.state == "error" else status.state
+            return found
+
+        return self._call(f"read statuses of {repo.full_name}@{sha[:12]}", fetch)
+
+    def comments_since(self, pull: PullRequest, since: float) -> list[Comment]:
+        def fetch() -> list[Comment]:
+            issue = self._repo(pull.repo).get_issue(pull.number)
+            listed = issue.get_comments(since=datetime.fromtimestamp(int(since), timezone.utc))
+            found = [Comment(str(c.id), c.user.login if c.user else "", c.body or "") for c in listed]
+            return sorted(found, key=lambda c: int(c.id))
+
+        return self._call(f"list comments of {_ref(pull)}", fetch)
+
+
+def _listed_pull(repo: Repo, pr: Any) -> PullRequest:
+    """Our PullRequest from an item of a pull request list, reading only what a list item carries
+    (`merged` and `mergeable` are not in it: touching them would fetch each pull request)."""
+    head_repo, base_repo = pr.head.repo, pr.base.repo
+    merged = pr.merged_at is not None
+    return PullRequest(
+        repo=repo, number=pr.number, author=pr.user.login, head_sha=pr.head.sha, head_ref=pr.head.ref,
+        base_ref=pr.base.ref, url=pr.html_url, title=pr.title, base_sha=pr.base.sha,
+        head_clone_url=head_repo.clone_url if head_repo else "",
+        is_fork=head_repo is None or head_repo.full_name != base_repo.full_name,
+        is_draft=bool(pr.draft), state="merged" if merged else pr.state,
+        merge_sha=pr.merge_commit_sha if merged else None, updated_at=_epoch(pr.updated_at),
+    )
+
+
+def _epoch(moment: Optional[datetime]) -> float:
+    if moment is None:
+        return 0.0
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _check_state(status: str, conclusion: Optional[str]) -> str:
+    if status != "completed":
+        return "pending"
+    return "success" if conclusion in OK_CHECK_CONCLUSIONS else "failure"
+
 
 def _ref(pull: PullRequest) -> str:
     return f"{pull.repo.full_name}#{pull.number}"
+
+
+def _pull_from(repo: Repo, pr: Any) -> PullRequest:
+    """Our PullRequest from PyGithub's."""
+    head_repo, base_repo = pr.head.repo, pr.base.repo
+    merged = bool(pr.merged)
+    return PullRequest(
+        repo=repo,
+        number=pr.number,
+        author=pr.user.login,
+        head_sha=pr.head.sha,
+        head_ref=pr.head.ref,
+        base_ref=pr.base.ref,
+        url=pr.html_url,
+        title=pr.title,
+        base_sha=pr.base.sha,
+        head_clone_url=head_repo.clone_url if head_repo else "",
+        is_fork=head_repo is None or head_repo.full_name != base_repo.full_name,
+        is_draft=bool(pr.draft),
+        state="merged" if merged else pr.state,
+        merge_sha=pr.merge_commit_sha if merged else None,
+    )

@@ -8,6 +8,8 @@ once it gives up.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
+from datetime import datetime, timezone
 from typing import Any, Callable, Optional, TypeVar
 
 import gitlab
@@ -29,6 +31,10 @@ _STATUS_DESCRIPTION_LIMIT = 255
 
 _STATUS_STATE = {PENDING: "pending", SUCCESS: "success", FAILURE: "failed"}
 _MR_STATE = {"opened": "open", "locked": "open", "merged": "merged", "closed": "closed"}
+# GitLab commit status states -> the forge-neutral ones (others are returned as GitLab words them).
+_FORGE_STATE = {"success": SUCCESS, "failed": FAILURE, "canceled": FAILURE, "pending": PENDING,
+                "running": PENDING, "created": PENDING, "waiting_for_resource": PENDING, "preparing": PENDING,
+                "scheduled": PENDING}
 _GREEN_STATUSES = ("success", "skipped")
 # GitHub reaction names (what callers use) -> GitLab award emoji names.
 _EMOJI = {"+1": "thumbsup", "-1": "thumbsdown", "laugh": "laughing", "hooray": "tada"}
@@ -107,20 +113,29 @@ class GitLabForge:
     # ---- merge requests ------------------------------------------------------------
     def pull_request(self, repo: Repo, number: int) -> PullRequest:
         """The merge request !number now. Raises ForgeError (e.g. 404) when it cannot be read."""
-        def fetch() -> PullRequest:
-            mr = self._project(repo).mergerequests.get(number).attributes
-            is_fork = mr["source_project_id"] != mr["target_project_id"]
-            return PullRequest(
-                repo=repo, number=mr["iid"], author=mr["author"]["username"],
-                head_sha=mr["sha"], head_ref=mr["source_branch"], base_ref=mr["target_branch"],
-                url=mr.get("web_url") or "", title=mr.get("title") or "",
-                base_sha=(mr.get("diff_refs") or {}).get("base_sha") or "",
-                head_clone_url=self._source_clone_url(repo, mr["source_project_id"], is_fork),
-                is_fork=is_fork, is_draft=bool(mr.get("draft") or mr.get("work_in_progress")),
-                state=_MR_STATE.get(mr["state"], mr["state"]),
-                merge_sha=mr.get("merge_commit_sha") or mr.get("squash_commit_sha"),
-            )
-        return self._call(f"read merge request !{number} of {repo.full_name}", fetch)
+        return self._call(f"read merge request !{number} of {repo.full_name}",
+                          lambda: self._pull_from(repo, self._project(repo).mergerequests.get(number).attributes))
+
+    def create_pull_request(self, repo: Repo, head_branch: str, base_branch: str, title: str,
+                            body: str) -> PullRequest:
+        """A merge request from head_branch of the project itself; its source branch is removed on merge."""
+        data = {"source_branch": head_branch, "target_branch": base_branch, "title": title,
+                "description": body, "remove_source_branch": True}
+        return self._call(f"open a merge request from {head_branch} into {base_branch} of {repo.full_name}",
+                          lambda: self._pull_from(repo, self._project(repo).mergerequests.create(data).attributes))
+
+    def _pull_from(self, repo: Repo, mr: dict) -> PullRequest:
+        is_fork = mr["source_project_id"] != mr["target_project_id"]
+        return PullRequest(
+            repo=repo, number=mr["iid"], author=mr["author"]["username"],
+            head_sha=mr["sha"], head_ref=mr["source_branch"], base_ref=mr["target_branch"],
+            url=mr.get("web_url") or "", title=mr.get("title") or "",
+            base_sha=(mr.get("diff_refs") or {}).get("base_sha") or "",
+            head_clone_url=self._source_clone_url(repo, mr["source_project_id"], is_fork),
+            is_fork=is_fork, is_draft=bool(mr.get("draft") or mr.get("work_in_progress")),
+            state=_MR_STATE.get(mr["state"], mr["state"]),
+            merge_sha=mr.get("merge_commit_sha") or mr.get("squash_commit_sha"),
+        )
 
     def changed_files(self, pull: PullRequest) -> list[str]:
         """Old and new path of every diff, over all pages of .../diffs."""
@@ -272,6 +287,50 @@ class GitLabForge:
             issues.update(int(issue_id), {"state_event": "close"})
         self._call(f"close issue #{issue_id} in {repo.full_name}", run)
 
+    # ---- listing, for the reconciliation sweep -------------------------------------
+    def open_pull_requests(self, repo: Repo) -> list[PullRequest]:
+        def fetch() -> list[PullRequest]:
+            listed = self._project(repo).mergerequests.list(state="opened", order_by="created_at", sort="asc",
+                                                            iterator=True)
+            return [self._listed_pull(repo, mr.attributes) for mr in listed]
+        return self._call(f"list the open merge requests of {repo.full_name}", fetch)
+
+    def recently_closed_pull_requests(self, repo: Repo, since: float) -> list[PullRequest]:
+        """Merged, then closed, merge requests updated since `since` whose merge or close is that recent."""
+        def fetch() -> list[PullRequest]:
+            found = []
+            for state, moment in (("merged", "merged_at"), ("closed", "closed_at")):
+                listed = self._project(repo).mergerequests.list(
+                    state=state, updated_after=_iso(since), order_by="updated_at", sort="desc", iterator=True)
+                found += [self._listed_pull(repo, mr.attributes) for mr in listed
+                          if _epoch(mr.attributes.get(moment) or mr.attributes.get("updated_at")) >= since]
+            return found
+        return self._call(f"list the recently merged or closed merge requests of {repo.full_name}", fetch)
+
+    def statuses(self, repo: Repo, sha: str) -> dict[str, str]:
+        def fetch() -> dict[str, str]:
+            latest = self._project(repo).commits.get(sha, lazy=True).statuses.list(get_all=True)
+            return {s.name: _FORGE_STATE.get(s.status, s.status) for s in reversed(latest)}
+        return self._call(f"read the statuses of {sha[:12]} of {repo.full_name}", fetch)
+
+    def comments_since(self, pull: PullRequest, since: float) -> list[Comment]:
+        """Notes by last update, newest first, read until one is older than since; system notes
+        (pushes, approvals...) are not comments."""
+        def fetch() -> list[Comment]:
+            found = []
+            for note in self._mr(pull).notes.list(order_by="updated_at", sort="desc", iterator=True):
+                attrs = note.attributes
+                if _epoch(attrs.get("updated_at") or attrs.get("created_at")) < since:
+                    break
+                if not attrs.get("system"):
+                    found.append(Comment(str(attrs["id"]), str((attrs.get("author") or {}).get("username", "")),
+                                         str(attrs.get("body") or "")))
+            return sorted(found, key=lambda c: int(c.id))
+        return self._call(f"list the notes of {_ref(pull)}", fetch)
+
+    def _listed_pull(self, repo: Repo, mr: dict) -> PullRequest:
+        return replace(self._pull_from(repo, mr), updated_at=_epoch(mr.get("updated_at")))
+
     # ---- internals -----------------------------------------------------------------
     def _project(self, repo: Repo) -> Any:
         return self._gl.projects.get(repo.forge_id or repo.full_name, lazy=True)
@@ -328,3 +387,15 @@ def _legacy_status(mr: dict) -> str:
 
 def _ref(pull: PullRequest) -> str:
     return f"{pull.repo.full_name}!{pull.number}"
+
+
+def _epoch(moment: Optional[str]) -> float:
+    """Epoch seconds of GitLab's ISO 8601 time (2024-01-31T12:00:00.000Z); 0 when absent."""
+    if not moment:
+        return 0.0
+    parsed = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -11,12 +11,13 @@ from bot.handlers.cancel import CancelHandler
 from bot.handlers.deploy import DeployHandler
 from bot.handlers.help import HelpHandler
 from bot.handlers.plan import PlanHandler
+from bot.handlers.revert import RevertHandler
 from bot.handlers.unlock import UnlockHandler
 from bot.handlers.version import VersionHandler
 
 HANDLERS: dict[str, Handler] = {h.name: h for h in (
     PlanHandler(), ApplyHandler(), DeployHandler(), UnlockHandler(), CancelHandler(), ApprovePoliciesHandler(),
-    VersionHandler(), HelpHandler(),
+    VersionHandler(), HelpHandler(), RevertHandler(),
 )}
 
 __all__ = ["HANDLERS", "Handler", "Request", "Started", "Trigger", "handler_for"]

@@ -11,9 +11,9 @@ from bot.context import JobContext
 from bot.errors import ApplyRefused
 from bot.execution import apply_in, effective_for
 from bot.handlers.base import Handler, Request, Started, Trigger
-from bot.models import Command, OutcomeStatus, ProjectOutcome, PullRequest, RunKind
+from bot.models import ApplyResult, Command, OutcomeStatus, ProjectOutcome, PullRequest, RunKind, pull_ref
 from bot.runs.model import NewRun, Run
-from bot.state import artifacts, audit, deployments, keys, leases, locks
+from bot.state import artifacts, audit, deployments, keys, leases, locks, reverts
 from runners.models import Project
 
 LOCK_WAIT_POLL_SECONDS = 2
@@ -56,7 +56,8 @@ class ApplyHandler(Handler):
                                title="Apply refused")
         run = Run(id=f"{ctx.job_id}-apply", kind=RunKind.APPLY, pull=pull, command=command, actor=actor,
                   projects=[ep.project for ep in effective], coordinator_job=ctx.job_id,
-                  abort_on_fail=bool(config and config.abort_on_execution_order_fail))
+                  abort_on_fail=bool(config and config.abort_on_execution_order_fail),
+                  via=via_for(ctx, pull, deployments.Via.APPROVAL if by_approval else deployments.Via.COMMENT))
         return NewRun(run, effective, parallel=bool(config and config.parallel_apply))
 
     def project(self, ctx: JobContext, run: Run, outcome: ProjectOutcome) -> None:
@@ -70,7 +71,7 @@ class ApplyHandler(Handler):
         held = hold_lock(ctx, pull, plan.project_key, run.command.queue)
         if held is not None:
             outcome.status, outcome.message = OutcomeStatus.LOCKED, (
-                f"🔒 Locked by [#{held.pull_number}]({held.pull_url}) (@{held.user}): "
+                f"🔒 Locked by [{pull_ref(pull.repo.forge, held.pull_number)}]({held.pull_url}) (@{held.user}): "
                 "comment `/apply --queue` to wait for it.")
             return
         lease = apply_lease(ctx, pull.repo.id, plan.project_key)
@@ -90,9 +91,9 @@ class ApplyHandler(Handler):
             audit.record(r, "apply", user=run.actor, repo=pull.repo.id, pull=pull.number, commit=pull.head_sha,
                          project=plan.project_key, plan_sha256=plan.sha256,
                          result="success" if result.ok else f"failed: {result.failed_step or ''}", job_id=ctx.job_id)
+            record_deployment(ctx, run, plan.project_key, current.sha256, result)
             if result.ok:
                 artifacts.delete_plan(r, pull.repo.id, pull.number, plan.project_key)
-                deployments.record_last_applied(r, pull.repo.id, plan.project_key, pull.head_sha)
 
     def finish(self, ctx: JobContext, run: Run, outcomes: list[ProjectOutcome]) -> None:
         """Notify, then automerge when everything applied."""
@@ -101,9 +102,27 @@ class ApplyHandler(Handler):
             maybe_automerge(ctx, run.pull, run.command)
 
 
+def via_for(ctx: JobContext, pull: PullRequest, usual: deployments.Via) -> deployments.Via:
+    """How a deployment came about: a revert pull request the bot opened is a rollback, whoever applies it."""
+    return deployments.Via.REVERT if reverts.of_revert_pull(ctx.redis, pull.repo.id, pull.number) else usual
+
+
 def apply_lease(ctx: JobContext, repo_id: str, project_key: str) -> leases.Lease:
     """One apply of a project at a time across every worker (pull requests, merges, drift)."""
     return leases.Lease(ctx.redis, keys.APPLY_MUTEX.format(repo=repo_id, project=project_key), ctx.job_id)
+
+
+def record_deployment(ctx: JobContext, run: Run, project_key: str, plan_sha256: str, result: ApplyResult) -> None:
+    """The apply as a Deployment (a failed one too); a successful one moves the project's live commit."""
+    pull = run.pull
+    deployments.record(ctx.redis, deployments.Deployment(
+        repo=pull.repo.id, project=project_key, commit=pull.head_sha, pull=pull.number, user=run.actor,
+        result=deployment_result(result), plan_sha256=plan_sha256, via=run.via or deployments.Via.COMMENT,
+        job_id=ctx.job_id, pull_url=pull.url))
+
+
+def deployment_result(result: ApplyResult) -> str:
+    return "success" if result.ok else f"failed: {result.failed_step or 'apply'}"
 
 
 def unmet_requirements(ctx: JobContext, pull: PullRequest, requirements: Sequence[str]) -> list[str]:
@@ -153,7 +172,7 @@ def hold_lock(ctx: JobContext, pull: PullRequest, project_key: str, queue: bool)
             return None
         if not queue or time.time() > deadline or ctx.should_stop(pull)():
             return held
-        ctx.log(f"waiting for the lock of {project_key} held by #{held.pull_number}")
+        ctx.log(f"waiting for the lock of {project_key} held by {pull_ref(pull.repo.forge, held.pull_number)}")
         time.sleep(LOCK_WAIT_POLL_SECONDS)
 
 

@@ -23,6 +23,7 @@ class Trigger(StrEnum):
     AUTOPLAN = "autoplan"  # a pull request opened or pushed
     APPROVAL = "approval"  # a review approved it (apply_on_approval)
     MERGE = "merge"  # merged (merge-to-deploy)
+    API = "api"  # the UI or the JSON API (a deployment's "Roll back")
 
 
 @dataclass(frozen=True)

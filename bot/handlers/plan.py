@@ -9,7 +9,7 @@ from bot.errors import UserFacingError
 from bot.execution import effective_for, plan_in, store_plan
 from bot.forges.base import SUCCESS
 from bot.handlers.base import Handler, Request, Started, Trigger
-from bot.models import OutcomeStatus, ProjectOutcome, PullRequest, RunKind
+from bot.models import OutcomeStatus, ProjectOutcome, PullRequest, RunKind, pull_ref
 from bot.runs.model import NewRun, Run
 from bot.runs.report import CommandReport
 from bot.state import locks
@@ -61,7 +61,7 @@ class PlanHandler(Handler):
             held = locks.try_lock(ctx.redis, locks.new_lock(pull.repo.id, project.key, pull.number, pull.url,
                                                             pull.author))
             if held.pull_number != pull.number:
-                outcome.status, outcome.message = OutcomeStatus.LOCKED, locked_message(held)
+                outcome.status, outcome.message = OutcomeStatus.LOCKED, locked_message(held, pull.repo.forge)
                 return
         result = plan_in(ctx, pull, repo_dir, effective, run.command.extra_args, run.actor)
         redact.learn_plan_secrets(ctx, result)
@@ -87,8 +87,9 @@ class PlanHandler(Handler):
             ctx.forge.create_comment(run.pull, ctx.redact(f"**Post-workflow hook failed**\n\n{problem}"))
 
 
-def locked_message(held: locks.Lock) -> str:
-    return (f"🔒 This project is locked by [#{held.pull_number}]({held.pull_url}) (@{held.user}). "
+def locked_message(held: locks.Lock, forge: str) -> str:
+    """Who holds the project's lock, as `#N` or `!N` (a GitLab merge request)."""
+    return (f"🔒 This project is locked by [{pull_ref(forge, held.pull_number)}]({held.pull_url}) (@{held.user}). "
             "It can be planned here once that pull request is merged or closed, or after someone comments "
             "`/unlock` there.")
 

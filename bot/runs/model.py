@@ -25,6 +25,7 @@ class Run:
     coordinator_job: str = ""
     abort_on_fail: bool = False
     autoplan: bool = False
+    via: str = ""  # an apply's path, as bot.state.deployments.Via: comment, approval, merge, ...
 
     def __post_init__(self) -> None:
         self.kind = RunKind(self.kind)

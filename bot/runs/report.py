@@ -10,8 +10,8 @@ from bot import render
 from bot.context import JobContext
 from bot.errors import ForgeError
 from bot.forges.base import FAILURE, PENDING, SUCCESS
-from bot.models import ProjectOutcome, PullRequest
-from bot.state import keys
+from bot.models import ProjectOutcome, PullRequest, pull_ref
+from bot.state import keys, reverts
 
 log = logging.getLogger(__name__)
 CONTEXTS = {"plan": "plankeeper/plan", "apply": "plankeeper/apply"}  # commit status contexts
@@ -25,11 +25,12 @@ class CommandReport:
         self.job_id, self.job_url, self.redact = ctx.job_id, ctx.job_url, ctx.redact
         self.comment_id: Optional[str] = None
         self.comment_url = ""
+        self.preface = rollback_note(self.redis, pull)
 
     def _body(self, outcomes: Sequence[ProjectOutcome], running: bool, footer: str = "") -> str:
         return render.command_comment(
             self.command, self.pull, outcomes, running=running, limit=self.forge.comment_limit,
-            redact=self.redact, footer=footer,
+            redact=self.redact, footer=footer, preface=self.preface,
         )
 
     def start(self, outcomes: Sequence[ProjectOutcome]) -> None:
@@ -100,6 +101,16 @@ class CommandReport:
                     self.forge.update_comment(self.pull, comment_id, render.mark_outdated(comment.body, self.comment_url))
             except ForgeError:
                 log.warning("could not mark comment %s outdated on %s#%s", comment_id, self.pull.repo.id, self.pull.number)
+
+
+def rollback_note(r, pull: PullRequest) -> str:
+    """What a revert pull request the bot opened rolls back ("" for any other pull request)."""
+    revert = reverts.of_revert_pull(r, pull.repo.id, pull.number)
+    if revert is None:
+        return ""
+    original = pull_ref(pull.repo.forge, revert.original)
+    return (f"↩️ **Rolls back {original}** (`{revert.merged_commit[:7]}`): this pull request reverts what {original} "
+            "merged, so applying it undoes what that deployed.")
 
 
 def pending_statuses(r, job_id: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import redis
 
@@ -50,11 +50,14 @@ class PlanArtifact:
         return cls(**data)
 
 
-def save_plan(r: redis.Redis, artifact: PlanArtifact, plan_file: Path, secrets: list[str] = ()) -> PlanArtifact:
+def save_plan(r: redis.Redis, artifact: PlanArtifact, plan_file: Path, secrets: list[str] = (),
+              values: Sequence[dict] = ()) -> PlanArtifact:
     """Store the plan file's bytes and metadata; returns the artifact with its SHA-256 set.
 
     `secrets` are the plan's sensitive values, kept beside the plan file (which holds them
-    in clear anyway) so the job that applies it can mask them in its output.
+    in clear anyway) so the job that applies it can mask them in its output. `values` are the
+    before and after values of each of its `changes` in canonical form (sensitive ones only
+    as hashes: runners.terraform.change_values), which merge-to-deploy compares.
     """
     data = plan_file.read_bytes()
     artifact.sha256 = hashlib.sha256(data).hexdigest()
@@ -62,7 +65,8 @@ def save_plan(r: redis.Redis, artifact: PlanArtifact, plan_file: Path, secrets: 
     artifact.created_at = artifact.created_at or time.time()
     key = keys.PLAN.format(repo=artifact.repo_id, number=artifact.pull_number, project=artifact.project_key)
     pipe = r.pipeline()
-    pipe.hset(key, mapping={"meta": artifact.meta_json(), "file": data, "secrets": json.dumps(list(secrets))})
+    pipe.hset(key, mapping={"meta": artifact.meta_json(), "file": data, "secrets": json.dumps(list(secrets)),
+                            "values": json.dumps(list(values))})
     pipe.expire(key, RETENTION_SECONDS)
     pipe.sadd(keys.PULL_PLANS.format(repo=artifact.repo_id, number=artifact.pull_number), artifact.project_key)
     pipe.execute()
@@ -92,11 +96,26 @@ def write_plan_file(r: redis.Redis, artifact: PlanArtifact, dest_dir: Path) -> P
     return path
 
 
+def plan_bytes(r: redis.Redis, artifact: PlanArtifact) -> Optional[bytes]:
+    """The stored plan file's bytes (not verified: write_plan_file is what applies check)."""
+    return r.hget(keys.PLAN.format(repo=artifact.repo_id, number=artifact.pull_number, project=artifact.project_key),
+                  "file")
+
+
 def plan_secrets(r: redis.Redis, artifact: PlanArtifact) -> list[str]:
     """The sensitive values of a stored plan, to mask while applying it."""
     raw = r.hget(keys.PLAN.format(repo=artifact.repo_id, number=artifact.pull_number, project=artifact.project_key),
                  "secrets")
     return json.loads(raw) if raw else []
+
+
+def plan_values(r: redis.Redis, artifact: PlanArtifact) -> Optional[list[dict]]:
+    """The canonical values of a stored plan's changes (same order as its `changes`); None when
+    it was stored without them."""
+    raw = r.hget(keys.PLAN.format(repo=artifact.repo_id, number=artifact.pull_number, project=artifact.project_key),
+                 "values")
+    values = json.loads(raw) if raw else None
+    return values if values and len(values) == len(artifact.changes) else None
 
 
 def delete_plan(r: redis.Redis, repo_id: str, pull_number: int, project_key: str) -> None:

@@ -11,6 +11,10 @@ PREFIX = "pk:"
 # webhooks
 DELIVERY = "pk:delivery:{}"  # a delivery id seen (de-duplication)
 
+# the sweep for missed webhooks (bot.reconcile)
+RECONCILE_LAST_SWEEP = "pk:reconcile:last-sweep"  # when the last sweep of every repository was queued
+RECONCILED = "pk:reconcile:swept:{repo}"  # when the repository's last sweep that completed began
+
 # commands and approvals acted on, forever: a replayed delivery never runs one twice
 COMMANDS_SEEN = "pk:commands-seen:{repo}#{number}"  # set of comment ids
 APPROVALS_SEEN = "pk:approvals-seen:{repo}#{number}"  # set of review ids
@@ -27,7 +31,12 @@ CANCEL = "pk:cancel:{repo}#{number}"  # time of the pull request's last /cancel
 PLAN = "pk:plan:{repo}#{number}:{project}"  # hash: meta, plan bytes, secrets
 PULL_PLANS = "pk:pull-plans:{repo}#{number}"  # set of project keys with a stored plan
 LAST_APPLIED = "pk:last-applied:{repo}:{project}"  # commit whose code is live
+DEPLOYMENT = "pk:deployment"  # hash: deployment id -> Deployment JSON
+DEPLOYMENTS = "pk:deployments:{repo}"  # stream of deployment ids, oldest first
+DEPLOYMENT_REPOS = "pk:deployment-repos"  # set of repo ids with deployments
 REPOS = "pk:repos"  # hash: repo id -> Repo JSON, for every repository seen in an event
+REVERT = "pk:revert:{repo}#{number}"  # JSON Revert: the revert pull request `number` opened by the bot
+REVERTED_BY = "pk:reverted-by:{repo}#{number}"  # the number of the revert pull request of pull request `number`
 
 # policies (bot.policies)
 POLICY_RESULTS = "pk:policy-results:{repo}#{number}"  # hash: project key -> {plan_sha256, results}

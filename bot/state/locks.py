@@ -84,6 +84,11 @@ def release_pull(r: redis.Redis, repo_id: str, pull_number: int) -> list[str]:
     return sorted(released)
 
 
+def pull_holds_locks(r: redis.Redis, repo_id: str, pull_number: int) -> bool:
+    """Whether the pull request holds (or was last recorded holding) any project lock."""
+    return bool(r.scard(keys.PULL_LOCKS.format(repo=repo_id, number=pull_number)))
+
+
 def force_unlock(r: redis.Redis, repo_id: str, project_key: str) -> Optional[Lock]:
     """Operator unlock from the UI/API: delete whoever holds it; returns the removed lock."""
     lock = get_lock(r, repo_id, project_key)

@@ -1,5 +1,5 @@
 """The JSON API (`/api/...`): locks, jobs, job logs (also live, over server-sent events), the
-audit log, and the writing actions unlock and cancel (see bot.ui.auth for who may)."""
+audit log, deployments, and the writing actions unlock and cancel (see bot.ui.auth for who may)."""
 from __future__ import annotations
 
 import json
@@ -15,7 +15,9 @@ from rq.serializers import JSONSerializer
 from flask import (Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request,
                    stream_with_context, url_for)
 
-from bot.state import artifacts, audit, cancel, joblog, locks
+from bot import queueing
+from bot.state import artifacts, audit, cancel, deployments, joblog, locks
+from bot.state.repos import known_repos
 from bot.ui import auth, data
 
 blueprint = Blueprint("api", __name__)
@@ -156,6 +158,14 @@ def api_audit():
     return response
 
 
+@blueprint.get("/api/deployments")
+def api_deployments():
+    """Every apply, newest first: ?repo= (host/owner/name or owner/name), ?dir=, ?workspace=, ?limit=."""
+    found = data.find_deployments(_redis(), request.args.get("repo", ""), request.args.get("dir", ""),
+                                  request.args.get("workspace", ""), _int_arg("limit", 500, 1, 10_000))
+    return jsonify([d.to_json() for d in found])
+
+
 def _error(message: str, status: int):
     """An error as a page for a browser's form post, as JSON otherwise."""
     if auth.wants_html():
@@ -218,3 +228,32 @@ def _dequeue(r: redis.Redis, job_id: str) -> None:
     except (NoSuchJobError, InvalidJobOperation):
         return  # it started or vanished meanwhile: the cancel key stops it
     joblog.record_job(r, job_id, state="cancelled", summary="cancelled from the web UI", ended_at=time.time())
+
+
+@blueprint.post("/api/deployments/<deployment_id>/revert")
+@auth.writer_required
+def api_revert_deployment(deployment_id: str):
+    """Roll back: queue a job that opens the revert pull request of the deployment's pull request,
+    as `/revert` there does (it is then planned and deployed like any other); answers 202."""
+    rt, writer = current_app.config["RUNTIME"], auth.current_writer()
+    deployment = deployments.get(rt.redis, deployment_id)
+    if deployment is None:
+        return _error(f"There is no deployment {deployment_id}.", 404)
+    if not deployment.pull:
+        return _error(f"Deployment {deployment_id} ({deployment.via}) was not made from a pull request: there is "
+                      "no merge to revert.", 409)
+    if not deployment.succeeded:
+        return _error(f"Deployment {deployment_id} did not succeed ({deployment.result}): only a successful "
+                      "deployment is rolled back.", 409)
+    repo = known_repos(rt.redis).get(deployment.repo)
+    if repo is None:
+        return _error(f"The server has no record of {deployment.repo} (it learns repositories from their "
+                      "webhooks): comment `/revert` on the pull request instead.", 409)
+    actor = writer.user if writer.via == "basic" else "api"
+    job_id = queueing.enqueue_revert(rt.redis, repo, deployment.pull, actor, deployment.id,
+                                     rt.settings.terraform.timeout)
+    audit.record(rt.redis, "revert", user=writer.user, repo=deployment.repo, pull=deployment.pull,
+                 commit=deployment.commit, project=deployment.project, result="queued", job_id=job_id,
+                 detail=f"web UI ({writer.via}); deployment {deployment.id}")
+    return _done({"job_id": job_id, "job_url": rt.job_url(job_id), "deployment": deployment.id,
+                  "repo": deployment.repo, "pull": deployment.pull}, 202, notice="revert_queued")

@@ -9,7 +9,7 @@ from typing import Iterable, Optional
 import redis
 
 from bot.models import JobState
-from bot.state import joblog, locks
+from bot.state import deployments, joblog, locks, repos
 from bot.state import keys
 
 FINAL_STATES = tuple(state.value for state in JobState if state.is_final)
@@ -174,3 +174,56 @@ def parent_job(r: redis.Redis, job_id: str) -> Optional[dict]:
         if parent:
             return parent
     return None
+
+
+# -- deployments ------------------------------------------------------------------------------
+
+def deployment_repo_ids(r: redis.Redis, repo: str = "") -> list[str]:
+    """Repositories with deployments; with `repo` (host/owner/name or owner/name), those it names."""
+    known = sorted(m.decode() for m in r.smembers(keys.DEPLOYMENT_REPOS))
+    wanted = repo.strip().strip("/").lower()
+    if not wanted:
+        return known
+    return [k for k in known if wanted in (k.lower(), k.split("/", 1)[-1].lower())]
+
+
+def find_deployments(r: redis.Redis, repo: str = "", dir: str = "", workspace: str = "",
+                     limit: int = 500) -> list[deployments.Deployment]:
+    """Deployments newest first, filtered by repository, project dir and workspace (blank: any)."""
+    directory = dir.strip().strip("/") or ("." if dir.strip() else "")
+    found: list[deployments.Deployment] = []
+    for repo_id in deployment_repo_ids(r, repo):
+        found += deployments.history(r, repo_id, limit=limit, dir=directory or None,
+                                     workspace=workspace.strip() or None)
+    return sorted(found, key=lambda d: d.time, reverse=True)[:limit]
+
+
+def deployment_row(d: deployments.Deployment, forge: str = "") -> dict:
+    """A deployment for display; `ref` writes its pull request as the forge does (`!12` on GitLab)."""
+    return {**d.to_json(), "time_text": fmt_time(d.time), "short_commit": d.commit[:7],
+            "short_plan": d.plan_sha256[:12], "succeeded": d.succeeded,
+            "ref": f"{'!' if forge == 'gitlab' else '#'}{d.pull}"}
+
+
+def deployment_repos(r: redis.Redis, repo: str = "", per_project: int = 25, limit: int = 1000) -> list[dict]:
+    """Per repository, per project: the live commit (and the deployment that made it live when
+    recorded) and the project's deployments, newest first (at most per_project of them)."""
+    shown = []
+    forges = {repo_id: known.forge for repo_id, known in repos.known_repos(r).items()}
+    for repo_id in deployment_repo_ids(r, repo):
+        forge = forges.get(repo_id, "")
+        by_project: dict[str, list[deployments.Deployment]] = {}
+        for d in deployments.history(r, repo_id, limit=limit):
+            by_project.setdefault(d.project, []).append(d)
+        projects = []
+        for key in sorted(by_project):
+            entries = by_project[key]
+            live = deployments.last_applied(r, repo_id, key)
+            made_live = next((d for d in entries if d.succeeded and d.commit == live), None)
+            projects.append({"key": key, "dir": entries[0].dir, "workspace": entries[0].workspace,
+                             "live_commit": live or "", "live": deployment_row(made_live, forge) if made_live else None,
+                             "history": [deployment_row(d, forge) for d in entries[:per_project]],
+                             "more": max(0, len(entries) - per_project)})
+        shown.append({"repo": repo_id, "projects": projects})
+    return shown
+

@@ -1,5 +1,6 @@
 """Web pages: overview (locks, jobs, drift), jobs, one job's log with a live tail, audit log,
-the unlock confirmation and sign-in. Server-rendered; the job page's tail is the only script."""
+deployments, the unlock confirmation and sign-in. Server-rendered; the job page's tail is the
+only script."""
 from __future__ import annotations
 
 from typing import Optional
@@ -13,7 +14,9 @@ from bot.ui import auth, data
 blueprint = Blueprint("ui", __name__)
 PAGE_SIZE = 25
 NOTICES = {"unlocked": "Lock released, and the pull request's plan for it discarded.",
-           "cancelled": "Cancel requested: a running job stops at its next check, a queued one never starts."}
+           "cancelled": "Cancel requested: a running job stops at its next check, a queued one never starts.",
+           "revert_queued": "Roll back queued: a job opens the revert pull request, which is then planned and "
+                            "deployed like any other."}
 
 
 def _redis() -> redis.Redis:
@@ -86,6 +89,14 @@ def audit_page():
     query = {k: v for k, v in {**filters, **dates}.items() if v}
     return render_template("audit.html", entries=data.audit_rows(entries), filters=filters, dates=dates,
                            error=error, next_before=next_before, query=query, paged=bool(before))
+
+
+@blueprint.get("/deployments")
+def deployments_page():
+    """Per repository (all, or ?repo=), per project: the live commit and its deployments."""
+    repo = request.args.get("repo", "").strip()
+    return render_template("deployments.html", repos=data.deployment_repos(_redis(), repo), repo=repo,
+                           all_repos=data.deployment_repo_ids(_redis()))
 
 
 @blueprint.get("/locks/unlock")

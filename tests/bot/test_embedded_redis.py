@@ -4,6 +4,7 @@ socket that is not ours."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import stat
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from bot import datadir
+from bot import cli, datadir
 from bot.embedded_redis import MAX_SOCKET_PATH, EmbeddedRedis
 from bot.errors import SettingsError
 
@@ -109,3 +110,62 @@ def test_a_data_dir_of_another_user_is_refused(tmp_path):
     os.chown(data, 12345, 12345)
     with pytest.raises(SettingsError, match="belongs to uid 12345"):
         datadir.prepare(data)
+
+
+def test_a_killed_server_is_seen_dead_and_restarted_on_its_data_and_socket(tmp_path, embedded):
+    server = EmbeddedRedis(tmp_path / "data")
+    url = server.start()
+    embedded(server)
+    client = redis.Redis.from_url(url)
+    client.set("pk:lock:x", "held")
+    time.sleep(1.2)  # appendfsync everysec
+    first = server.pid
+    assert first and server.alive()
+    os.kill(first, signal.SIGKILL)
+    deadline = time.time() + 10
+    while server.alive() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not server.alive()
+    assert server.restart() == url  # the same socket path: every client reconnects to it
+    assert server.pid not in (None, first) and server.alive()
+    assert client.get("pk:lock:x") == b"held"  # the same client, reconnected
+
+
+def test_a_busy_server_is_never_taken_for_dead(tmp_path, embedded):
+    server = EmbeddedRedis(tmp_path / "data")
+    server.start()
+    embedded(server)
+    os.kill(server.pid, signal.SIGSTOP)  # answers nothing, yet lives
+    try:
+        assert server.alive()
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+
+
+def test_a_restart_after_stop_does_nothing(tmp_path):
+    server = EmbeddedRedis(tmp_path / "data")
+    server.start()
+    server.stop()
+    assert server.restart() is None and not server.alive()
+
+
+def test_serve_gives_up_with_exit_status_1_when_redis_will_not_come_back(monkeypatch):
+    class Dead:
+        pid, socket, dir = 4242, "/nowhere/redis.sock", "/nowhere"
+        attempts = 0
+
+        def alive(self):
+            return False
+
+        def restart(self):
+            self.attempts += 1
+            raise RuntimeError("Bad file format reading the append only file")
+
+    killed: list[tuple[int, int]] = []
+    monkeypatch.setattr(cli, "REDIS_CHECK_SECONDS", 0)
+    monkeypatch.setattr(cli.os, "kill", lambda pid, sig: killed.append((pid, sig)))
+    stopping = {"flag": False, "exit_code": 0}
+    dead = Dead()
+    cli._supervise_redis(dead, None, stopping)
+    assert dead.attempts == cli.REDIS_RESTARTS
+    assert stopping["exit_code"] == 1 and killed == [(os.getpid(), signal.SIGTERM)]

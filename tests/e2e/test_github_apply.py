@@ -101,6 +101,12 @@ def test_plan_approve_apply_then_state_holds_resource(scenario, fake_github, ser
         "pending", "success"]
     audit = requests.get(f"{server.url}/api/audit?action=apply", timeout=5).json()
     assert audit[0]["user"] == "alice" and audit[0]["result"] == "success" and audit[0]["plan_sha256"]
+    [deployment] = requests.get(f"{server.url}/api/deployments?repo={REPO}&dir=infra/app", timeout=5).json()
+    assert (deployment["via"], deployment["result"], deployment["commit"], deployment["pull"]) == (
+        "comment", "success", head, 7)
+    assert deployment["plan_sha256"] == audit[0]["plan_sha256"]
+    page = requests.get(f"{server.url}/deployments?repo=github.com/{REPO}", timeout=5).text
+    assert f'title="{head}">{head[:7]}</span>' in page  # the live commit
 
 
 def test_apply_without_approval_is_refused_with_the_reason(scenario, fake_github, serve_factory):
@@ -201,13 +207,17 @@ def test_apply_on_approval(scenario, fake_github, serve_factory):
     server.wait_jobs_idle()
     assert "Apply complete! Resources: 1 added" in scenario.comments(7, "**Plankeeper apply**")[-1]
     assert scenario.state_values() == ["hello"]
+    [deployment] = requests.get(f"{server.url}/api/deployments", timeout=5).json()
+    assert (deployment["via"], deployment["user"], deployment["result"]) == ("approval", "bob", "success")
 
 
 def test_merge_to_deploy_applies_on_merge(scenario, fake_github, serve_factory):
     scenario.open_pull(7)
-    server = serve_factory({"defaults": {"apply_on_merge": True}})
+    server = serve_factory({"defaults": {"apply_on_merge": True}})  # requirements: approved (at the merge)
     opened(server, fake_github, 7)
     server.wait_jobs_idle()
+    fake_github.set_permission(REPO, "bob", "write")
+    fake_github.add_review(REPO, 7, "bob", "APPROVED")
     merge_sha = scenario.merge(7)
     server.deliver_github("pull_request", github_pr_payload("closed", fake_github, REPO, 7), WEBHOOK_SECRET)
     server.wait_jobs_idle()
@@ -215,11 +225,13 @@ def test_merge_to_deploy_applies_on_merge(scenario, fake_github, serve_factory):
     assert scenario.state_values() == ["hello"]
     assert fake_github.statuses(REPO, merge_sha)[-1]["state"] == "success"
     assert requests.get(f"{server.url}/api/locks", timeout=5).json() == []
+    [deployment] = requests.get(f"{server.url}/api/deployments", timeout=5).json()
+    assert (deployment["via"], deployment["commit"], deployment["result"]) == ("merge", merge_sha, "success")
 
 
 def test_merge_to_deploy_refuses_when_the_base_changed_the_plan(scenario, fake_github, serve_factory):
     scenario.open_pull(7)
-    server = serve_factory({"defaults": {"apply_on_merge": True}})
+    server = serve_factory({"defaults": {"apply_on_merge": True, "apply_requirements": []}})
     opened(server, fake_github, 7)
     server.wait_jobs_idle()
     # Meanwhile the base branch adds another resource to the same project.
@@ -232,6 +244,44 @@ def test_merge_to_deploy_refuses_when_the_base_changed_the_plan(scenario, fake_g
     body = scenario.comments(7, "**Plankeeper apply**")[-1]
     assert "differs from the reviewed plan" in body and "terraform_data.extra" in body
     assert scenario.state_values() == []
+
+
+def merged_and_refused(server, scenario, fake_github) -> str:
+    """Merge #7, deliver the merge; the apply comment of the refused merge-to-deploy."""
+    scenario.merge(7)
+    server.deliver_github("pull_request", github_pr_payload("closed", fake_github, REPO, 7), WEBHOOK_SECRET)
+    server.wait_jobs_idle()
+    body = scenario.comments(7, "**Plankeeper apply**")[-1]
+    assert "nothing was applied" in body, server.log()
+    assert scenario.state_values() == []
+    assert requests.get(f"{server.url}/api/deployments", timeout=5).json() == []  # not a deployment...
+    refused = requests.get(f"{server.url}/api/audit?action=apply_refused", timeout=5).json()
+    assert len(refused) == 1 and refused[0]["pull"] == "7"  # ...but an audit entry
+    return body
+
+
+def test_merge_to_deploy_refuses_a_plan_that_differs_only_in_a_value(scenario, fake_github, serve_factory):
+    scenario.open_pull(7)
+    server = serve_factory({"defaults": {"apply_on_merge": True, "apply_requirements": []}})
+    opened(server, fake_github, 7)
+    server.wait_jobs_idle()
+    # Meanwhile the base branch overrides the attribute: the same resource, the same action.
+    scenario.repo.checkout("main")
+    scenario.repo.commit({"infra/app/override.tf": 'resource "terraform_data" "x" {\n  input = "other"\n}\n'},
+                         "override on main")
+    body = merged_and_refused(server, scenario, fake_github)
+    assert "differs from the reviewed plan" in body
+    assert '- `terraform_data.x`: input: "hello" → "other"' in body
+
+
+def test_merge_to_deploy_refuses_a_pull_request_merged_without_approval(scenario, fake_github, serve_factory):
+    scenario.open_pull(7)
+    server = serve_factory({"defaults": {"apply_on_merge": True, "apply_requirements": ["approved"]}})
+    opened(server, fake_github, 7)
+    server.wait_jobs_idle()
+    body = merged_and_refused(server, scenario, fake_github)
+    assert "did not meet its apply requirements when it was merged" in body
+    assert "- needs 1 approval, has 0" in body and "open a pull request that changes this project" in body
 
 
 def test_two_apply_comments_at_once_run_exactly_one_apply(scenario, fake_github, serve_factory):

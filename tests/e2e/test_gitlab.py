@@ -143,6 +143,8 @@ def test_merge_to_deploy_applies_on_the_merge_commit(fake_gitlab, git_repo, gitl
     _deliver(server, MR_HOOK, gitlab_mr_payload("open", fake_gitlab, PROJECT, IID))
     server.wait_jobs_idle()
     assert len(_notes(fake_gitlab, "**Plankeeper plan**")) == 1, server.log()
+    fake_gitlab.approve(PROJECT, IID, "bob")  # apply_requirements (approved) must hold at the merge
+    fake_gitlab.set_access(PROJECT, "bob", 30)
 
     merge_sha = _merge(fake_gitlab, git_repo)
     _deliver(server, MR_HOOK, gitlab_mr_payload("merge", fake_gitlab, PROJECT, IID))
@@ -209,3 +211,26 @@ def test_merge_request_from_a_fork_is_planned_only_when_allowed(fake_gitlab, git
         assert plans == [] and _get(server, "/api/locks") == []
         assert any("allow_fork_prs" in n["body"] for n in fake_gitlab.notes(PROJECT, IID))
         assert _states(fake_gitlab, head, "plankeeper/plan") == []
+
+
+def test_a_merge_request_is_written_with_a_bang_in_every_message(fake_gitlab, git_repo, gitlab_serve_factory):
+    """GitLab's vocabulary: `!1`, never `#1` (SPEC §8): the lock holder named to another merge
+    request and to its `/apply`."""
+    _open_mr(fake_gitlab, git_repo, {"infra/app/main.tf": tf_data()})
+    head = git_repo.commit({"infra/app/main.tf": tf_data(value="rival")}, "rival", branch="feature-2")
+    git_repo.git("push", "-q", "origin", f"{head}:refs/merge-requests/2/head")
+    git_repo.checkout("main")
+    fake_gitlab.add_mr(PROJECT, 2, head, "feature-2", "main", "bob", files=["infra/app/main.tf"],
+                       base_sha=fake_gitlab.mr(PROJECT, IID)["diff_refs"]["base_sha"])
+    fake_gitlab.set_access(PROJECT, "bob", 30)
+    server = gitlab_serve_factory({"defaults": {"apply_requirements": []}})
+    _deliver(server, MR_HOOK, gitlab_mr_payload("open", fake_gitlab, PROJECT, IID))
+    server.wait_jobs_idle()
+    _deliver(server, MR_HOOK, gitlab_mr_payload("open", fake_gitlab, PROJECT, 2, user="bob"))
+    server.wait_jobs_idle()
+    _deliver(server, NOTE_HOOK, gitlab_note_payload(fake_gitlab, PROJECT, 2, "/apply", "bob"))
+    server.wait_jobs_idle()
+    mine = [n["body"] for n in fake_gitlab.notes(PROJECT, 2) if n["author"] == BOT_LOGIN]
+    locked = next(b for b in mine if "**Plankeeper plan**" in b)
+    assert "locked by [!1](https://gitlab.example.com/acme/infra/-/merge_requests/1)" in locked, locked
+    assert all("#1" not in b for b in mine), mine

@@ -100,3 +100,19 @@ def test_a_policy_that_does_not_compile_fails_the_check_naming_the_file(scenario
     send(server, fake_github, 7, "/apply")
     assert "policy set broken failed: policy " in scenario.comments(7, "**Apply refused**")[-1]
     assert scenario.state_values() == []
+
+
+def test_a_merged_pull_request_whose_plan_fails_a_policy_is_not_deployed(scenario, fake_github, serve_factory):
+    server = serve_factory({**config(DENY), "defaults": {"apply_requirements": [], "apply_on_merge": True}})
+    open_and_plan(server, scenario, 7, "forbidden")
+    scenario.merge(7)
+    server.deliver_github("pull_request", github_pr_payload("closed", fake_github, REPO, 7), WEBHOOK_SECRET)
+    server.wait_jobs_idle()
+    body = scenario.comments(7, "**Plankeeper apply**")[-1]
+    assert "Policy checks failed on the plan of the merge commit" in body, server.log()
+    assert "- policy set no-forbidden failed: terraform_data.x holds a forbidden value" in body
+    assert scenario.state_values() == []
+    assert requests.get(f"{server.url}/api/deployments", timeout=5).json() == []
+    refused = requests.get(f"{server.url}/api/audit?action=apply_refused", timeout=5).json()
+    assert "no-forbidden" in refused[0]["result"]
+

@@ -188,6 +188,13 @@ def test_running_apply_tails_live_and_lands_in_the_audit_log(fake_github, git_re
     rows = browser.find_elements(By.CSS_SELECTOR, "tr.audit-row")
     assert len(rows) == 1 and "alice" in rows[0].text and "success" in rows[0].text and "infra/app" in rows[0].text
     screenshot(browser, "audit")
+    browser.get(f"{server.url}/deployments?repo={REPO_ID}")
+    [row] = browser.find_elements(By.CSS_SELECTOR, "tr.deployment-row")
+    assert "comment" in row.text and "@alice" in row.text and "success" in row.text
+    assert row.find_element(By.LINK_TEXT, "#7").get_attribute("href").endswith(f"{REPO}/pull/7")
+    assert row.find_element(By.LINK_TEXT, "log").get_attribute("href").endswith(f"/jobs/{project_job}")
+    assert "Live:" in browser.find_element(By.CSS_SELECTOR, ".deploy-project p.live").text
+    screenshot(browser, "deployments")
     browser.get(server.url + "/")
     screenshot(browser, "overview-after-apply")
     assert browser.find_element(By.ID, "jobs").find_elements(By.CSS_SELECTOR, f'a[href="/jobs/{job_id}"]')

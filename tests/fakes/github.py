@@ -45,6 +45,8 @@ class FakePull:
     mergeable_state: str = "clean"
     pending_polls: int = 0  # the next N reads answer mergeable=null ("still computing")
     reviews: list[dict] = field(default_factory=list)
+    updated_at: str = field(default_factory=payloads.now_iso)  # a push, a comment, a review, closing
+    closed_at: Optional[str] = None
 
 
 @dataclass
@@ -203,7 +205,7 @@ class FakeGitHub:
         """New commits on the head branch: head sha moves; files replaced when given."""
         with self.lock:
             pull = self.repos[full_name].pulls[number]
-            pull.head_sha = new_sha
+            pull.head_sha, pull.updated_at = new_sha, payloads.now_iso()
             if files is not None:
                 pull.files = _files(files)
 
@@ -256,6 +258,8 @@ class FakeGitHub:
         with self.lock:
             pull = self.repos[full_name].pulls[number]
             pull.closed, pull.merged = closed, merged
+            pull.updated_at = payloads.now_iso()
+            pull.closed_at = pull.updated_at if closed else None
             if merged:
                 pull.merged_at, pull.merge_commit_sha = payloads.now_iso(), secrets.token_hex(20)
 
@@ -354,6 +358,9 @@ class FakeGitHub:
             "updated_at": now,
         }
         self.all_comments[comment["id"]] = comment
+        pull = self.repos[full_name].pulls.get(number) if full_name in self.repos else None
+        if pull is not None:
+            pull.updated_at = now  # commenting updates the pull request, as on GitHub
         return comment
 
     def record_status(self, full_name: str, sha: str, creator: str, data: dict) -> dict:

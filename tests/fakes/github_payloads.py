@@ -38,6 +38,11 @@ def stable_id(*parts: object) -> int:
     return int(digest[:8], 16) + 1000
 
 
+def stable_sha(*parts: object) -> str:
+    """A 40-hex commit id that is the same for the same inputs (branches of repositories without git)."""
+    return hashlib.sha1("/".join(map(str, parts)).encode()).hexdigest()
+
+
 def _rebase(obj: Any, replacements: list[tuple[str, str]]) -> Any:
     """Deep copy of obj with each URL/name prefix of the template swapped for ours."""
     text = json.dumps(obj)
@@ -112,7 +117,8 @@ def pull_json(repo: dict, pull: Any, head_repo: Optional[dict], users: dict[str,
         draft=pull.draft,
         merged=pull.merged,
         merged_at=pull.merged_at,
-        closed_at=pull.merged_at,
+        closed_at=getattr(pull, "closed_at", None) or pull.merged_at,
+        updated_at=getattr(pull, "updated_at", None) or body.get("updated_at"),
         merge_commit_sha=pull.merge_commit_sha,
         mergeable=pull.mergeable,
         rebaseable=pull.mergeable,

@@ -17,6 +17,7 @@ import jwt
 from flask import Blueprint, Flask, Response, abort, g, jsonify, request
 
 from tests.fakes import github_payloads as payloads
+from tests.fakes.git_remote import branch_diff
 
 if TYPE_CHECKING:
     from tests.fakes.github import FakeGitHub, FakePull, FakeRepo
@@ -30,6 +31,14 @@ WRITE_ROLES = {
     "triage": "read",
     "read": "read",
 }
+
+
+def _invalid(*errors: dict) -> Response:
+    """GitHub's 422: {"message": "Validation Failed", "errors": [{resource, code, field|message}]}."""
+    response = jsonify({"message": "Validation Failed", "errors": list(errors),
+                        "documentation_url": "https://docs.github.com/rest"})
+    response.status_code = 422
+    return response
 
 
 def _error(status: int, message: str, headers: Optional[dict] = None) -> Response:
@@ -176,6 +185,22 @@ def build_app(fake: "FakeGitHub", prefix: str) -> Flask:
         users = {pull.author: user(pull.author)}
         return payloads.pull_json(base, pull, head_repo, users)
 
+    @api.get("/repos/<owner>/<name>/pulls")
+    def list_pulls(owner: str, name: str) -> Any:
+        """GET /pulls: state open (default), closed or all; sort created (default) or updated;
+        direction asc or desc (default: desc for created, asc otherwise, as GitHub); paginated."""
+        repo = repo_or_404(owner, name)
+        state = request.args.get("state", "open")
+        if state not in ("open", "closed", "all"):
+            return _invalid({"resource": "PullRequest", "field": "state", "code": "invalid"})
+        sort = request.args.get("sort", "created")
+        key = "updated_at" if sort == "updated" else "number"
+        chosen = [p for p in repo.pulls.values()
+                  if state == "all" or (state == "closed") == (p.closed or p.merged)]
+        direction = request.args.get("direction", "desc" if sort == "created" else "asc")
+        chosen.sort(key=lambda p: (getattr(p, key), p.number), reverse=direction == "desc")
+        return page([pull_body(repo, p) for p in chosen])
+
     @api.get("/repos/<owner>/<name>/pulls/<int:number>")
     def get_pull(owner: str, name: str, number: int) -> Any:
         repo, pull = pull_or_404(owner, name, number)
@@ -212,6 +237,35 @@ def build_app(fake: "FakeGitHub", prefix: str) -> Flask:
             "message": "Pull Request successfully merged",
         }
 
+    @api.post("/repos/<owner>/<name>/pulls")
+    def create_pull(owner: str, name: str) -> Any:
+        """Open a pull request from a branch of the repository itself (`head` may be `owner:branch`);
+        its head, base and files are read from the repository when it is a local git repo."""
+        repo = repo_or_404(owner, name)
+        data = request.get_json(silent=True) or {}
+        missing = [f for f in ("head", "base", "title") if not isinstance(data.get(f), str) or not data[f]]
+        if missing:
+            return _invalid(*({"resource": "PullRequest", "code": "missing_field", "field": f} for f in missing))
+        head, base = data["head"].split(":", 1)[-1], data["base"]
+        if any(p.head_ref == head and p.base_ref == base and not p.closed and not p.fork_full_name
+               for p in repo.pulls.values()):
+            return _invalid({"resource": "PullRequest", "code": "custom",
+                             "message": f"A pull request already exists for {owner}:{head}."})
+        diff = branch_diff(repo.clone_url, base, head)
+        if diff is None and not {head, base} <= repo.branches:
+            return _invalid({"resource": "PullRequest", "field": "head" if head not in repo.branches else "base",
+                             "code": "invalid"})
+        if diff is not None and diff.head_sha == diff.merge_base:
+            return _invalid({"resource": "PullRequest", "code": "custom",
+                             "message": f"No commits between {base} and {head}"})
+        number = max([0, *repo.pulls, *repo.issues]) + 1
+        head_sha = diff.head_sha if diff else payloads.stable_sha("branch", repo.full_name, head)
+        base_sha = diff.base_sha if diff else payloads.stable_sha("branch", repo.full_name, base)
+        pull = fake.add_pull(repo.full_name, number, head_sha, head, base, g.login, diff.files if diff else [],
+                             base_sha=base_sha, draft=bool(data.get("draft")), title=data["title"])
+        pull.body = data.get("body")
+        return pull_body(repo, pull), 201
+
     @api.delete("/repos/<owner>/<name>/git/refs/heads/<path:branch>")
     def delete_ref(owner: str, name: str, branch: str) -> Any:
         repo = repo_or_404(owner, name)
@@ -236,10 +290,11 @@ def build_app(fake: "FakeGitHub", prefix: str) -> Flask:
     @api.get("/repos/<owner>/<name>/issues/<int:number>/comments")
     def list_comments(owner: str, name: str, number: int) -> Any:
         repo_or_404(owner, name)
+        since = request.args.get("since", "")  # ISO 8601: comments updated at or after it
         own = [
             c
             for c in fake.all_comments.values()
-            if c["repo"] == f"{owner}/{name}" and c["issue_number"] == number
+            if c["repo"] == f"{owner}/{name}" and c["issue_number"] == number and c["updated_at"] >= since
         ]
         return page([comment_body(owner, name, c) for c in own])
 

@@ -22,7 +22,7 @@ from urllib.parse import unquote
 from flask import Flask, Response, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from tests.fakes.gitlab_routes import Abort, GitLabRoutes, diff_entry, json_response, public
+from tests.fakes.gitlab_routes import Abort, GitLabRoutes, diff_entry, json_response, now_iso, public
 
 _FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gitlab"
 _WEBHOOK_ONLY = ("source", "target", "last_commit", "url", "action", "author_id", "assignee_id",
@@ -142,6 +142,7 @@ class FakeGitLab(GitLabRoutes):
             detailed_merge_status="draft_status" if draft else "mergeable",
             merge_status="can_be_merged", has_conflicts=False, labels=[],
             web_url=f"{proj.data['web_url']}/-/merge_requests/{iid}",
+            created_at=now_iso(), updated_at=now_iso(), merged_at=None, closed_at=None,
             should_remove_source_branch=None, force_remove_source_branch=False,
             _files=[], _approved_by=[], _approvals_required=0, _notes=[],
         )
@@ -156,7 +157,7 @@ class FakeGitLab(GitLabRoutes):
         mr = self.mr(project, iid)
         with self._lock:
             base = base_sha or (mr.get("diff_refs") or {}).get("base_sha")
-            mr["sha"] = new_sha
+            mr["sha"], mr["updated_at"] = new_sha, now_iso()
             mr["diff_refs"] = {"base_sha": base, "head_sha": new_sha, "start_sha": base}
             mr["_files"] = [diff_entry(f) for f in files]
 
@@ -179,13 +180,15 @@ class FakeGitLab(GitLabRoutes):
 
     def set_state(self, project: ProjectRef, iid: int, state: str) -> None:
         with self._lock:
-            self.mr(project, iid)["state"] = state
+            self.mr(project, iid).update(state=state, updated_at=now_iso(),
+                                         closed_at=now_iso() if state == "closed" else None)
 
     def mark_merged(self, project: ProjectRef, iid: int, merge_commit_sha: str) -> None:
         """The merge request was merged outside the API (e.g. in the UI) into a real commit."""
         with self._lock:
             self.mr(project, iid).update(state="merged", merge_commit_sha=merge_commit_sha,
-                                         detailed_merge_status="not_open")
+                                         detailed_merge_status="not_open", merged_at=now_iso(),
+                                         updated_at=now_iso())
 
     def add_group_member(self, group_path: str, user: str, level: int = 30) -> None:
         """Add user to a group; members of a project's ancestor groups inherit into it."""
@@ -268,8 +271,9 @@ class FakeGitLab(GitLabRoutes):
             note.pop(key, None)
         note.update(id=next(self._ids), body=body, author=author, noteable_id=mr["id"],
                     noteable_iid=mr["iid"], project_id=mr["project_id"], type=None,
-                    resolvable=False, _awards=[])
+                    resolvable=False, _awards=[], system=False, created_at=now_iso(), updated_at=now_iso())
         mr["_notes"].append(note)
+        mr["updated_at"] = note["updated_at"]  # a note touches its merge request, as on GitLab
         return note
 
     def _add_status(self, proj: _Project, sha: str, body: dict) -> dict:

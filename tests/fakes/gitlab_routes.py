@@ -7,10 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 from urllib.parse import parse_qsl, urlencode
 
 from flask import Response, request
+
+from tests.fakes.git_remote import branch_diff
 
 
 class Abort(Exception):
@@ -33,6 +36,7 @@ class GitLabRoutes:
     mr: Callable[..., dict]
     _new_note: Callable[..., dict]
     _add_status: Callable[..., dict]
+    add_mr: Callable[..., dict]
 
     def _route_table(self) -> list[tuple[str, re.Pattern, Callable[..., Response]]]:
         p, mr = r"/projects/(?P<pid>[^/]+)", r"/projects/(?P<pid>[^/]+)/merge_requests/(?P<iid>\d+)"
@@ -43,8 +47,8 @@ class GitLabRoutes:
             ("GET", mr, lambda pid, iid, **_: json_response(public(self.mr(pid, int(iid))))),
             ("GET", mr + "/diffs", lambda pid, iid, raw, **_: paginate(
                 self.mr(pid, int(iid))["_files"], raw)),
-            ("GET", mr + "/notes", lambda pid, iid, raw, **_: paginate(
-                [public(n) for n in self.mr(pid, int(iid))["_notes"]], raw)),
+            ("GET", mr + "/notes", lambda pid, iid, body, raw, **_: paginate(
+                ordered([public(n) for n in self.mr(pid, int(iid))["_notes"]], body), raw)),
             ("POST", mr + "/notes", lambda pid, iid, body, **_: json_response(public(self._new_note(
                 self.mr(pid, int(iid)), body["body"], self.bot)), 201)),
             ("GET", mr + r"/notes/(?P<nid>\d+)", lambda pid, iid, nid, **_: json_response(
@@ -53,6 +57,8 @@ class GitLabRoutes:
             ("POST", mr + r"/notes/(?P<nid>\d+)/award_emoji", self._award),
             ("GET", mr + "/approvals", self._approvals),
             ("PUT", mr + "/merge", self._merge),
+            ("POST", p + "/merge_requests", self._create_mr),
+            ("GET", p + "/merge_requests", self._list_mrs),
             ("POST", p + r"/statuses/(?P<sha>[0-9a-f]+)", lambda pid, sha, body, **_: json_response(
                 self._add_status(self._project(pid), sha, body), 201)),
             ("GET", p + r"/repository/commits/(?P<sha>[0-9a-f]+)/statuses", self._list_statuses),
@@ -110,11 +116,44 @@ class GitLabRoutes:
         if body.get("sha") and body["sha"] != mr["sha"]:
             raise Abort(409, "SHA does not match HEAD of source branch")
         remove = body.get("should_remove_source_branch") in (True, "true", "True", "1")
-        mr.update(state="merged", should_remove_source_branch=remove,
+        mr.update(state="merged", should_remove_source_branch=remove, merged_at=now_iso(),
+                  updated_at=now_iso(),
                   merge_commit_sha=hashlib.sha1(mr["sha"].encode()).hexdigest())
         if remove:
             proj.deleted_branches.append(mr["source_branch"])
         return json_response(public(mr))
+
+    def _create_mr(self, pid: str, body: dict, **_: Any) -> Response:
+        """Open a merge request within the project; head, base and diffs are read from its repository
+        when that is a local git repo (a branch missing there answers as GitLab does)."""
+        proj = self._project(pid)
+        for key in ("source_branch", "target_branch", "title"):
+            if not body.get(key):
+                raise Abort(400, f"{key} is missing")
+        source, target = str(body["source_branch"]), str(body["target_branch"])
+        taken = [m["iid"] for m in proj.mrs.values() if m["source_branch"] == source and m["state"] == "opened"]
+        if taken:
+            message = f"Another open merge request already exists for this source branch: !{taken[0]}"
+            return json_response({"message": [message]}, 409)
+        diff = branch_diff(proj.data["http_url_to_repo"], target, source)
+        if diff is None:
+            return json_response({"message": {"source_branch": ["does not exist"]}}, 422)
+        iid = max([0, *proj.mrs]) + 1
+        mr = self.add_mr(proj.data["id"], iid, diff.head_sha, source, target, self.bot["username"],
+                         [f["filename"] if "previous_filename" not in f else (f["previous_filename"], f["filename"])
+                          for f in diff.files], diff.merge_base, title=str(body["title"]))
+        remove = body.get("remove_source_branch") in (True, "true", "True", "1")
+        mr.update(description=body.get("description") or "", force_remove_source_branch=remove,
+                  should_remove_source_branch=remove or None)
+        return json_response(public(mr), 201)
+
+    def _list_mrs(self, pid: str, body: dict, raw: str, **_: Any) -> Response:
+        """GET /merge_requests: state (opened, closed, merged, locked, all), updated_after,
+        order_by (created_at, updated_at), sort (desc by default)."""
+        state, after = body.get("state", "all"), body.get("updated_after")
+        mrs = [public(m) for m in self._project(pid).mrs.values() if state in ("all", m["state"])
+               and (not after or _time(m["updated_at"]) >= _time(after))]
+        return paginate(ordered(mrs, body), raw)
 
     def _list_statuses(self, pid: str, sha: str, body: dict, raw: str, **_: Any) -> Response:
         history = self._project(pid).statuses.get(sha, [])
@@ -184,6 +223,25 @@ class GitLabRoutes:
         note = {"id": next(self._ids), "body": body["body"], "author": self.bot}
         issue["_notes"].append(note)
         return json_response(note, 201)
+
+
+def now_iso() -> str:
+    """A time as GitLab's API writes it: 2024-01-31T12:00:00.123Z."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def ordered(items: list[dict], query: dict) -> list[dict]:
+    """Items in the order asked (order_by created_at or updated_at, sort desc by default, as
+    GitLab); in the order they were added when neither is asked."""
+    field = query.get("order_by", "created_at")
+    if not ("order_by" in query or "sort" in query) or not all(field in item for item in items):
+        return items
+    return sorted(items, key=lambda item: (_time(item[field]), item.get("id", 0)),
+                  reverse=query.get("sort", "desc") != "asc")
 
 
 def diff_entry(entry: Any) -> dict:

@@ -11,11 +11,15 @@ from runners.embedded_terraform import embedded_argv
 from runners.models import ResourceChange
 from runners.process import run
 from runners.terraform import (
+    UNKNOWN,
     MissingBinary,
     TerraformRunner,
+    change_values,
     drift_changes,
     resolve_binary,
     resource_changes,
+    sensitive_marker,
+    values_digest,
     version_satisfies,
 )
 
@@ -159,6 +163,42 @@ def test_resource_changes_mapping() -> None:
     ]
     assert drift_changes(PLAN_JSON) == [ResourceChange("a.edit", "update")]
     assert resource_changes({}) == [] and drift_changes({}) == []
+
+
+def _update(after: dict, after_unknown: dict, after_sensitive: dict) -> dict:
+    return {"resource_changes": [{"address": "a.x", "change": {
+        "actions": ["update"], "before": {"name": "old", "password": "p1", "tags": ["a"]}, "before_sensitive":
+        {"password": True}, "after": after, "after_unknown": after_unknown, "after_sensitive": after_sensitive}}]}
+
+
+def test_change_values_are_canonical_with_unknown_and_sensitive_values_as_markers() -> None:
+    plan = _update({"name": "new", "password": "p2", "tags": ["a", None]}, {"id": True, "tags": [False, True]},
+                   {"password": True, "tags": [False, False]})
+    [values] = change_values(plan)
+    assert values == {
+        "before": {"name": "old", "password": sensitive_marker("p1"), "tags": ["a"]},
+        "after": {"id": UNKNOWN, "name": "new", "password": sensitive_marker("p2"), "tags": ["a", UNKNOWN]},
+    }
+    assert "p1" not in str(values) and "p2" not in str(values)  # only their hashes
+    [change] = resource_changes(plan)
+    assert change.digest == values_digest(values) and len(change.digest) == 64
+    # no-ops are left out of both, so values stay aligned with the changes
+    assert len(change_values(PLAN_JSON)) == len(resource_changes(PLAN_JSON))
+
+
+def test_the_digest_changes_with_any_value_and_only_with_values() -> None:
+    def digest(after: dict, unknown: dict | None = None, sensitive: dict | None = None) -> str:
+        sensitive = {"password": True} if sensitive is None else sensitive
+        return resource_changes(_update(after, unknown or {}, sensitive))[0].digest
+
+    base = digest({"name": "new", "password": "p2"})
+    assert digest({"password": "p2", "name": "new"}) == base  # key order does not matter
+    assert digest({"name": "other", "password": "p2"}) != base
+    assert digest({"name": "new", "password": "p3"}) != base  # a sensitive value, by its hash
+    assert digest({"name": "new", "password": "p2"}, {"id": True}) != base  # a new unknown attribute
+    assert digest({"name": "new", "password": "p2"}, sensitive={}) != base  # no longer sensitive
+    # equality of ResourceChange ignores the digest (address and action only)
+    assert ResourceChange("a.x", "update", digest="1") == ResourceChange("a.x", "update", digest="2")
 
 
 def _exe(path: Path) -> Path:

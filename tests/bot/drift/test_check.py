@@ -173,6 +173,10 @@ def test_remediation_applies_the_default_branch_and_closes_the_issue(tmp_path, f
     entry = audit.entries(redis_server, filters={"action": "drift_remediate"})[0]
     assert entry["result"] == "success" and entry["project"] == KEY and entry["commit"] == infra["head"]
     assert locks.get_lock(redis_server, REPO_ID, KEY) is None  # remediation's own lock is released
+    [deployment] = deployments.history(redis_server, REPO_ID)
+    assert (deployment.via, deployment.result, deployment.commit, deployment.pull, deployment.user) == (
+        "drift", "success", infra["head"], 0, "plankeeper-drift")
+    assert deployment.project == KEY and len(deployment.plan_sha256) == 64 and deployment.job_id == entry["job_id"]
     run_check(rt, infra["repo"], "drift-after")
     assert drift_status.get_status(redis_server, REPO_ID, KEY)["state"] == "in_sync"
 

@@ -46,6 +46,10 @@ def test_plan_then_apply_applies_and_forgets_the_plan(fake, bench_factory) -> No
     assert artifacts.get_plan(bench.redis, bench.repo.id, 7, KEY) is None
     assert artifacts.pull_plans(bench.redis, bench.repo.id, 7) == []
     assert deployments.last_applied(bench.redis, bench.repo.id, KEY) == bench.head
+    [deployment] = deployments.history(bench.redis, bench.repo.id)
+    assert (deployment.via, deployment.result, deployment.commit, deployment.pull, deployment.user,
+            deployment.project, deployment.plan_sha256, deployment.job_id, deployment.pull_url) == (
+        "comment", "success", bench.head, 7, "alice", KEY, plan.sha256, "job-2-apply-p0", bench.pull().url)
     [entry] = audit.entries(bench.redis, filters={"action": "apply"})
     assert (entry["user"], entry["project"], entry["plan_sha256"], entry["result"], entry["job_id"]) == (
         "alice", KEY, plan.sha256, "success", "job-2-apply-p0")
@@ -112,6 +116,23 @@ def test_apply_on_approval_ignores_the_authors_approval(fake, bench_factory) -> 
     bench.work()
     assert apply_outcome(bench, "job-3-apply").status is OutcomeStatus.APPLIED
     assert audit.entries(bench.redis, filters={"action": "apply"})[0]["user"] == "bob"
+    assert store.load(bench.redis, "job-3-apply").via == "approval"  # the run carries its trigger
+    [deployment] = deployments.history(bench.redis)
+    assert (deployment.via, deployment.user, deployment.result) == ("approval", "bob", "success")
+
+
+def test_a_failed_apply_is_a_deployment_that_leaves_the_live_commit(bench_factory) -> None:
+    bench = planned(bench_factory, defaults=NO_REQUIREMENTS)
+    deployments.record_last_applied(bench.redis, bench.repo.id, KEY, "0" * 40)
+    plan = artifacts.get_plan(bench.redis, bench.repo.id, 7, KEY)
+    bench.redis.hset(keys.PLAN.format(repo=bench.repo.id, number=7, project=KEY), "file", b"tampered")
+    bench.comment("/apply", "alice", job_id="job-2")
+    bench.work()
+
+    assert apply_outcome(bench).status is OutcomeStatus.FAILED
+    [deployment] = deployments.history(bench.redis)
+    assert (deployment.via, deployment.result, deployment.plan_sha256) == ("comment", "failed: verify", plan.sha256)
+    assert deployments.last_applied(bench.redis, bench.repo.id, KEY) == "0" * 40
 
 
 def test_an_apply_of_the_same_project_running_elsewhere_skips_it(bench_factory) -> None:

@@ -13,6 +13,7 @@ from tests.bot.ui.conftest import PASSWORD, TOKEN, USER
 
 READS = ["/", "/jobs", "/jobs/d-1", "/audit", "/login", "/api/jobs", "/api/jobs/d-1", "/api/jobs/d-1/log",
          "/api/jobs/d-1/events", "/api/audit", "/api/audit?format=jsonl", "/api/locks", "/api/drift", "/metrics",
+         "/deployments", "/deployments?repo=github.com/acme/infra", "/api/deployments",
          "/locks/unlock?repo=github.com/acme/infra&project=a::default", "/no-such-page"]
 BASIC = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
 

@@ -6,7 +6,8 @@ import base64
 import json
 import time
 
-from bot.state import audit, joblog, locks
+from bot.models import Repo
+from bot.state import audit, deployments, joblog, locks, repos
 from bot.settings import UISettings
 from tests.bot.ui.conftest import PASSWORD, USER
 
@@ -140,3 +141,51 @@ def test_job_page_links_a_run_to_its_project_jobs_and_back(client, redis_server)
     assert 'href="/jobs/d-abc-apply-p0">apply infra/app</a>' in parent and 'href="/jobs/d-abcd"' not in parent
     child = client.get("/jobs/d-abc-apply-p0").get_data(as_text=True)
     assert 'Part of job <a class="mono" href="/jobs/d-abc">d-abc</a> (comment)' in child
+
+
+def _deploy(r, project: str, commit: str, when: float, result: str = "success", via: str = "comment",
+            repo: str = REPO, pull: int = 7) -> deployments.Deployment:
+    return deployments.record(r, deployments.Deployment(
+        repo=repo, project=project, commit=commit, pull=pull, user="alice", result=result, plan_sha256="ab" * 32,
+        via=via, job_id=f"job-{int(when)}-p0", pull_url=f"https://github.com/acme/infra/pull/{pull}" if pull else "",
+        time=when))
+
+
+def test_deployments_page_shows_the_live_commit_and_history_per_project(client, redis_server):
+    _deploy(redis_server, PROJECT, "a" * 40, 1700000000)
+    _deploy(redis_server, PROJECT, "b" * 40, 1700000100, result="failed: apply", via="merge", pull=8)
+    _deploy(redis_server, "net::prod", "c" * 40, 1700000200, via="drift", pull=0)
+    _deploy(redis_server, PROJECT, "d" * 40, 1700000300, repo="github.com/acme/other")
+    html = client.get("/deployments?repo=github.com/acme/infra", headers=HTML).get_data(as_text=True)
+    assert 'class="active">Deployments</a>' in html.replace('href="/deployments" ', "")
+    assert "github.com/acme/other" in html and "dddddd" not in html  # the picker names it; its rows are not here
+    app = html[html.index('data-project="infra/app::default"'):html.index('data-project="net::prod"')]
+    # live: the successful apply of aaaaaaa, not the later failed one
+    assert '<span class="mono" title="' + "a" * 40 + '">aaaaaaa</span>' in app.split("</p>")[0]
+    assert "via comment" in app.split("</p>")[0] and 'href="https://github.com/acme/infra/pull/7">#7</a>' in app
+    rows = app[app.index("<tbody>"):]
+    assert rows.index("bbbbbbb") < rows.index("aaaaaaa")  # newest first
+    assert "failed: apply" in app and 'href="https://github.com/acme/infra/pull/8">#8</a>' in app
+    assert 'href="/jobs/job-1700000000-p0">log</a>' in app and "2023-11-14 22:13:20 UTC" in app
+    assert app.count('<td class="actions">') == 2  # the place for per-deployment actions (Roll back)
+    net = html[html.index('data-project="net::prod"'):]
+    assert "via drift" in net and "ccccccc" in net and '<span class="muted">none</span>' in net
+
+
+def test_deployments_page_writes_a_gitlab_merge_request_as_such(client, redis_server):
+    repos.remember_repo(redis_server, Repo("gitlab", "gitlab.example.com", "acme/net", "https://x/acme/net.git"))
+    _deploy(redis_server, PROJECT, "a" * 40, 1.0, repo="gitlab.example.com/acme/net", pull=12)
+    html = client.get("/deployments", headers=HTML).get_data(as_text=True)
+    assert '>!12</a>' in html and '>#12</a>' not in html
+
+
+def test_deployments_page_lists_every_repository_or_says_there_are_none(client, redis_server):
+    assert "No deployments yet" in client.get("/deployments", headers=HTML).get_data(as_text=True)
+    _deploy(redis_server, PROJECT, "a" * 40, 1.0)
+    _deploy(redis_server, PROJECT, "d" * 40, 2.0, repo="github.com/acme/other")
+    html = client.get("/deployments", headers=HTML).get_data(as_text=True)
+    assert 'data-repo="github.com/acme/infra"' in html and 'data-repo="github.com/acme/other"' in html
+    assert 'href="/deployments?repo=github.com/acme/other"' in html
+    missing = client.get("/deployments?repo=acme/none", headers=HTML).get_data(as_text=True)
+    assert "No deployment of acme/none is recorded." in missing
+
