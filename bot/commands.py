@@ -6,6 +6,7 @@ the usage of the command) for anything malformed. It never raises anything else.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import posixpath
 import re
@@ -17,10 +18,13 @@ from typing import NoReturn
 from bot.errors import UsageError
 from bot.models import Command
 
-COMMANDS = ("plan", "apply", "unlock", "cancel", "approve_policies", "help", "version", "revert")
+COMMANDS = ("plan", "apply", "unlock", "cancel", "approve_policies", "help", "version", "revert", "import",
+            "state")
 DEFAULT_EXTRA_ARGS_ALLOWLIST = (
-    "-target", "-replace", "-var", "-refresh", "-lock-timeout", "-parallelism",
+    "-target", "-replace", "-var", "-refresh", "-lock-timeout", "-parallelism", "-destroy", "-var-file",
 )
+_NO_VALUE_FLAGS = ("destroy", "refresh-only")  # a word after them is not their value
+PATH_FLAGS = ("var-file",)  # values must stay inside the repository (checked again at plan time)
 # Words people type out of habit (other tools, or Terraform itself); never aliases by default.
 _FOREIGN_PREFIXES = ("terraform", "tofu", "atlantis")
 
@@ -70,6 +74,28 @@ _USAGES = {
         "/revert", "on a merged pull request: open a pull request that reverts it (GitOps rollback)",
         ("The revert pull request is planned, approved and deployed like any other.",),
     ),
+    "import": _Usage(
+        "/import [-d DIR | -p PROJECT] [-w WORKSPACE] ADDRESS ID [-- EXTRA_ARGS...]",
+        "import an existing object into one project's state; its plan is discarded: /plan again",
+        (
+            "-d, --dir DIR            project directory (default: the only project); not with -p",
+            "-w, --workspace NAME     Terraform workspace",
+            "-p, --project NAME       project name from the repo config",
+            "ADDRESS ID               resource address and the provider's id of the object",
+            "-- EXTRA_ARGS            extra Terraform flags, each one in extra_args_allowlist",
+        ),
+    ),
+    "state": _Usage(
+        "/state rm [-d DIR | -p PROJECT] [-w WORKSPACE] ADDRESS... [-- EXTRA_ARGS...]",
+        "remove resources from one project's state; its plan is discarded: /plan again",
+        (
+            "-d, --dir DIR            project directory (default: the only project); not with -p",
+            "-w, --workspace NAME     Terraform workspace",
+            "-p, --project NAME       project name from the repo config",
+            "ADDRESS...               resource addresses to forget (nothing is destroyed)",
+            "-- EXTRA_ARGS            extra Terraform flags, each one in extra_args_allowlist",
+        ),
+    ),
 }
 
 # Canonical flag names per spelling; value flags take the next token or `=VALUE`.
@@ -86,7 +112,10 @@ _ALLOWED_FLAGS = {
     "plan": frozenset({"dir", "workspace", "project", "verbose"}),
     "apply": frozenset({"dir", "workspace", "project", "verbose", "queue",
                         "auto_merge_disabled"}),
+    "import": frozenset({"dir", "workspace", "project"}),
+    "state": frozenset({"dir", "workspace", "project"}),
 }
+_STATE_COMMANDS = ("import", "state")  # one project, positional ADDRESS [ID], extra args
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -201,21 +230,32 @@ def _check_extra_args(args: list[str], allowlist: Sequence[str], command: str) -
     """Each flag after `--` must be allowlisted; a bare word only as the previous flag's value."""
     allowed = {a.lstrip("-").lower() for a in allowlist if isinstance(a, str)}
     shown = ", ".join(f"`{a}`" for a in allowlist) or "none"
-    expects_value = False
+    expects_value, flag = False, ""
     for arg in args:
         if _CONTROL.search(arg):
             _fail("Extra arguments may not contain control characters.", command)
         if arg.startswith("-") and arg.strip("-"):
-            name, has_value, _ = arg.partition("=")
-            if name.lstrip("-").lower() not in allowed:
+            name, has_value, value = arg.partition("=")
+            flag = name.lstrip("-").lower()
+            if flag not in allowed:
                 _fail(f"Extra argument `{name}` is not allowed. Allowed: {shown}.", command)
-            expects_value = not has_value
+            if has_value:
+                _check_path_value(flag, value, command)
+            expects_value = not has_value and flag not in _NO_VALUE_FLAGS
         elif expects_value:
+            _check_path_value(flag, arg, command)
             expects_value = False
         else:
             _fail(f"Unexpected extra argument `{arg}`: only allowlisted flags and their "
                   "values may follow `--`.", command)
     return tuple(args)
+
+
+def _check_path_value(flag: str, value: str, command: str) -> None:
+    """`-var-file` takes a path inside the repository: relative, never absolute or home-relative."""
+    if flag in PATH_FLAGS and (not value or value.startswith(("/", "~", "\\")) or re.match(r"^[A-Za-z]:", value)):
+        _fail(f"`-{flag}` takes a path inside the repository, relative to the project's directory; "
+              f"`{value}` is not one.", command)
 
 
 # ---------------------------------------------------------------- flags
@@ -287,6 +327,46 @@ def _parse_flags(command: str, tokens: list[str], allowlist: Sequence[str]) -> C
     )
 
 
+def _parse_state_command(command: str, tokens: list[str], allowlist: Sequence[str]) -> Command:
+    """/import ADDRESS ID and /state rm ADDRESS...: flags as /plan's (one project), positional
+    arguments in `args`, extra args after `--` checked against the allowlist."""
+    extra: list[str] = []
+    if "--" in tokens:
+        cut = tokens.index("--")
+        tokens, extra = tokens[:cut], tokens[cut + 1:]
+    flags: list[str] = []
+    positional: list[str] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token.startswith("-"):
+            flags.append(token)
+            flag, inline = _split_flag(token)
+            if _FLAGS.get(flag) in _VALUE_FLAGS and inline is None and i + 1 < len(tokens):
+                flags.append(tokens[i + 1])
+                i += 1
+        else:
+            positional.append(token)
+        i += 1
+    parsed = _parse_flags(command, flags, allowlist)
+    if len(parsed.dirs) > 1 or len(parsed.projects) > 1:
+        _fail(f"`/{command}` works on one project: give at most one `-d` or `-p`.", command)
+    if any(ch in d for d in parsed.dirs for ch in "*?["):
+        _fail(f"`/{command}` works on one project: `-d` takes no globs.", command)
+    if command == "state":
+        if not positional or positional[0].lower() != "rm":
+            _fail("`/state` needs the subcommand `rm`: `/state rm ADDRESS...`.", command)
+        positional = positional[1:]
+        if not positional:
+            _fail("`/state rm` needs at least one resource address.", command)
+    elif len(positional) != 2:
+        _fail(f"`/import` needs a resource address and an id (got {len(positional)} argument(s)).", command)
+    if any(_CONTROL.search(a) for a in positional):
+        _fail("Arguments may not contain control characters.", command)
+    return dataclasses.replace(parsed, args=tuple(positional),
+                               extra_args=_check_extra_args(extra, allowlist, command))
+
+
 def _parse_plain(command: str, tokens: list[str]) -> Command:
     """Commands without flags; /help takes one optional command name, kept in extra_args."""
     if command == "help" and len(tokens) == 1 and not tokens[0].startswith("-"):
@@ -335,6 +415,8 @@ def parse_comment(
         tokens = shlex.split(parts[1] if len(parts) > 1 else "", posix=True)
     except ValueError as exc:
         _fail(f"Could not read the arguments: {exc} (check your quotes).", name)
+    if name in _STATE_COMMANDS:
+        return _parse_state_command(name, tokens, extra_args_allowlist)
     if name in _ALLOWED_FLAGS:
         return _parse_flags(name, tokens, extra_args_allowlist)
     return _parse_plain(name, tokens)

@@ -1,7 +1,9 @@
 """Which runner plans a project: the one place that turns settings into a Runner.
 
 TerraformRunner for the default workflow, WorkflowRunner for a custom one, KubectlRunner for
-`engine: kubectl`. A project's terraform_version picks a binary from terraform.binaries. Every
+`engine: kubectl`. A project's terraform_version (or an exact required_version in its root
+module) picks a binary from terraform.binaries, else is downloaded once into
+data_dir/terraform-versions (runners.terraform_install) when terraform.download is on. Every
 runner gets the job's sandbox (runners.sandbox): what a process running a pull request's code
 may see of this machine.
 """
@@ -25,6 +27,7 @@ from runners.models import Project
 from runners.repo_config_schema import EffectiveProject
 from runners.sandbox import BUBBLEWRAP, NO_SANDBOX, NONE, Sandbox, probe
 from runners.terraform import MissingBinary, TerraformRunner, resolve_binary
+from runners.terraform_install import InstallError, exact_version, install, required_version
 from runners.terraform_config import write_cli_config
 from runners.kubectl import KubectlRunner
 from runners.workflows import WorkflowRunner, comment_args
@@ -34,6 +37,7 @@ BASE_DIR = "base"  # render-only mode: the pull request's base checkout, next to
 CLI_CONFIG = "terraform.tfrc"  # in data_dir: the TF_CLI_CONFIG_FILE of every Terraform
 PROVIDER_MIRROR = "provider-mirror"  # in data_dir: read-only providers the operator may put there
 PLUGIN_CACHE = "plugin-cache"  # in the job's work dir: a job never shares what it downloads
+TERRAFORM_VERSIONS = "terraform-versions"  # in data_dir: downloaded releases, shared by every job
 
 
 def parent_environment() -> dict[str, str]:
@@ -43,18 +47,20 @@ def parent_environment() -> dict[str, str]:
 
 def runner_for(project: Project, settings: Settings, workspace: Workspace,
                effective: Optional[EffectiveProject] = None, step_env: Optional[Mapping[str, str]] = None,
-               terraform_version: Optional[str] = None) -> Runner:
+               terraform_version: Optional[str] = None, project_dir: Optional[Path] = None) -> Runner:
     """The runner for the project's engine, with a private HOME/TMPDIR in the workspace.
 
-    Raises UserFacingError when no configured binary fits the project's terraform_version or
-    terraform_distribution, or when the kubectl binary is missing.
+    project_dir (the project's directory in the checkout) lets an exact `required_version` of its
+    .tf files pick the version when terraform_version is unset. Raises UserFacingError when no
+    configured binary fits the project's terraform_version or terraform_distribution, when its
+    download fails, or when the kubectl binary is missing.
     """
     env = minimal_env(parent_environment(), workspace.home, workspace.tmp)
     if project.engine == "kubectl":
         return _kubectl_runner(settings, env, effective, _applyset_name(project, step_env or {}), workspace)
     version = terraform_version or (effective.terraform_version if effective else None)
     distribution = effective.terraform_distribution if effective else "terraform"
-    argv0 = _terraform_argv(settings, env.get("PATH", ""), version, distribution)
+    argv0 = _terraform_argv(settings, env.get("PATH", ""), version, distribution, project_dir)
     terraform = TerraformRunner(argv0, env, settings.terraform.timeout,
                                 plugin_cache_dir=workspace.root / PLUGIN_CACHE, cli_config=cli_config(settings),
                                 sandbox=job_sandbox(settings, workspace, argv0[:1]))
@@ -66,8 +72,13 @@ def runner_for(project: Project, settings: Settings, workspace: Workspace,
     return WorkflowRunner(terraform, effective.workflow, step, settings.terraform.timeout, terraform.env)
 
 
-def _terraform_argv(settings: Settings, path: str, version: Optional[str], distribution: str) -> list[str]:
+def _terraform_argv(settings: Settings, path: str, version: Optional[str], distribution: str,
+                    project_dir: Optional[Path] = None) -> list[str]:
     try:
+        if not version and project_dir is not None and settings.terraform.binary == "auto":
+            version = _required_version(settings, project_dir, distribution)
+        if version:
+            return _versioned_argv(settings, path, version, distribution)
         if distribution == "opentofu" and not version and settings.terraform.binary in ("auto", "embedded"):
             found = shutil.which("tofu", path=path)
             if not found:
@@ -79,6 +90,38 @@ def _terraform_argv(settings: Settings, path: str, version: Optional[str], distr
         raise UserFacingError(
             f"Cannot run this project with {distribution} {version or ''}: {exc}.".replace("  ", " "),
             title="Missing Terraform version") from exc
+
+
+def _required_version(settings: Settings, project_dir: Path, distribution: str) -> Optional[str]:
+    """The exact required_version of the project's .tf files, when it can be honoured (downloaded
+    or found in terraform.binaries); None keeps terraform.binary's choice."""
+    pinned = required_version(project_dir)
+    if pinned is None or settings.terraform.download:
+        return pinned
+    try:
+        resolve_binary("auto", "", version=pinned, binaries=settings.terraform.binaries, distribution=distribution)
+    except MissingBinary:
+        return None
+    return pinned
+
+
+def _versioned_argv(settings: Settings, path: str, version: str, distribution: str) -> list[str]:
+    """terraform.binaries first; else the release, downloaded once (terraform.download)."""
+    tf = settings.terraform
+    try:
+        return resolve_binary(tf.binary, path, version=version, binaries=tf.binaries, distribution=distribution)
+    except MissingBinary as exc:
+        exact = exact_version(version)
+        if not tf.download:
+            raise
+        if exact is None:
+            raise MissingBinary(f"{exc}; only an exact version (such as 1.6.2) can be downloaded") from exc
+    url = tf.tofu_download_url if distribution == "opentofu" else tf.download_url
+    try:
+        return [str(install(distribution, exact, Path(settings.data_dir).resolve() / TERRAFORM_VERSIONS, url))]
+    except InstallError as exc:
+        raise UserFacingError(f"Cannot install {exc} (server setting terraform.download).",
+                              title="Terraform download failed") from exc
 
 
 def _kubectl_runner(settings: Settings, env: dict[str, str], effective: Optional[EffectiveProject],

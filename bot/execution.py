@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from bot import redact, selection
+from bot.commands import PATH_FLAGS
 from bot.context import JobContext
 from bot.engines import render_base_dir, runner_for, step_env_for
 from bot.errors import UserFacingError
@@ -22,7 +23,7 @@ from runners.models import ApplyResult, PlanResult, Project
 from runners.repo_config_merge import project_defaults
 from runners.repo_config_schema import EffectiveProject
 from runners.terraform import change_values
-from runners.workspace import PathEscape
+from runners.workspace import PathEscape, Workspace
 
 SETUP_ERRORS = (UserFacingError, PathEscape)  # the user's to fix: reported on the project
 
@@ -45,14 +46,31 @@ def plan_in(ctx: JobContext, pull: PullRequest, repo_dir: str, effective: Effect
     sink(f"planning {project.dir} (workspace {project.workspace})")
     try:
         project_dir = selection.project_dir(ctx.workspace, repo_dir, project)
+        check_path_args(selection.repo_workspace(ctx.workspace, repo_dir), project, extra_args)
         runner = runner_for(project, ctx.settings, ctx.workspace, effective,
-                            step_env_for(pull, project, project.dir, extra_args, actor))
+                            step_env_for(pull, project, project.dir, extra_args, actor), project_dir=project_dir)
     except SETUP_ERRORS as exc:
         return PlanResult(ok=False, failed_step="setup", error=getattr(exc, "message", str(exc)))
     base_dir = render_base_dir(ctx, pull, repo_dir, project)  # render-only kubectl: diff base and head
     extra = {"base_dir": base_dir} if base_dir is not None else {}
     return runner.plan(project_dir, project.workspace, output_dir(ctx, project), tuple(extra_args), on_line=sink,
                        should_stop=ctx.should_stop(pull), **extra)
+
+
+def check_path_args(repo: Workspace, project: Project, extra_args: Sequence[str]) -> None:
+    """`-var-file PATH` / `-var-file=PATH` must stay inside the repository, taken relative to the
+    project's directory as Terraform does; raises PathEscape (reported on the project) otherwise."""
+    args = list(extra_args)
+    for i, arg in enumerate(args):
+        name, has_value, value = arg.partition("=")
+        if name.lstrip("-").lower() not in PATH_FLAGS:
+            continue
+        if not has_value:
+            value = args[i + 1] if i + 1 < len(args) else ""
+        try:
+            repo.resolve(value, base=project.dir)
+        except PathEscape as exc:
+            raise PathEscape(f"`{name}`: {exc}; give a path inside the repository") from None
 
 
 def output_dir(ctx: JobContext, project: Project) -> Path:
@@ -87,7 +105,7 @@ def apply_in(ctx: JobContext, pull: PullRequest, repo_dir: str, plan: artifacts.
         project_dir = selection.project_dir(ctx.workspace, repo_dir, project)
         plan_file = artifacts.write_plan_file(ctx.redis, plan, ctx.workspace.resolve(f"plans/{plan.sha256[:16]}"))
         runner = runner_for(project, ctx.settings, ctx.workspace, effective,
-                            step_env_for(pull, project, project.dir, (), actor))
+                            step_env_for(pull, project, project.dir, (), actor), project_dir=project_dir)
     except artifacts.ArtifactCorrupt as exc:
         return ApplyResult(ok=False, failed_step="verify", error=f"{exc}: comment `/plan` to plan again.")
     except SETUP_ERRORS as exc:

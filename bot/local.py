@@ -164,6 +164,8 @@ def _print_config(root: Path, config, effective) -> None:
         _print_discovered(root)
         return
     print(f"Config: {config.file} (valid)")
+    for warning in config.warnings:
+        print(f"Warning: {warning}")
     print(f"Projects ({len(effective)}):" if effective else "Projects: none configured")
     for ep in effective:
         print("  - " + _describe(ep))

@@ -65,10 +65,14 @@ class RunKind(StrEnum):
     PLAN = "plan"
     APPLY = "apply"
     DEPLOY = "deploy"  # merge-to-deploy: re-plan on the merge commit, compare, apply
+    IMPORT = "import"  # /import ADDRESS ID
+    STATE_RM = "state"  # /state rm ADDRESS...
 
     @property
     def report_command(self) -> str:
         """The command its comment and commit status are named after."""
+        if self in (RunKind.IMPORT, RunKind.STATE_RM):
+            return self.value
         return "plan" if self is RunKind.PLAN else "apply"
 
 
@@ -229,7 +233,7 @@ def event_from_dict(payload: dict) -> Event:
 class Command:
     """A parsed comment command (SPEC §6)."""
 
-    name: str  # plan | apply | unlock | cancel | approve_policies | help | version
+    name: str  # plan | apply | unlock | cancel | approve_policies | help | version | import | state ...
     dirs: tuple[str, ...] = ()
     workspace: Optional[str] = None
     projects: tuple[str, ...] = ()
@@ -237,6 +241,7 @@ class Command:
     extra_args: tuple[str, ...] = ()
     queue: bool = False
     auto_merge_disabled: bool = False
+    args: tuple[str, ...] = ()  # positional arguments: /import ADDRESS ID, /state rm ADDRESS...
 
     def to_dict(self) -> dict:
         return _to_dict(self)
@@ -244,7 +249,7 @@ class Command:
     @classmethod
     def from_dict(cls, data: dict) -> "Command":
         data = dict(data)
-        for key in ("dirs", "projects", "extra_args"):
+        for key in ("dirs", "projects", "extra_args", "args"):
             data[key] = tuple(data.get(key, ()))
         return cls(**data)
 

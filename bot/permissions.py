@@ -9,8 +9,8 @@ from bot.models import Repo
 
 # Commands that change infrastructure or others' work need write access on top of the list
 # (`/cancel` stops someone else's plan or apply; `/plan -- ARGS` changes what Terraform runs;
-# `/revert` pushes a branch with the bot's credentials).
-WRITE_COMMANDS = ("apply", "unlock", "approve_policies", "cancel", "revert")
+# `/revert` pushes a branch with the bot's credentials; `/import` and `/state rm` write state).
+WRITE_COMMANDS = ("apply", "unlock", "approve_policies", "cancel", "revert", "import", "state")
 
 
 def check(forge: Forge, repo: Repo, login: str, command: str, permissions: dict[str, tuple[str, ...]],

@@ -28,6 +28,7 @@ STATUS_WORDS = {
 TRUNCATED_NOTE = "\n… output truncated: the full output is in the [job log]({url}).\n"
 OUTDATED_BANNER = "> ⚠️ **Outdated:** a newer plan replaced this one{link}.\n\n"
 MAX_TABLE_ROWS = 50
+APPLIED_COMMANDS = ("apply", "import", "state")  # their result is outcome.apply
 
 
 def overview(command: str, outcomes: Sequence[ProjectOutcome], running: bool) -> str:
@@ -35,9 +36,10 @@ def overview(command: str, outcomes: Sequence[ProjectOutcome], running: bool) ->
     n = len(outcomes)
     noun = "project" if n == 1 else "projects"
     failed = sum(o.status.is_failure for o in outcomes)
-    if command == "apply":
+    if command in APPLIED_COMMANDS:
         applied = sum(o.status is OutcomeStatus.APPLIED for o in outcomes)
-        text = f"{n} {noun}: {applied} applied, {failed} failed"
+        done = {"import": "imported", "state": "updated"}.get(command, "applied")
+        text = f"{n} {noun}: {applied} {done}, {failed} failed"
     else:
         changed = sum(o.status is OutcomeStatus.PLANNED for o in outcomes)
         unchanged = sum(o.status is OutcomeStatus.NO_CHANGES for o in outcomes)
@@ -91,7 +93,7 @@ def project_section(command: str, outcome: ProjectOutcome, budget: Optional[int]
     title = f"### {'`' + p.name + '` · ' if p.name else ''}dir: `{p.dir}` · workspace: `{p.workspace}`"
     blocked = " · ❌ policy failed" if command == "plan" and _policy_failed(outcome) else ""
     parts = [title, "", f"**{STATUS_WORDS.get(outcome.status, outcome.status)}{blocked}**", ""]
-    result = outcome.apply if command == "apply" and outcome.apply else outcome.plan
+    result = outcome.apply if command in APPLIED_COMMANDS and outcome.apply else outcome.plan
     if outcome.message:
         parts += [outcome.message, ""]
     if outcome.status is OutcomeStatus.FAILED and result and result.failed_step:

@@ -26,7 +26,7 @@ from bot.errors import SettingsError
 ENV_PREFIX = "PLANKEEPER_"
 # Read by the command line itself (which file to load), not a setting.
 ENV_NOT_SETTINGS = frozenset({"PLANKEEPER_CONFIG"})
-COMMANDS = ("plan", "apply", "unlock", "cancel", "approve_policies", "help", "version", "revert")
+COMMANDS = ("plan", "apply", "unlock", "cancel", "approve_policies", "help", "version", "revert", "import", "state")
 
 Requirement = Literal["approved", "mergeable", "undiverged"]
 Override = Literal[
@@ -248,6 +248,10 @@ class TerraformSettings:
     binary: str = _meta("auto", check=_check_nonempty)
     binaries: dict[str, str] = _meta(factory=dict)  # version constraint -> path
     timeout: int = _meta(3600, min=1)
+    # install a project's pinned version on first use (runners.terraform_install)
+    download: bool = True
+    download_url: str = _meta("https://releases.hashicorp.com", check=_check_url)
+    tofu_download_url: str = _meta("https://github.com/opentofu/opentofu/releases/download", check=_check_url)
 
 
 @dataclass(frozen=True)
@@ -317,7 +321,7 @@ class Settings:
     terraform: TerraformSettings = field(default_factory=TerraformSettings)
     kubectl: KubectlSettings = field(default_factory=KubectlSettings)
     extra_args_allowlist: tuple[str, ...] = _meta(
-        ("-target", "-replace", "-var", "-refresh", "-lock-timeout", "-parallelism"),
+        ("-target", "-replace", "-var", "-refresh", "-lock-timeout", "-parallelism", "-destroy", "-var-file"),
         each=_check_flag)
     drift: DriftSettings = field(default_factory=DriftSettings)
     reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)

@@ -6,8 +6,10 @@ valid, and raises RepoConfigError (file, line, key path, message) when it is not
 """
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import re
+import shlex
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -25,7 +27,8 @@ CONFIG_FILES = ("plankeeper.yaml", "atlantis.yaml")
 MAX_BYTES = 5 * 1024 * 1024
 TOP_KEYS = ("version", "automerge", "delete_source_branch_on_merge", "parallel_plan", "parallel_apply",
             "parallel_policy_check", "abort_on_execution_order_fail", "autodiscover", "projects",
-            "workflows", "allowed_regexp_prefixes")
+            "workflows", "allowed_regexp_prefixes", "repo_locks", "silence_pr_comments", "policies",
+            "emoji_reaction")
 PROJECT_KEYS = ("name", "dir", "workspace", "branch", "autoplan", "apply_requirements", "plan_requirements",
                 "import_requirements", "workflow", "terraform_version", "terraform_distribution",
                 "depends_on", "execution_order_group", "repo_locks", "repo_locking", "silence_pr_comments",
@@ -34,8 +37,10 @@ PROJECT_KEYS = ("name", "dir", "workspace", "branch", "autoplan", "apply_require
 STEP_KEYS = {"init": ("extra_args",), "plan": ("extra_args",), "apply": ("extra_args",),
              "show": ("extra_args",), "import": ("extra_args",), "state_rm": ("extra_args",),
              "policy_check": ("extra_args",), "version": (),
-             "run": ("command", "output", "shell", "shell_args"), "multienv": ("command", "output", "shell", "shell_args"),
-             "env": ("name", "value", "command", "shell", "shell_args")}
+             "run": ("command", "output", "shell", "shell_args", "shellArgs"),
+             "multienv": ("command", "output", "shell", "shell_args", "shellArgs"),
+             "env": ("name", "value", "command", "shell", "shell_args", "shellArgs")}
+SILENCE_WARNING = "accepted but not honoured: Plankeeper comments on every plan and apply"
 OUTPUT_MODES = ("show", "hide", "strip_refreshing")
 _BAD_WORKSPACE = re.compile(r"[/\\$\s]|\.\.")
 _VERSION_PART = re.compile(r"^\s*(=|!=|>=|<=|>|<|~>)?\s*v?\d+(\.\d+){0,2}(-[\w.]+)?\s*$")
@@ -85,7 +90,7 @@ def parse_repo_config(text: str, file: str = "atlantis.yaml", require_version: b
         return RepoConfig(file=file)
     top = reader.mapping(root, "", TOP_KEYS)
     _check_version(reader, top, require_version)
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {"version": reader.version}
     for key in ("automerge", "delete_source_branch_on_merge", "parallel_plan", "parallel_apply",
                 "abort_on_execution_order_fail"):
         if key in top and not reader.is_null(top[key]):
@@ -98,7 +103,35 @@ def parse_repo_config(text: str, file: str = "atlantis.yaml", require_version: b
     projects = tuple(_project(reader, node, i) for i, node in
                      enumerate(reader.sequence(top.get("projects", _null()), "projects")))
     _check_projects(reader, projects)
-    return RepoConfig(file=file, projects=projects, workflows=workflows, lines=dict(reader.lines), **values)
+    projects = _top_level_defaults(reader, top, values, projects)
+    return RepoConfig(file=file, projects=projects, workflows=workflows, lines=dict(reader.lines),
+                      warnings=tuple(reader.warnings), **values)
+
+
+def _top_level_defaults(reader: Reader, top: dict[str, yaml.Node], values: dict[str, Any],
+                        projects: tuple[ProjectConfig, ...]) -> tuple[ProjectConfig, ...]:
+    """Atlantis' top-level keys: repo_locks and silence_pr_comments are every project's default
+    (a project's own key wins); policies and emoji_reaction are accepted and reported as ignored."""
+    defaults: dict[str, Any] = {}
+    if "repo_locks" in top and not reader.is_null(top["repo_locks"]):
+        defaults.update(_project_value(reader, "repo_locks", top["repo_locks"], "repo_locks"))
+        values["repo_locks_mode"] = defaults.get("repo_locks_mode")
+    if "silence_pr_comments" in top and not reader.is_null(top["silence_pr_comments"]):
+        defaults.update(_project_value(reader, "silence_pr_comments", top["silence_pr_comments"], "silence_pr_comments"))
+    if "policies" in top:
+        if not reader.is_null(top["policies"]):
+            reader.mapping(top["policies"], "policies", None)
+        _warn_key(reader, "policies", "ignored: Plankeeper takes policy sets from the server settings "
+                    "(`policies.sets`), never from a repository")
+    if "emoji_reaction" in top and not reader.is_null(top["emoji_reaction"]):
+        values["emoji_reaction"] = reader.string(top["emoji_reaction"], "emoji_reaction")
+        _warn_key(reader, "emoji_reaction", "ignored: commands are acknowledged with the "
+                    "server's reaction (eyes)")
+    out = []
+    for p in projects:
+        own = {k: v for k, v in defaults.items() if not getattr(p, k)}
+        out.append(dataclasses.replace(p, **own) if own else p)
+    return tuple(out)
 
 
 def parse_server_workflows(raw: Mapping[str, Any], where: str = "server settings") -> dict[str, Workflow]:
@@ -120,14 +153,21 @@ def _null() -> yaml.Node:
     return yaml.ScalarNode("tag:yaml.org,2002:null", "")
 
 
+def _warn_key(reader: Reader, key: str, message: str) -> None:
+    """A warning at the line of the key itself (its value may start on a later line)."""
+    reader.warnings.append(str(RepoConfigError(message, reader.file, reader.lines.get(key), key)))
+
+
 def _check_version(reader: Reader, top: dict[str, yaml.Node], required: bool) -> None:
     node = top.get("version")
     if node is None:
         if required:
             raise RepoConfigError("required: add `version: 3` at the top of the file", reader.file, 1, "version")
         return
-    if reader.integer(node, "version") != 3:
-        raise reader.error(node, "version", f"only version 3 is supported, got {node.value}")
+    version = reader.integer(node, "version")
+    if version not in (2, 3):
+        raise reader.error(node, "version", f"only versions 3 and 2 are supported, got {node.value}")
+    reader.version = version
 
 
 def _autodiscover(reader: Reader, node: yaml.Node) -> Autodiscover:
@@ -177,24 +217,51 @@ def _step(reader: Reader, node: yaml.Node, path: str) -> Step:
     kind, body = next(iter(entries.items()))
     key = join_key(path, kind)
     if kind in ("run", "multienv") and isinstance(body, yaml.ScalarNode) and not reader.is_null(body):
-        return Step(kind, command=_command(reader, body, key))
+        return Step(kind, command=_command(reader, body, key, v2_words=kind == "run"))
     fields = reader.mapping(body, key, STEP_KEYS[kind])
+    _shell(reader, fields, key)
     if kind == "env":
         return _env_step(reader, body, fields, key)
     if kind in ("run", "multienv"):
         if "command" not in fields:
             raise reader.error(body, key, "`command` is required")
         output = reader.choice(fields["output"], join_key(key, "output"), OUTPUT_MODES) if "output" in fields else "show"
-        return Step(kind, command=_command(reader, fields["command"], join_key(key, "command")), output=output)
+        return Step(kind, command=_command(reader, fields["command"], join_key(key, "command"), kind == "run"),
+                    output=output)
     extra = reader.strings(fields["extra_args"], join_key(key, "extra_args")) if "extra_args" in fields else ()
     return Step(kind, extra_args=extra)
 
 
-def _command(reader: Reader, node: yaml.Node, path: str) -> str:
+def _command(reader: Reader, node: yaml.Node, path: str, v2_words: bool = False) -> str:
+    """The command text; a `run` command of a version 2 file is read as Atlantis reads it (split
+    into shell words, quotes and escapes removed, joined by spaces), then run with /bin/sh -c."""
     command = reader.string(node, path)
     if not command.strip():
         raise reader.error(node, path, "must not be empty")
+    if v2_words and reader.version == 2:
+        try:
+            return " ".join(shlex.split(command))
+        except ValueError as exc:
+            raise reader.error(node, path, f"cannot be split into words as version 2 does: {exc}") from None
     return command
+
+
+def _shell(reader: Reader, fields: dict[str, yaml.Node], key: str) -> None:
+    """`shell` / `shell_args` (`shellArgs`, Atlantis' documented spelling): accepted; anything but
+    Atlantis' default `sh -c` is reported, as steps always run with /bin/sh -c."""
+    if "shell_args" in fields and "shellArgs" in fields:
+        raise reader.error(fields["shellArgs"], join_key(key, "shellArgs"), "give only one of shell_args and shellArgs")
+    if "shell" in fields:
+        shell = reader.string(fields["shell"], join_key(key, "shell"))
+        if shell not in ("sh", "/bin/sh"):
+            reader.warn(fields["shell"], join_key(key, "shell"), f"{shell!r} is ignored: steps run with /bin/sh -c")
+    for name in ("shell_args", "shellArgs"):
+        if name in fields:
+            node = fields[name]
+            args = (reader.strings(node, join_key(key, name)) if isinstance(node, yaml.SequenceNode)
+                    else tuple(reader.string(node, join_key(key, name)).split()))
+            if args != ("-c",):
+                reader.warn(node, join_key(key, name), f"{' '.join(args)!r} is ignored: steps run with /bin/sh -c")
 
 
 def _env_step(reader: Reader, body: yaml.Node, fields: dict[str, yaml.Node], key: str) -> Step:
@@ -254,7 +321,10 @@ def _project_value(reader: Reader, key: str, node: yaml.Node, path: str) -> dict
     if key == "repo_locking":  # Atlantis' older spelling
         return {"repo_locks_mode": "on_plan" if reader.boolean(node, path) else "disabled"}
     if key == "silence_pr_comments":
-        return {key: reader.strings(node, path, ("plan", "apply"))}
+        value = reader.strings(node, path, ("plan", "apply"))
+        if value:
+            reader.warn(node, path, SILENCE_WARNING)
+        return {key: value}
     if key in ("custom_policy_check", "apply_on_approval", "apply_on_merge"):
         return {key: reader.boolean(node, path)}
     if key in ("policy_check", "delete_source_branch_on_merge"):
@@ -271,7 +341,8 @@ def _dir(reader: Reader, node: yaml.Node, path: str) -> str:
     raw = reader.string(node, path, allow_numbers=True).strip()
     if not raw:
         raise reader.error(node, path, "must not be empty; use `.` for the repo root")
-    if raw.startswith(("/", "~")) or "\\" in raw or "\x00" in raw:
+    raw = raw.lstrip("/") or "."  # Atlantis strips a leading slash: `/infra/dev` is `infra/dev`
+    if raw.startswith("~") or "\\" in raw or "\x00" in raw:
         raise reader.error(node, path, f"{raw!r} must be a path relative to the repo root")
     norm = posixpath.normpath(raw)
     if norm == ".." or norm.startswith("../"):

@@ -38,6 +38,11 @@ class Reader:
     def __init__(self, file: str) -> None:
         self.file = file
         self.lines: dict[str, int] = {}
+        self.warnings: list[str] = []  # keys accepted but not honoured, as `file:line: key: message`
+        self.version = 3  # atlantis.yaml version 2 reads `run` commands differently (runners/repo_config.py)
+
+    def warn(self, node: Optional[yaml.Node], key: str, message: str) -> None:
+        self.warnings.append(str(RepoConfigError(message, self.file, line_of(node) if node is not None else None, key)))
 
     def error(self, node: Optional[yaml.Node], key: str, message: str) -> RepoConfigError:
         return RepoConfigError(message, self.file, line_of(node) if node is not None else None, key)

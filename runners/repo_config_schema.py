@@ -137,6 +137,9 @@ class RepoConfig:
     workflows: Mapping[str, Workflow] = field(default_factory=dict)
     allowed_regexp_prefixes: tuple[str, ...] = ()
     lines: Mapping[str, int] = field(default_factory=dict)  # key path -> line, for merge errors
+    repo_locks_mode: Optional[str] = None  # top-level `repo_locks.mode`: the default of every project
+    emoji_reaction: Optional[str] = None  # accepted; the server's reaction is what is used
+    warnings: tuple[str, ...] = ()  # keys accepted but not honoured, each named: `check` and plan comments
 
     def project_named(self, name: str) -> Optional[ProjectConfig]:
         return next((p for p in self.projects if p.name == name), None)

@@ -12,7 +12,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 from runners.embedded_terraform import embedded_argv
 from runners.models import ApplyResult, LineSink, PlanResult, ResourceChange, StopCheck
@@ -30,6 +30,8 @@ _NEXT_STEP = {
     "or comment /plan again if it was transient",
     "show": "the saved plan could not be read; comment /plan again",
     "apply": "read the output, fix the cause and plan again; the state may be partly updated",
+    "import": "check the resource address and the id, then comment /import again",
+    "state_rm": "check the resource addresses (terraform state list), then comment /state rm again",
 }
 
 
@@ -355,6 +357,33 @@ class TerraformRunner:
         summary = _summary_line(step.result.output, ("Apply complete!",))
         return ApplyResult(ok=True, summary=summary, output=step.result.output)
 
+    def import_resource(self, project_dir: Path, workspace: str, address: str, resource_id: str,
+                        extra_args: Sequence[str] = (), on_line: Optional[LineSink] = None,
+                        should_stop: Optional[StopCheck] = None) -> ApplyResult:
+        """init, workspace select, `terraform import EXTRA_ARGS ADDRESS ID`; never raises."""
+        return self._state_command(project_dir, workspace, on_line, should_stop,
+                                   lambda: self.import_step(project_dir, address, resource_id, extra_args, on_line,
+                                                            should_stop))
+
+    def state_rm(self, project_dir: Path, workspace: str, addresses: Sequence[str], extra_args: Sequence[str] = (),
+                 on_line: Optional[LineSink] = None, should_stop: Optional[StopCheck] = None) -> ApplyResult:
+        """init, workspace select, `terraform state rm EXTRA_ARGS ADDRESS...`; never raises."""
+        return self._state_command(project_dir, workspace, on_line, should_stop,
+                                   lambda: self.state_rm_step(project_dir, addresses, extra_args, on_line,
+                                                              should_stop))
+
+    def _state_command(self, project_dir: Path, workspace: str, on_line: Optional[LineSink],
+                       should_stop: Optional[StopCheck], command: Callable[[], _Step]) -> ApplyResult:
+        prepared = self._prepare(project_dir, workspace, on_line, should_stop)
+        if prepared is not None:
+            return self._apply_failure(prepared)
+        step = command()
+        if not step.ok:
+            return self._apply_failure(step)
+        assert step.result is not None
+        summary = _summary_line(step.result.output, ("Import successful!", "Successfully removed"))
+        return ApplyResult(ok=True, summary=summary, output=step.result.output)
+
     def version(self) -> str:
         """First line of `terraform version`, e.g. "Terraform v1.15.5"; never raises."""
         try:
@@ -412,6 +441,18 @@ class TerraformRunner:
         """`terraform apply EXTRA_ARGS PLAN_FILE`."""
         args = ["apply", "-input=false", "-no-color", *extra_args, str(Path(plan_file).resolve())]
         return self._step("apply", project_dir, args, on_line, should_stop)
+
+    def import_step(self, project_dir: Path, address: str, resource_id: str, extra_args: Sequence[str] = (),
+                    on_line: Optional[LineSink] = None, should_stop: Optional[StopCheck] = None) -> "StepRun":
+        """`terraform import EXTRA_ARGS ADDRESS ID` (an argument list: no shell sees them)."""
+        args = ["import", "-input=false", "-no-color", *extra_args, address, resource_id]
+        return self._step("import", project_dir, args, on_line, should_stop)
+
+    def state_rm_step(self, project_dir: Path, addresses: Sequence[str], extra_args: Sequence[str] = (),
+                      on_line: Optional[LineSink] = None, should_stop: Optional[StopCheck] = None) -> "StepRun":
+        """`terraform state rm EXTRA_ARGS ADDRESS...`."""
+        args = ["state", "rm", "-no-color", *extra_args, *addresses]
+        return self._step("state_rm", project_dir, args, on_line, should_stop)
 
     def plan_result(self, step: "StepRun", plan_json: dict, plan_file: Path) -> PlanResult:
         """The PlanResult of a successful plan step and its `show -json`."""

@@ -119,6 +119,42 @@ class WorkflowRunner:
         return ApplyResult(ok=True, summary=_summary_line(text, ("Apply complete!",)), output=text)
 
 
+    def import_resource(self, project_dir: Path, workspace: str, address: str, resource_id: str,
+                        extra_args: Sequence[str] = (), on_line: Optional[LineSink] = None,
+                        should_stop: Optional[StopCheck] = None) -> ApplyResult:
+        """The workflow's `import` stage (Atlantis' steps `init`, `import`, `run`...), or init + import."""
+        steps = self.workflow.stages.get("import")
+        if steps is None:
+            return self.terraform.import_resource(project_dir, workspace, address, resource_id, extra_args, on_line,
+                                                  should_stop)
+        return self._state_stage(steps, project_dir, workspace, (address, resource_id), extra_args, on_line,
+                                 should_stop, "Import successful!")
+
+    def state_rm(self, project_dir: Path, workspace: str, addresses: Sequence[str], extra_args: Sequence[str] = (),
+                 on_line: Optional[LineSink] = None, should_stop: Optional[StopCheck] = None) -> ApplyResult:
+        """The workflow's `state_rm` stage, or init + state rm."""
+        steps = self.workflow.stages.get("state_rm")
+        if steps is None:
+            return self.terraform.state_rm(project_dir, workspace, addresses, extra_args, on_line, should_stop)
+        return self._state_stage(steps, project_dir, workspace, tuple(addresses), extra_args, on_line, should_stop,
+                                 "Successfully removed")
+
+    def _state_stage(self, steps: Sequence[Step], project_dir: Path, workspace: str, args: tuple[str, ...],
+                     extra_args: Sequence[str], on_line: Optional[LineSink], should_stop: Optional[StopCheck],
+                     done: str) -> ApplyResult:
+        state = _State(self, Path(project_dir), workspace, Path(project_dir) / "unused.tfplan", extra_args, on_line,
+                       should_stop)
+        state.state_args = args
+        try:
+            for step in steps:
+                state.do(step)
+        except StepFailed as exc:
+            return ApplyResult(ok=False, failed_step=exc.step, error=exc.error, output=state.text(),
+                               cancelled=exc.cancelled)
+        text = state.text()
+        return ApplyResult(ok=True, summary=_summary_line(text, (done,)), output=text)
+
+
 class _State:
     """One stage run: the step environment, outputs so far and Terraform results."""
 
@@ -134,6 +170,7 @@ class _State:
         self.workspace_selected = workspace == "default"
         self.plan_run: Any = None
         self.plan_json: Optional[dict] = None
+        self.state_args: tuple[str, ...] = ()  # /import ADDRESS ID, /state rm ADDRESS...
 
     def text(self) -> str:
         return "\n".join(o for o in self.outputs if o)
@@ -186,6 +223,21 @@ class _State:
         self._select()
         done = self._check(self._tf().apply_step(self.dir, self.plan_file, _split(step.extra_args), self.on_line,
                                                  self.should_stop))
+        self.outputs.append(done.result.output)
+
+    def _import(self, step: Step) -> None:
+        self._select()
+        address, resource_id = self.state_args
+        done = self._check(self._tf().import_step(self.dir, address, resource_id,
+                                                  [*_split(step.extra_args), *self.extra_args], self.on_line,
+                                                  self.should_stop))
+        self.outputs.append(done.result.output)
+
+    def _state_rm(self, step: Step) -> None:
+        self._select()
+        done = self._check(self._tf().state_rm_step(self.dir, self.state_args,
+                                                    [*_split(step.extra_args), *self.extra_args], self.on_line,
+                                                    self.should_stop))
         self.outputs.append(done.result.output)
 
     # ------------------------------------------------------------------------ shell steps

@@ -133,7 +133,8 @@ def _plan(ctx: JobContext, repo_dir: str, project: Project, terraform_version: O
     sink(f"checking {project.dir} (workspace {project.workspace}) for drift")
     try:
         project_dir = selection.project_dir(ctx.workspace, repo_dir, project)
-        runner = runner_for(project, ctx.settings, ctx.workspace, terraform_version=terraform_version)
+        runner = runner_for(project, ctx.settings, ctx.workspace, terraform_version=terraform_version,
+                            project_dir=project_dir)
     except SETUP_ERRORS as exc:  # reported in the status
         return PlanResult(ok=False, failed_step="setup", error=getattr(exc, "message", str(exc)))
     return runner.plan(project_dir, project.workspace, output_dir(ctx, project), (), on_line=sink)

@@ -80,7 +80,8 @@ def _apply(ctx: JobContext, repo: Repo, head: str, repo_dir: str, project: Proje
     sink(f"remediating: applying {repo.default_branch} at {head[:12]} to revert the drift")
     try:
         project_dir = selection.project_dir(ctx.workspace, repo_dir, project)
-        runner = runner_for(project, ctx.settings, ctx.workspace, terraform_version=terraform_version)
+        runner = runner_for(project, ctx.settings, ctx.workspace, terraform_version=terraform_version,
+                            project_dir=project_dir)
     except SETUP_ERRORS as exc:  # reported like a failed apply
         applied = ApplyResult(ok=False, failed_step="setup", error=getattr(exc, "message", str(exc)))
     else:

@@ -10,6 +10,7 @@ from bot.handlers.base import Handler, Request, Started, Trigger
 from bot.handlers.cancel import CancelHandler
 from bot.handlers.deploy import DeployHandler
 from bot.handlers.help import HelpHandler
+from bot.handlers.import_state import ImportHandler, StateRmHandler
 from bot.handlers.plan import PlanHandler
 from bot.handlers.revert import RevertHandler
 from bot.handlers.unlock import UnlockHandler
@@ -17,7 +18,7 @@ from bot.handlers.version import VersionHandler
 
 HANDLERS: dict[str, Handler] = {h.name: h for h in (
     PlanHandler(), ApplyHandler(), DeployHandler(), UnlockHandler(), CancelHandler(), ApprovePoliciesHandler(),
-    VersionHandler(), HelpHandler(), RevertHandler(),
+    VersionHandler(), HelpHandler(), RevertHandler(), ImportHandler(), StateRmHandler(),
 )}
 
 __all__ = ["HANDLERS", "Handler", "Request", "Started", "Trigger", "handler_for"]

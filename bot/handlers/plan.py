@@ -13,6 +13,7 @@ from bot.models import OutcomeStatus, ProjectOutcome, PullRequest, RunKind, pull
 from bot.runs.model import NewRun, Run
 from bot.runs.report import CommandReport
 from bot.state import locks
+from runners.repo_config_schema import EffectiveProject
 
 FORK_MESSAGE = (
     "**Plankeeper** does not plan pull requests from forks with the server's credentials "
@@ -57,6 +58,13 @@ class PlanHandler(Handler):
         pull, project = run.pull, outcome.project
         repo_dir = ctx.checkout(pull)
         effective = effective_for(ctx, pull, repo_dir, project)
+        self._plan(ctx, run, outcome, repo_dir, effective)
+        if project == run.projects[0]:  # once per comment, under the first project
+            outcome.message = "\n\n".join(m for m in (outcome.message, config_warnings(ctx, pull, repo_dir)) if m)
+
+    def _plan(self, ctx: JobContext, run: Run, outcome: ProjectOutcome, repo_dir: str,
+              effective: EffectiveProject) -> None:
+        pull, project = run.pull, outcome.project
         if effective.repo_locks_mode == "on_plan":
             held = locks.try_lock(ctx.redis, locks.new_lock(pull.repo.id, project.key, pull.number, pull.url,
                                                             pull.author))
@@ -85,6 +93,14 @@ class PlanHandler(Handler):
         problem = hooks.run_post_workflow_hooks(ctx, run.pull, ctx.checkout(run.pull))
         if problem:
             ctx.forge.create_comment(run.pull, ctx.redact(f"**Post-workflow hook failed**\n\n{problem}"))
+
+
+def config_warnings(ctx: JobContext, pull: PullRequest, repo_dir: str) -> str:
+    """The repo config's keys that are accepted but not honoured, as one small note; "" if none."""
+    config, _ = selection.load_effective(ctx.workspace, repo_dir, ctx.settings.repo_settings(pull.repo.id))
+    if config is None or not config.warnings:
+        return ""
+    return "⚠️ Repo config keys Plankeeper does not honour:\n" + "\n".join(f"- `{w}`" for w in config.warnings)
 
 
 def locked_message(held: locks.Lock, forge: str) -> str:

@@ -21,8 +21,9 @@ class VersionHandler(Handler):
         for ep in effective or [None]:
             project = ep.project if ep else Project(".")
             try:
-                engine = runner_for(project, ctx.settings, ctx.workspace, ep).version()
-            except (UserFacingError, RuntimeError, OSError) as exc:  # a missing binary is worth reporting
+                project_dir = selection.project_dir(ctx.workspace, repo_dir, project)
+                engine = runner_for(project, ctx.settings, ctx.workspace, ep, project_dir=project_dir).version()
+            except (UserFacingError, RuntimeError, OSError, ValueError) as exc:  # a missing binary is worth reporting
                 engine = f"unavailable ({getattr(exc, 'message', exc)})"
             lines.append(f"- {f'`{project.label}`' if ep else 'default'}: {engine}")
         ctx.forge.create_comment(pull, ctx.redact("\n".join(lines)))

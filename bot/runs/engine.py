@@ -43,7 +43,8 @@ def start(ctx: JobContext, new: NewRun) -> str:
         store.save_outcome(ctx.redis, run.id, i, outcome)
     store.mark_active(ctx.redis, run)
     enqueue(ctx, run, new.dependencies())
-    doing = {"plan": "planning", "apply": "applying", "deploy": "merge-to-deploy of"}[run.kind]
+    doing = {"plan": "planning", "apply": "applying", "deploy": "merge-to-deploy of", "import": "importing into",
+             "state": "removing from the state of"}[run.kind]
     return f"{doing} {len(run.projects)} project(s) in run {run.id}"
 
 

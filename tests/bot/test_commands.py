@@ -62,6 +62,11 @@ VALID = [
     ("/apply -p vpc --queue --auto-merge-disabled --verbose",
      Command(name="apply", projects=("vpc",), queue=True, auto_merge_disabled=True,
              verbose=True)),
+    ("/plan -- -destroy", Command(name="plan", extra_args=("-destroy",))),
+    ("/plan -d net -- -destroy -target=aws_vpc.main",
+     Command(name="plan", dirs=("net",), extra_args=("-destroy", "-target=aws_vpc.main"))),
+    ("/plan -- -var-file=env/dev.tfvars -var-file ../common.tfvars",
+     Command(name="plan", extra_args=("-var-file=env/dev.tfvars", "-var-file", "../common.tfvars"))),
     ("/apply -d net -w prod", Command(name="apply", dirs=("net",), workspace="prod")),
     ("/apply --dir=a --dir=b", Command(name="apply", dirs=("a", "b"))),
 ]
@@ -105,7 +110,11 @@ INVALID = [
     ("/plan -w 'a b'", "Invalid workspace name `a b`"),
     ("/plan -w=-rf", "Invalid workspace name `-rf`"),
     ("/plan -w ~root", "Invalid workspace name `~root`"),
-    ("/plan -- -var-file=/etc/passwd", "Extra argument `-var-file` is not allowed."),
+    ("/plan -- -var-file=/etc/passwd", ("`-var-file` takes a path inside the repository, relative to the "
+                                        "project's directory; `/etc/passwd` is not one.")),
+    ("/plan -- -var-file ~/secrets.tfvars", "`~/secrets.tfvars` is not one."),
+    ("/plan -- -var-file=", "`-var-file` takes a path inside the repository"),
+    ("/plan -- -destroy extra", "Unexpected extra argument `extra`"),
     ("/plan -- -chdir=..", "Extra argument `-chdir` is not allowed."),
     ("/plan -- -target=x extra", "Unexpected extra argument `extra`"),
     ("/plan -- positional", "Unexpected extra argument `positional`"),
@@ -240,3 +249,49 @@ def test_no_comment_raises_anything_but_usage_error(body: str) -> None:
             assert not d.startswith("/") and ".." not in d.split("/")
         if result.workspace is not None:
             assert not any(c in result.workspace for c in "/\\$") and ".." not in result.workspace
+
+
+# ---------------------------------------------------------------- /import and /state rm
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("/import aws_s3_bucket.b my-bucket", Command(name="import", args=("aws_s3_bucket.b", "my-bucket"))),
+    ("/import -d infra -w prod 'module.a[\"k\"].x' id-1",
+     Command(name="import", dirs=("infra",), workspace="prod", args=('module.a["k"].x', "id-1"))),
+    ("/import -p app x.y 1 -- -var a=b",
+     Command(name="import", projects=("app",), args=("x.y", "1"), extra_args=("-var", "a=b"))),
+    ("/state rm x.y", Command(name="state", args=("x.y",))),
+    ("plankeeper state RM --dir=infra x.y z.w -- -lock-timeout=5s",
+     Command(name="state", dirs=("infra",), args=("x.y", "z.w"), extra_args=("-lock-timeout=5s",))),
+])
+def test_import_and_state_rm(body: str, expected: Command) -> None:
+    assert parse(body) == expected
+    assert Command.from_dict(expected.to_dict()) == expected
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("/import", "needs a resource address and an id (got 0"),
+    ("/import x.y", "needs a resource address and an id (got 1"),
+    ("/import x.y 1 2", "needs a resource address and an id (got 3"),
+    ("/import -p app -d infra x.y 1", "`-p` cannot be combined with `-d` or `-w`."),
+    ("/import -d a -d b x.y 1", "works on one project"),
+    ("/import -d 'stacks/*' x.y 1", "takes no globs"),
+    ("/import -d ../out x.y 1", "may not contain `..`"),
+    ("/import --verbose x.y 1", "Unknown flag `--verbose` for `/import`."),
+    ("/import x.y 1 -- -destroyit", "Extra argument `-destroyit` is not allowed."),
+    ("/state", "needs the subcommand `rm`"),
+    ("/state list", "needs the subcommand `rm`"),
+    ("/state rm", "needs at least one resource address"),
+    ("/state rm -w 'a b' x.y", "Invalid workspace name"),
+    ("/state rm -p a -p b x.y", "works on one project"),
+])
+def test_import_and_state_rm_refused(body: str, message: str) -> None:
+    with pytest.raises(UsageError) as err:
+        parse(body)
+    assert message in err.value.message
+    assert "Usage of `/" in err.value.message
+
+
+def test_command_without_args_reads_old_json() -> None:
+    assert Command.from_dict({"name": "plan"}).args == ()
+    assert "/state rm" in usage() and "/import" in usage("import")

@@ -61,6 +61,15 @@ def test_check_bad_config_exits_1_with_file_line_key(settings, repo, capsys):
     assert "atlantis.yaml:4: projects[0].autoplan.enabeld: unknown key (did you mean enabled?)" in err
 
 
+def test_check_names_the_keys_it_accepts_but_does_not_honour(settings, repo, capsys):
+    (repo.work / "atlantis.yaml").write_text("version: 2\npolicies: {owners: {users: [alice]}}\n"
+                                             "projects:\n- dir: /app\n")
+    assert check_repo(settings, repo.work, None, None) == 0
+    out = capsys.readouterr().out
+    assert "Config: atlantis.yaml (valid)\nWarning: atlantis.yaml:2: policies: ignored: Plankeeper takes policy sets" in out
+    assert "- app (workspace default" in out
+
+
 def test_check_refuses_custom_workflows_the_server_forbids(tmp_path, repo, capsys):
     assert check_repo(load_settings(None, {}), repo.work, None, None) == 1
     assert "allow_custom_workflows" in capsys.readouterr().err

@@ -74,20 +74,35 @@ VALID = [
     ("regexp prefixes", "version: 3\nallowed_regexp_prefixes: [dev/, staging/]\n",
      lambda c: c.allowed_regexp_prefixes == ("dev/", "staging/")),
     ("null projects", "version: 3\nprojects:\n", lambda c: c.projects == ()),
+    ("leading slash stripped", "version: 3\nprojects:\n- dir: /infra/dev\n", lambda c: c.projects[0].dir == "infra/dev"),
+    ("version 2", "version: 2\nprojects:\n- dir: a\n", lambda c: (c.version, c.projects[0].dir, c.warnings) == (2, "a", ())),
+    ("v3 run kept as written", "version: 3\nworkflows:\n  w:\n    plan:\n      steps:\n      - run: \"printf 'a  b'\"\n",
+     lambda c: c.workflows["w"].plan[0].command == "printf 'a  b'"),
+    ("top repo_locks", "version: 3\nrepo_locks: {mode: disabled}\nprojects:\n- dir: a\n",
+     lambda c: (c.repo_locks_mode, c.projects[0].repo_locks_mode, c.warnings) == ("disabled", "disabled", ())),
+    ("default shell is no warning", ("version: 3\nworkflows:\n  w:\n    plan:\n      steps:\n"
+                                     "      - run: {command: x, shell: sh, shellArgs: -c}\n"), lambda c: c.warnings == ()),
 ]
 
 # (id, text, expected message fragment: file:line: key: message)
 INVALID = [
     ("not yaml", "version: 3\nprojects: [\n", "atlantis.yaml:3: not valid YAML"),
     ("no version", "projects: []\n", "atlantis.yaml:1: version: required"),
-    ("version 2", "version: 2\n", "atlantis.yaml:1: version: only version 3"),
+    ("version 1", "version: 1\n", "atlantis.yaml:1: version: only versions 3 and 2 are supported, got 1"),
+    ("v2 unbalanced quote", "version: 2\nworkflows:\n  w:\n    plan:\n      steps:\n      - run: \"echo 'a\"\n",
+     "atlantis.yaml:6: workflows.w.plan.steps[0].run: cannot be split into words as version 2 does"),
+    ("both shell_args spellings", ("version: 3\nworkflows:\n  w:\n    plan:\n      steps:\n"
+                                   "      - run: {command: x, shell_args: -c, shellArgs: -c}\n"), "give only one of shell_args and shellArgs"),
+    ("bad top repo_locks", "version: 3\nrepo_locks: {mode: sometimes}\n", "atlantis.yaml:2: repo_locks.mode"),
+    ("policies not a mapping", "version: 3\npolicies: [a]\n", "atlantis.yaml:2: policies: expected a mapping"),
     ("empty", "", "version: the file is empty"),
     ("top is list", "- a\n", "(top level): expected a mapping"),
     ("unknown top key", "version: 3\nprojets: []\n", "atlantis.yaml:2: projets: unknown key (did you mean projects?)"),
     ("unknown project key", "version: 3\nprojects:\n- dir: a\n  worksapce: x\n",
      "atlantis.yaml:4: projects[0].worksapce: unknown key (did you mean workspace?)"),
     ("missing dir", "version: 3\nprojects:\n- name: a\n", "atlantis.yaml:3: projects[0]: `dir` is required"),
-    ("absolute dir", "version: 3\nprojects:\n- dir: /etc\n", "atlantis.yaml:3: projects[0].dir: '/etc' must be a path relative"),
+    ("home dir", "version: 3\nprojects:\n- dir: ~/etc\n", "atlantis.yaml:3: projects[0].dir: '~/etc' must be a path relative"),
+    ("slash dir escaping", "version: 3\nprojects:\n- dir: /../etc\n", "projects[0].dir: '../etc' leaves the repository"),
     ("escaping dir", "version: 3\nprojects:\n- dir: a/../../b\n", "projects[0].dir: 'a/../../b' leaves the repository"),
     ("slash workspace", "version: 3\nprojects:\n- dir: a\n- dir: b\n  workspace: a/b\n",
      "atlantis.yaml:5: projects[1].workspace: must not contain '/'"),
@@ -171,6 +186,50 @@ def test_real_world_files_parse_and_merge(name):
     for ep, p in zip(effective, config.projects):
         assert ep.project == p.project
         assert ep.workflow.name == (p.workflow or "default")
+
+
+def test_real_world_files_without_unsupported_keys_have_no_warnings():
+    for name in ("anchors", "calebsargeant-terragrunt", "convex-infra", "gaucho-racing"):
+        assert parse_repo_config((DATA / f"{name}.atlantis.yaml").read_text()).warnings == ()
+    [warning] = parse_repo_config((DATA / "ordering.atlantis.yaml").read_text()).warnings
+    assert "projects[2].silence_pr_comments: accepted but not honoured" in warning
+
+
+def test_version_2_run_commands_are_split_into_words_as_atlantis_did():
+    config = parse_repo_config((DATA / "synthetic-version2.atlantis.yaml").read_text())
+    steps = config.workflows["quoted"].plan
+    assert config.version == 2 and config.warnings == ()
+    assert [s.kind for s in steps] == ["init", "run", "plan"]
+    assert steps[1].command == "printf 'print me'"  # v2's `printf \'print me\'`, as v3 writes it
+    assert steps[2].extra_args == ("-lock-timeout=60s",)
+
+
+def test_leading_slash_dirs_are_stripped():
+    config = parse_repo_config((DATA / "synthetic-leading-slash-dirs.atlantis.yaml").read_text())
+    assert [p.dir for p in config.projects] == ["infra/environments/dev", "infra/environments/prod", "."]
+    assert config.warnings == ()
+
+
+def test_top_level_atlantis_keys():
+    config = parse_repo_config((DATA / "synthetic-top-level-keys.atlantis.yaml").read_text())
+    app, db = merge_with_server(config, OPEN)
+    assert (app.repo_locks_mode, db.repo_locks_mode) == ("on_apply", "disabled")
+    assert app.silence_pr_comments == db.silence_pr_comments == ("apply",)
+    assert config.emoji_reaction == "thumbsup"
+    assert sorted(w.split(": ")[1] for w in config.warnings) == ["emoji_reaction", "policies", "silence_pr_comments"]
+    assert "atlantis.yaml:7: policies: ignored: Plankeeper takes policy sets from the server settings" in "\n".join(
+        config.warnings)
+
+
+def test_shell_and_shell_args_are_accepted_and_reported_unless_sh_c():
+    config = parse_repo_config((DATA / "synthetic-shell-args.atlantis.yaml").read_text())
+    steps = config.workflows["shells"].plan
+    assert [(s.kind, s.command) for s in steps[:3]] == [("run", "echo default shell"), ("run", "echo bash"),
+                                                        ("env", "echo eu-west-1")]
+    assert config.warnings == (
+        "atlantis.yaml:16: workflows.shells.plan.steps[1].run.shell: 'bash' is ignored: steps run with /bin/sh -c",
+        "atlantis.yaml:17: workflows.shells.plan.steps[1].run.shellArgs: '-eu -c' is ignored: steps run with /bin/sh -c",
+    )
 
 
 def test_real_world_terragrunt_workflow():

@@ -104,3 +104,23 @@ def test_failing_hook_stops_and_names_itself(tmp_path):
                        {"PATH": "/usr/bin:/bin"}, timeout=30)
     assert not result.ok and result.failed_hook == "generate config" and "exit 4" in result.error
     assert not (tmp_path / "never").exists()
+
+
+def test_import_and_state_rm_stages(runner, make_root, tmp_path):
+    """Default: init + the command; a workflow's `import` / `state_rm` stage runs its own steps."""
+    root = make_root({"main.tf": TF})
+    uid = "11111111-2222-3333-4444-555555555555"
+    wf = workflow(
+        "  w:\n    state_rm:\n      steps:\n      - run: echo before-rm\n      - init\n"
+        "      - state_rm: {extra_args: [\"-lock=false\"]}\n"
+    )
+    imported = runner.import_resource(root, "default", "terraform_data.x", uid)
+    assert imported.ok and imported.summary == "Import successful!", imported.error
+    again = WorkflowRunner(runner, wf, STEP_ENV, timeout=120).import_resource(root, "default", "terraform_data.x",
+                                                                                uid)
+    assert not again.ok and again.failed_step == "import" and "already managed" in again.output
+    removed = WorkflowRunner(runner, wf, STEP_ENV, timeout=120).state_rm(root, "default", ["terraform_data.x"])
+    assert removed.ok, removed.error
+    assert "before-rm" in removed.output and removed.summary.startswith("Successfully removed 1 resource")
+    missing = runner.state_rm(root, "default", ["terraform_data.x"])
+    assert not missing.ok and missing.failed_step == "state_rm" and "state rm" in missing.error

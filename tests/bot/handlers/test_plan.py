@@ -130,3 +130,70 @@ def test_a_failing_post_workflow_hook_is_reported_and_the_plan_stands(bench_fact
     assert hook_comment["body"].startswith("**Post-workflow hook failed**")
     assert "hook-says-no" in hook_comment["body"]
     assert [p.project_key for p in artifacts.pull_plans(bench.redis, bench.repo.id, 7)] == [KEY]
+
+
+def test_repo_config_keys_not_honoured_are_named_in_the_plan_comment(bench_factory) -> None:
+    bench = bench_factory()
+    bench.open_pull()
+    bench.push_commit({"atlantis.yaml": "version: 3\nemoji_reaction: rocket\nprojects:\n- dir: /infra/app\n"})
+    bench.comment("/plan -d infra/app", "alice")
+    bench.work()
+
+    [outcome] = store.outcomes(bench.redis, store.load(bench.redis, "job-1-plan"))
+    assert outcome.status is OutcomeStatus.PLANNED  # the leading slash of the dir is stripped, as Atlantis does
+    assert ("⚠️ Repo config keys Plankeeper does not honour:\n- `atlantis.yaml:2: emoji_reaction: ignored"
+            in bench.last_comment())
+
+
+def test_a_var_file_outside_the_repository_fails_the_project(bench_factory) -> None:
+    bench = bench_factory()
+    bench.open_pull()
+    bench.push_commit({"infra/app/dev.tfvars": "\n"})
+    bench.comment("/plan -- -var-file=../../../outside.tfvars -var-file dev.tfvars", "alice")
+    bench.work()
+
+    [outcome] = store.outcomes(bench.redis, store.load(bench.redis, "job-1-plan"))
+    assert outcome.status is OutcomeStatus.FAILED and outcome.plan.failed_step == "setup"
+    assert "`-var-file`: path '../../../outside.tfvars' leaves the repository" in outcome.plan.error
+    assert artifacts.pull_plans(bench.redis, bench.repo.id, 7) == []
+
+
+def test_a_var_file_inside_the_repository_is_used(bench_factory) -> None:
+    bench = bench_factory()
+    bench.open_pull()
+    bench.push_commit({"infra/app/main.tf": 'variable "v" {}\n' + tf_data(value="${var.v}"),
+                       "infra/common.tfvars": 'v = "from-common"\n'})
+    bench.comment("/plan -- -var-file=../common.tfvars", "alice")
+    bench.work()
+
+    [outcome] = store.outcomes(bench.redis, store.load(bench.redis, "job-1-plan"))
+    assert outcome.status is OutcomeStatus.PLANNED, outcome.plan.error
+    assert "from-common" in bench.last_comment()
+
+
+APPLIED_STATE = """{
+  "version": 4, "terraform_version": "1.5.7", "serial": 1,
+  "lineage": "8f7a1c2e-0000-4000-8000-000000000001", "outputs": {},
+  "resources": [{"mode": "managed", "type": "terraform_data", "name": "x",
+                 "provider": "provider[\\"terraform.io/builtin/terraform\\"]",
+                 "instances": [{"schema_version": 0, "sensitive_attributes": [],
+                                "attributes": {"id": "0b6a3c8e-1111-2222-3333-444455556666",
+                                               "input": {"value": "hello", "type": "string"},
+                                               "output": {"value": "hello", "type": "string"},
+                                               "triggers_replace": null}}]}]
+}
+"""
+
+
+def test_plan_destroy_plans_the_destruction_of_an_applied_resource(bench_factory) -> None:
+    bench = bench_factory()
+    bench.open_pull()
+    bench.push_commit({"infra/app/terraform.tfstate": APPLIED_STATE})  # local state: x is applied
+    bench.comment("/plan -- -destroy", "alice")
+    bench.work()
+
+    [outcome] = store.outcomes(bench.redis, store.load(bench.redis, "job-1-plan"))
+    assert outcome.status is OutcomeStatus.PLANNED, outcome.plan.error
+    assert outcome.plan.changes == [ResourceChange("terraform_data.x", "delete")]
+    [plan] = artifacts.pull_plans(bench.redis, bench.repo.id, 7)
+    assert plan.summary == "Plan: 0 to add, 0 to change, 1 to destroy."
