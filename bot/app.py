@@ -17,6 +17,7 @@ from bot.engines import sandbox_status
 from bot.models import pull_ref
 from bot.ui import api_blueprint as ui_api_bp, blueprint as ui_bp
 from bot.ui.auth import read_guard
+from bot.ui.runs_api import blueprint as runs_api_bp
 from bot.webhooks import blueprint as webhooks_bp
 from bot.settings import Settings
 
@@ -52,6 +53,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, serves: str =
         app.register_blueprint(ui_bp)
         app.register_blueprint(ui_api_bp)
         app.register_blueprint(drift_bp)
+        app.register_blueprint(runs_api_bp)  # POST /api/plan, /api/apply
         app.add_url_rule("/metrics", "metrics", lambda: metrics_view(rt))
 
     @app.get("/healthz")

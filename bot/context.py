@@ -22,7 +22,7 @@ from bot.redact import Redactor, settings_secrets
 from bot.settings import Settings
 from bot.state import cancel
 from bot.state.joblog import JobLog
-from runners.git import GitError, RepoCache
+from runners.git import GitError, MergeConflict, RepoCache
 from runners.workspace import PathEscape, Workspace, check_symlinks, create_workspace
 
 if TYPE_CHECKING:  # the web process builds a Runtime too, and needs no forge client library
@@ -100,8 +100,18 @@ class JobContext:
         self.log(f"checking out {sha[:12]} of {pull.repo.id}")
         refs = self.forge.pull_refs(pull)
         target = self.workspace.resolve(subdir)
+        cache = self.repo_cache()
         try:
-            self.repo_cache().checkout(clone_url, sha, target, auth=self.forge.clone_auth(pull.repo), refs=refs)
+            cache.checkout(clone_url, sha, target, auth=self.forge.clone_auth(pull.repo), refs=refs)
+            if self.settings.checkout_strategy == "merge" and sha == pull.head_sha and pull.state == "open":
+                self._merge_base(cache, pull, target)
+        except MergeConflict as exc:
+            raise UserFacingError(
+                f"`checkout_strategy: merge`: merging `{pull.base_ref}` into {sha[:12]} conflicts in "
+                + ", ".join(f"`{f}`" for f in exc.files) + f". Merge or rebase `{pull.base_ref}` into the branch, "
+                "resolve the conflicts and push, then comment `/plan`.",
+                title="Merge conflict",
+            ) from exc
         except GitError as exc:
             raise UserFacingError(
                 f"Could not check out {sha[:12]}: {exc}\n\nCheck that the repository is reachable from the "
@@ -114,6 +124,15 @@ class JobContext:
             raise UserFacingError(f"{exc}. Symlinks out of the repository are refused.", title="Checkout refused") from exc
         self.checkouts[subdir] = sha
         return subdir
+
+    def _merge_base(self, cache: RepoCache, pull: PullRequest, target: Path) -> None:
+        """Checkout strategy `merge`: the base branch as it is now, merged into the detached head
+        with the bot's identity (nothing is pushed)."""
+        login = self.forge.bot_login or "plankeeper"
+        base = cache.merge_branch(target, pull.repo.clone_url, pull.base_ref,
+                                  (login, f"{login}@users.noreply.{pull.repo.host}"),
+                                  auth=self.forge.clone_auth(pull.repo))
+        self.log(f"merged {pull.base_ref} ({base[:12]}) into {pull.head_sha[:12]} (checkout_strategy: merge)")
 
     def should_stop(self, pull: PullRequest) -> Callable[[], bool]:
         """A StopCheck: True once a /cancel newer than this job arrived (polled, cached 1 s)."""

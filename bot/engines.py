@@ -9,6 +9,7 @@ may see of this machine.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -45,19 +46,66 @@ def parent_environment() -> dict[str, str]:
     return dict(os.environ)
 
 
+def own_secret_values(settings: Any) -> set[str]:
+    """The values of every secret setting (forge tokens, webhook secrets, UI password, ...)."""
+    found: set[str] = set()
+    items = [settings]
+    while items:
+        item = items.pop()
+        if isinstance(item, tuple):
+            items += item
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            for spec in dataclasses.fields(item):
+                value = getattr(item, spec.name)
+                if spec.metadata.get("secret") and isinstance(value, str) and value:
+                    found.add(value)
+                elif isinstance(value, tuple) or dataclasses.is_dataclass(value):
+                    items.append(value)
+    return found
+
+
+def process_env(settings: Settings, workspace: Workspace, extra: Mapping[str, str] = {}) -> dict[str, str]:
+    """runners.environment.minimal_env of the server's environment plus terraform.env_passthrough,
+    without any variable holding one of the bot's own secret values, then extra."""
+    own = own_secret_values(settings)
+    parent = {k: v for k, v in parent_environment().items() if v not in own}
+    return minimal_env(parent, workspace.home, workspace.tmp, extra, settings.terraform.env_passthrough)
+
+
+def repo_env(settings: Settings, repo_id: Optional[str]) -> dict[str, str]:
+    """repos[].env of the repository, files read now. Raises UserFacingError for a file it
+    cannot read (naming the variable, never a value)."""
+    if not repo_id:
+        return {}
+    env = {}
+    for name, value in settings.repo_settings(repo_id).env.items():
+        if isinstance(value, str):
+            env[name] = value
+            continue
+        try:
+            env[name] = Path(value["file"]).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserFacingError(f"The server cannot read the file of `{name}` (repos[].env): "
+                                  f"{getattr(exc, 'strerror', None) or type(exc).__name__}.") from None
+    return env
+
+
 def runner_for(project: Project, settings: Settings, workspace: Workspace,
                effective: Optional[EffectiveProject] = None, step_env: Optional[Mapping[str, str]] = None,
-               terraform_version: Optional[str] = None, project_dir: Optional[Path] = None) -> Runner:
+               terraform_version: Optional[str] = None, project_dir: Optional[Path] = None,
+               repo_id: Optional[str] = None) -> Runner:
     """The runner for the project's engine, with a private HOME/TMPDIR in the workspace.
 
     project_dir (the project's directory in the checkout) lets an exact `required_version` of its
-    .tf files pick the version when terraform_version is unset. Raises UserFacingError when no
+    .tf files pick the version when terraform_version is unset. repo_id adds that repository's
+    repos[].env to a Terraform project's environment. Raises UserFacingError when no
     configured binary fits the project's terraform_version or terraform_distribution, when its
-    download fails, or when the kubectl binary is missing.
+    download fails, when the kubectl binary is missing, or when a repos[].env file is unreadable.
     """
-    env = minimal_env(parent_environment(), workspace.home, workspace.tmp)
     if project.engine == "kubectl":
+        env = process_env(settings, workspace)
         return _kubectl_runner(settings, env, effective, _applyset_name(project, step_env or {}), workspace)
+    env = process_env(settings, workspace, repo_env(settings, repo_id))
     version = terraform_version or (effective.terraform_version if effective else None)
     distribution = effective.terraform_distribution if effective else "terraform"
     argv0 = _terraform_argv(settings, env.get("PATH", ""), version, distribution, project_dir)

@@ -20,6 +20,7 @@ from bot.models import PullRequest
 from bot.redact import Redactor
 from bot.state import artifacts
 from runners.models import ApplyResult, PlanResult, Project
+from runners.repo_config import CONFIG_FILES, find_config_file
 from runners.repo_config_merge import project_defaults
 from runners.repo_config_schema import EffectiveProject
 from runners.terraform import change_values
@@ -38,6 +39,45 @@ def effective_for(ctx: JobContext, pull: PullRequest, repo_dir: str, project: Pr
     return project_defaults(project, resolved)
 
 
+def repo_config_text(ctx: JobContext, repo_dir: str, resolved) -> tuple[str, str]:
+    """(file name relative to the checkout, text) of the repo config the checkout would be read
+    with, or ("", "") when it has none."""
+    repo = selection.repo_workspace(ctx.workspace, repo_dir)
+    path = find_config_file(repo.root, getattr(resolved, "repo_config_file", None))
+    if path is None:
+        return "", ""
+    name = path.relative_to(repo.root).as_posix()
+    try:
+        repo.resolve(name)
+    except PathEscape as exc:
+        raise UserFacingError(f"The repo config `{name}`: {exc}.", title="Repo config refused") from exc
+    return name, path.read_text(encoding="utf-8", errors="replace")
+
+
+def generated_repo_config(ctx: JobContext, repo_dir: str, resolved, before: tuple[str, str]) -> tuple[str, str]:
+    """The repo config a pre-workflow hook created or changed, as (file, text); ("", "") when the
+    hooks left the config as the commit has it."""
+    after = repo_config_text(ctx, repo_dir, resolved)
+    return after if after[0] and after != before else ("", "")
+
+
+def write_repo_config(ctx: JobContext, pull: PullRequest, repo_dir: str, name: str, text: str) -> None:
+    """Write the repo config a pre-workflow hook generated (stored with the run) into this job's
+    checkout, so its projects are read as the coordinator read them. Only a config file name
+    (plankeeper.yaml, atlantis.yaml or the server's repo_config_file) inside the checkout."""
+    if not name:
+        return
+    allowed = set(CONFIG_FILES) | {ctx.settings.repo_settings(pull.repo.id).repo_config_file or ""}
+    if name not in allowed:
+        raise UserFacingError(f"The generated repo config `{name}` is not a repo config file.",
+                              title="Repo config refused")
+    path = selection.repo_workspace(ctx.workspace, repo_dir).resolve(name)  # PathEscape: not inside
+    if path.is_symlink():
+        path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
 def plan_in(ctx: JobContext, pull: PullRequest, repo_dir: str, effective: EffectiveProject,
             extra_args: Sequence[str] = (), actor: str = "") -> PlanResult:
     """Plan one project of a checkout with its engine or workflow."""
@@ -48,7 +88,8 @@ def plan_in(ctx: JobContext, pull: PullRequest, repo_dir: str, effective: Effect
         project_dir = selection.project_dir(ctx.workspace, repo_dir, project)
         check_path_args(selection.repo_workspace(ctx.workspace, repo_dir), project, extra_args)
         runner = runner_for(project, ctx.settings, ctx.workspace, effective,
-                            step_env_for(pull, project, project.dir, extra_args, actor), project_dir=project_dir)
+                            step_env_for(pull, project, project.dir, extra_args, actor), project_dir=project_dir,
+                            repo_id=pull.repo.id)
     except SETUP_ERRORS as exc:
         return PlanResult(ok=False, failed_step="setup", error=getattr(exc, "message", str(exc)))
     base_dir = render_base_dir(ctx, pull, repo_dir, project)  # render-only kubectl: diff base and head
@@ -105,7 +146,8 @@ def apply_in(ctx: JobContext, pull: PullRequest, repo_dir: str, plan: artifacts.
         project_dir = selection.project_dir(ctx.workspace, repo_dir, project)
         plan_file = artifacts.write_plan_file(ctx.redis, plan, ctx.workspace.resolve(f"plans/{plan.sha256[:16]}"))
         runner = runner_for(project, ctx.settings, ctx.workspace, effective,
-                            step_env_for(pull, project, project.dir, (), actor), project_dir=project_dir)
+                            step_env_for(pull, project, project.dir, (), actor), project_dir=project_dir,
+                            repo_id=pull.repo.id)
     except artifacts.ArtifactCorrupt as exc:
         return ApplyResult(ok=False, failed_step="verify", error=f"{exc}: comment `/plan` to plan again.")
     except SETUP_ERRORS as exc:

@@ -18,7 +18,7 @@ from typing import Iterator, Optional
 from rq import get_current_job
 from rq.job import Dependency
 
-from bot import commands, dispatch, logs, metrics, notify, queueing, render
+from bot import api_runs, commands, dispatch, logs, metrics, notify, queueing, render
 from bot.context import JobContext, Runtime
 from bot.drift import check as drift_check
 from bot.drift.status import DRIFT_PULL
@@ -232,6 +232,15 @@ def revert_deployment(payload: dict) -> str:
     return summary
 
 
+# ---------------------------------------------------------------------------- API plan/apply
+
+
+def run_api_plan(payload: dict) -> dict:
+    """Plan, or plan and apply, a ref without a pull request (POST /api/plan, /api/apply):
+    {repo: Repo dict, ref, projects: [{dir, workspace}], apply, actor}; returns the answer."""
+    return api_runs.run(runtime(), payload, _current_job_id("api-inline"))
+
+
 # ---------------------------------------------------------------------------- missed webhooks
 
 
@@ -290,6 +299,9 @@ def report_dead_job(job, reason: str, detail: object = "") -> None:
             engine.project_died(ctx, run, int(payload["index"]), job.id, reason)
         else:
             engine.finish_died(ctx, run, job.id, reason)
+        return
+    if "apply" in payload and "ref" in payload:  # an API plan/apply: free the lock an apply held
+        locks.release_pull(rt.redis, Repo.from_dict(payload["repo"]).id, api_runs.API_PULL)
         return
     if "kind" not in payload:  # not an event (a drift check has its own failure handler)
         return

@@ -25,6 +25,7 @@ FINISH_RUN = "bot.jobs.finish_run"
 DRIFT_CHECK = "bot.jobs.run_drift_check"
 RECONCILE = "bot.jobs.run_reconcile"
 REVERT_DEPLOYMENT = "bot.jobs.revert_deployment"
+API_RUN = "bot.jobs.run_api_plan"
 ON_FAILURE = "bot.jobs.on_job_failure"
 ON_DRIFT_FAILURE = "bot.jobs.on_drift_check_failure"
 DELIVERY_TTL = 7 * 24 * 3600
@@ -134,6 +135,15 @@ def enqueue_revert(r: redis.Redis, repo: Repo, pull: int, actor: str, deployment
     job_id = f"revert-{re.sub(r'[^A-Za-z0-9_-]', '_', deployment_id)[:40]}-{uuid.uuid4().hex[:8]}"
     return enqueue_internal(queue(r), REVERT_DEPLOYMENT, payload, job_id, timeout_seconds,
                             record={"repo": repo.id, "pull": pull, "title": "revert (roll back)", "event": "revert"})
+
+
+def enqueue_api_run(r: redis.Redis, payload: dict, timeout_seconds: int) -> str:
+    """Queue a plan or apply of a ref without a pull request (POST /api/plan, /api/apply)."""
+    kind = "apply" if payload.get("apply") else "plan"
+    job_id = f"api-{kind}-{uuid.uuid4().hex[:16]}"
+    return enqueue_internal(queue(r), API_RUN, payload, job_id, timeout_seconds,
+                            record={"repo": payload["repo"]["host"] + "/" + payload["repo"]["full_name"], "pull": "",
+                                    "title": f"API {kind} of {payload['ref']}", "event": "api"})
 
 
 def enqueue_reconcile(r: redis.Redis, payload: dict, timeout_seconds: int, job_id: str, **record: object) -> str:

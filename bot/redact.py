@@ -3,6 +3,7 @@
 What is masked:
 - known token formats (GitHub, GitLab, AWS, Slack, private keys), whoever printed them;
 - the server's own secrets (forge tokens, webhook secrets, UI password and API token);
+- every value of repos[].env (read from its file when given as {file: path});
 - the values of the secret environment variables handed to Terraform and hooks: every
   variable that runners.environment passes through whose name contains TOKEN, SECRET,
   PASSWORD, KEY or CREDENTIAL (e.g. AWS_SECRET_ACCESS_KEY, TF_VAR_db_password, ARM_CLIENT_SECRET).
@@ -25,6 +26,7 @@ import base64
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from bot.engines import parent_environment
@@ -103,7 +105,24 @@ def settings_secrets(settings) -> list[str]:
         settings.ui.password,
         settings.ui.api_token,
     ]
-    return [v for v in values if v] + terraform_env_secrets(parent_environment())
+    passthrough = settings.terraform.env_passthrough
+    return ([v for v in values if v] + terraform_env_secrets(parent_environment(), passthrough)
+            + repo_env_secrets(settings))
+
+
+def repo_env_secrets(settings) -> list[str]:
+    """Every value of every repos[].env (all secrets, whatever their names), files read now."""
+    found = []
+    for entry in settings.repos:
+        for value in (entry.env or {}).values():
+            if isinstance(value, str):
+                found.append(value)
+                continue
+            try:
+                found.append(Path(value["file"]).read_text(encoding="utf-8").rstrip("\r\n"))
+            except (OSError, UnicodeDecodeError):
+                pass  # the job that needs it reports the unreadable file
+    return [v for v in found if v]
 
 
 def is_secret_name(name: str) -> bool:
@@ -112,9 +131,11 @@ def is_secret_name(name: str) -> bool:
     return any(word in upper for word in SECRET_NAME_WORDS)
 
 
-def terraform_env_secrets(parent: Mapping[str, str]) -> list[str]:
-    """Values of the secret-named variables that runners.environment passes to Terraform."""
-    return [v for k, v in parent.items() if v and is_allowed(k) and is_secret_name(k)]
+def terraform_env_secrets(parent: Mapping[str, str], passthrough: Iterable[str] = ()) -> list[str]:
+    """Values of the secret-named variables that runners.environment passes to Terraform (with
+    terraform.env_passthrough: TF_TOKEN_*, VAULT_TOKEN)."""
+    globs = tuple(passthrough)
+    return [v for k, v in parent.items() if v and is_allowed(k, globs) and is_secret_name(k)]
 
 
 def sensitive_values(plan_json: dict | None) -> list[str]:

@@ -21,14 +21,14 @@ from runners.repo_config_merge import merge_with_server, project_defaults
 from runners.repo_config_schema import EffectiveProject
 from runners.workspace import PathEscape, Workspace
 
-TF_SUFFIXES = (".tf", ".tf.json")
+TF_SUFFIXES = (".tf", ".tf.json", ".tofu", ".tofu.json")
 
 
 def terraform_dirs(root: Path) -> list[str]:
     """Every directory of the checkout holding Terraform files, relative, sorted."""
     dirs = set()
     for path in root.rglob("*"):
-        if path.suffix in (".tf", ".json") and path.name.endswith(TF_SUFFIXES) and ".terraform" not in path.parts:
+        if path.suffix in (".tf", ".tofu", ".json") and path.name.endswith(TF_SUFFIXES) and ".terraform" not in path.parts:
             rel = path.parent.relative_to(root).as_posix()
             if not rel.startswith(".git"):
                 dirs.add(rel or ".")

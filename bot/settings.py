@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from croniter import croniter
 
 from bot.errors import SettingsError
+from runners.environment import could_match_forbidden, is_forbidden
 
 ENV_PREFIX = "PLANKEEPER_"
 # Read by the command line itself (which file to load), not a setting.
@@ -105,6 +106,31 @@ def _check_sandbox_path(value: str) -> str | None:
     if path.startswith("/") and "\0" not in path:
         return None
     return f"{value!r} must be an absolute path, optionally followed by :ro (the default) or :rw"
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _check_passthrough(value: str) -> str | None:
+    if not re.fullmatch(r"[A-Za-z0-9_*?\[\]!-]+", value):
+        return f"{value!r} must be an environment variable name or a glob of one (e.g. TF_TOKEN_*)"
+    if could_match_forbidden(value):
+        return (f"{value!r} could match the bot's own secrets (PLANKEEPER_*, GITHUB_TOKEN, "
+                "GITLAB_TOKEN, GH_TOKEN, REDIS_URL), which never pass: list narrower names")
+    return None
+
+
+def _check_repo_env(value: Any) -> str | None:
+    """NAME: value or NAME: {file: /absolute/path}; never a value in the message (secrets)."""
+    for name, item in value.items():
+        if not _ENV_NAME.fullmatch(name) or is_forbidden(name):
+            return f"{name!r} is not an environment variable name a repository may set"
+        if isinstance(item, str):
+            continue
+        path = item.get("file") if isinstance(item, Mapping) and set(item) == {"file"} else None
+        if not (isinstance(path, str) and path.startswith("/")):
+            return f"{name}: expected a string or {{file: /absolute/path}} (quote numbers)"
+    return None
 
 
 def _check_mapping(value: Any) -> str | None:
@@ -212,6 +238,8 @@ class RepoEntry:
     repo_config_file: str | None = _meta(None, check=_check_relative)
     kubectl: RepoKubectl | None = None
     drift: RepoDrift | None = None
+    # NAME -> value | {file: path}: this repository's Terraform runs only; every value a secret
+    env: dict[str, Any] | None = field(default=None, repr=False, metadata={"check": _check_repo_env})
 
     def matches(self, repo_id: str) -> bool:
         """Exact id, or full match of the regex written as /regex/."""
@@ -241,6 +269,7 @@ class ResolvedRepoSettings:
     kubectl: RepoKubectl
     drift: RepoDrift
     matched_ids: tuple[str, ...]  # ids of the entries applied, in order
+    env: dict[str, Any] = field(default_factory=dict, repr=False)  # see RepoEntry.env
 
 
 @dataclass(frozen=True)
@@ -252,6 +281,8 @@ class TerraformSettings:
     download: bool = True
     download_url: str = _meta("https://releases.hashicorp.com", check=_check_url)
     tofu_download_url: str = _meta("https://github.com/opentofu/opentofu/releases/download", check=_check_url)
+    # names or globs passed from the server's environment, on top of runners.environment's own
+    env_passthrough: tuple[str, ...] = _meta((), each=_check_passthrough)
 
 
 @dataclass(frozen=True)
@@ -273,6 +304,13 @@ class ReconcileSettings:
     """Sweeps for webhooks the forge never delivered (bot.reconcile)."""
 
     interval: int = _meta(300, min=0)  # seconds between sweeps; 0 = one sweep at start only
+
+
+@dataclass(frozen=True)
+class StatusSettings:
+    """Commit statuses: contexts `{prefix}/plan` and `{prefix}/apply`."""
+
+    prefix: str = _meta("plankeeper", check=_check_word)  # `atlantis` keeps Atlantis' branch protection
 
 
 @dataclass(frozen=True)
@@ -325,11 +363,13 @@ class Settings:
         each=_check_flag)
     drift: DriftSettings = field(default_factory=DriftSettings)
     reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
+    statuses: StatusSettings = field(default_factory=StatusSettings)
     policies: PolicySettings = field(default_factory=PolicySettings)
     permissions: dict[str, tuple[str, ...]] = _meta(
         factory=dict, keys=COMMANDS, each=lambda v: _first(map(_check_principal, v)))
     allow_fork_prs: bool = False
     allow_draft_prs: bool = False
+    checkout_strategy: Literal["branch", "merge"] = "branch"  # merge: plan the head merged into the base
     ui: UISettings = field(default_factory=UISettings)
     notifications: tuple[Notification, ...] = ()
     sandbox: Literal["auto", "bubblewrap", "none"] = "auto"  # see bot.engines.sandbox_status
@@ -353,10 +393,12 @@ class Settings:
         drift: dict[str, Any] = {"schedule": self.drift.schedule,
                                  "remediate": self.drift.remediate}
         matched = []
+        env: dict[str, Any] = {}
         for entry in self.repos:
             if not entry.matches(repo_id):
                 continue
             matched.append(entry.id)
+            env.update(entry.env or {})
             for name in values:
                 value = getattr(entry, name)
                 if value is not None:
@@ -366,7 +408,7 @@ class Settings:
                     target.update({k: v for k, v in vars(part).items() if v is not None})
         return ResolvedRepoSettings(
             repo_id=repo_id, **values, kubectl=RepoKubectl(**kube), drift=RepoDrift(**drift),
-            matched_ids=tuple(matched))
+            matched_ids=tuple(matched), env=env)
 
 
 def _first(messages: Any) -> str | None:

@@ -5,6 +5,8 @@ PLANKEEPER_* setting) never reach a process that runs code from a pull request.
 """
 from __future__ import annotations
 
+import re
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -51,10 +53,31 @@ def is_forbidden(name: str) -> bool:
 
 
 def is_allowed(name: str, passthrough: Iterable[str] = ()) -> bool:
-    """True when name may be copied from the parent environment."""
+    """True when name may be copied from the parent environment: the built-in allowlist, or a
+    name or glob of passthrough (`TF_TOKEN_*`, case-sensitive); never a forbidden name."""
     if is_forbidden(name):
         return False
-    return name in ALLOWED_NAMES or name.startswith(ALLOWED_PREFIXES) or name in set(passthrough)
+    return (name in ALLOWED_NAMES or name.startswith(ALLOWED_PREFIXES)
+            or any(fnmatchcase(name, glob) for glob in passthrough))
+
+
+def could_match_forbidden(glob: str) -> bool:
+    """True when some forbidden name (a FORBIDDEN_NAMES one, or any PLANKEEPER_* in any case)
+    matches glob: such a glob is refused in settings, though is_allowed drops them anyway."""
+    if any(fnmatchcase(name, glob) for name in FORBIDDEN_NAMES):
+        return True
+    prefix = FORBIDDEN_PREFIXES[0]
+    tokens = re.findall(r"\[!?\]?[^\]]*\]|.", glob)
+    for i, token in enumerate(tokens):
+        if i == len(prefix) or token == "*":
+            return True
+        if token.startswith("[") and len(token) > 1:
+            fits = fnmatchcase(prefix[i], token) or fnmatchcase(prefix[i].lower(), token)
+        else:
+            fits = token == "?" or token.upper() == prefix[i]
+        if not fits:
+            return False
+    return len(tokens) >= len(prefix)
 
 
 def minimal_env(
@@ -69,8 +92,8 @@ def minimal_env(
     Forbidden names are dropped even when listed in passthrough; extra is the caller's
     explicit choice and is applied last, unfiltered.
     """
-    names = set(passthrough)
-    env = {k: v for k, v in parent.items() if is_allowed(k, names)}
+    globs = tuple(passthrough)
+    env = {k: v for k, v in parent.items() if is_allowed(k, globs)}
     env["HOME"] = str(home)
     env["TMPDIR"] = str(tmpdir)
     env.update(extra)

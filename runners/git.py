@@ -38,6 +38,14 @@ class RevertConflict(GitError):
         super().__init__(f"the revert conflicts in {', '.join(self.files) or 'the work tree'}")
 
 
+class MergeConflict(GitError):
+    """Merging the base branch into the head conflicts in `files`."""
+
+    def __init__(self, files: Sequence[str]):
+        super().__init__("merge conflict in " + ", ".join(files))
+        self.files = list(files)
+
+
 class NothingToRevert(GitError):
     """The base branch no longer has any of the changes (reverted already)."""
 
@@ -98,6 +106,34 @@ class RepoCache:
             self._ensure_mirror(mirror)
             self._fetch(mirror, url, env, refs, sha)
             self._clone(mirror, dest, sha, url)
+
+    def merge_branch(self, dest: Path, clone_url: str, branch: str, author: tuple[str, str],
+                     auth: Optional[tuple[str, str]] = None) -> str:
+        """Merge `branch` as the remote has it now into the detached checkout at dest (checkout
+        strategy `merge`); returns the merged branch's commit. Nothing is pushed. Raises
+        MergeConflict (naming the files; the checkout is left as it was) or GitError."""
+        url, auth = _split_auth(clone_url, auth)
+        g = git.Git(str(dest))
+        env = self._env(url, auth)
+        _git(g, ["check-ref-format", "--branch", branch], env, f"read the branch name {branch!r}")
+        ref = "refs/plankeeper/merge-base"
+        _git(g, ["fetch", "--quiet", "--no-write-fetch-head", url, f"+refs/heads/{branch}:{ref}"], env,
+             f"fetch {branch}")
+        base = _git(g, ["rev-parse", ref], env, f"read {branch}").strip()
+        name, email = author
+        identity = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
+                    "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+        safe = ["-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false"]
+        try:
+            _git(g, [*safe, "merge", "--quiet", "--no-edit", "--no-ff", "-m",
+                     f"Merge {branch} (checkout strategy merge)", base], {**self.base_env, **identity}, "merge")
+        except GitError:
+            conflicts = _lines(_git(g, ["diff", "--name-only", "--diff-filter=U"], self.base_env, "list conflicts"))
+            if conflicts:
+                _git(g, ["merge", "--abort"], self.base_env, "abort the merge")
+                raise MergeConflict(conflicts) from None
+            raise
+        return base
 
     def branch_head(self, clone_url: str, branch: str, auth: Optional[tuple[str, str]] = None) -> str:
         """The commit at the head of `branch` on the remote (git ls-remote). Raises GitError."""

@@ -1,7 +1,7 @@
 """Which projects a change touches.
 
-Without a repo config (discover_projects): a directory with a changed *.tf, *.tf.json or
-*.tfvars file is a project, unless other directories use it as a local module: then every
+Without a repo config (discover_projects): a directory with a changed *.tf, *.tf.json, *.tofu,
+*.tofu.json or *.tfvars file is a project, unless other directories use it as a local module: then every
 root that (transitively) uses it is. With one (select_for_changes): when_modified globs,
 local modules, depends_on and the autodiscover mode decide.
 """
@@ -19,8 +19,8 @@ from typing import Callable, Iterable, Sequence
 from runners.models import Project
 from runners.repo_config_schema import Autodiscover, EffectiveProject
 
-TF_SUFFIXES = (".tf", ".tf.json")
-CHANGE_SUFFIXES = (".tf", ".tf.json", ".tfvars", ".tfvars.json")
+TF_SUFFIXES = (".tf", ".tf.json", ".tofu", ".tofu.json")  # .tofu: OpenTofu's own file names
+CHANGE_SUFFIXES = TF_SUFFIXES + (".tfvars", ".tfvars.json")
 SKIP_DIRS = frozenset({".git", ".terraform", ".terragrunt-cache", "node_modules"})
 _SOURCE = re.compile(r"""\bsource\s*=\s*"(\.\.?/[^"]*)\"""")
 

@@ -10,7 +10,7 @@ from typing import Mapping, Optional
 
 from runners.models import Project
 
-DEFAULT_WHEN_MODIFIED = ("**/*.tf*", "**/terragrunt.hcl", "**/.terraform.lock.hcl")
+DEFAULT_WHEN_MODIFIED = ("**/*.tf*", "**/*.tofu*", "**/terragrunt.hcl", "**/.terraform.lock.hcl")
 STEP_NAMES = ("init", "plan", "apply", "show", "run", "env", "multienv", "policy_check", "import",
               "state_rm", "version")
 STAGES = ("plan", "apply", "policy_check", "import", "state_rm")

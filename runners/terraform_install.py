@@ -53,7 +53,7 @@ def required_version(project_dir: Path) -> str | None:
     when there is none, it is a constraint, or the .tf files disagree."""
     found: set[str] = set()
     try:
-        files = sorted(Path(project_dir).glob("*.tf"))
+        files = sorted([*Path(project_dir).glob("*.tf"), *Path(project_dir).glob("*.tofu")])
     except OSError:
         return None
     for path in files:

@@ -10,8 +10,12 @@ from bot.settings import Settings
 
 def make_forge(repo: Repo, settings: Settings) -> Forge:
     """The forge client for a repo ("github" or "gitlab" in repo.forge)."""
+    forge: GitHubForge | GitLabForge
     if repo.forge == "github":
-        return GitHubForge.from_settings(settings.github, installation_id=repo.installation_id)
-    if repo.forge == "gitlab":
-        return GitLabForge.from_settings(settings.gitlab)
-    raise ValueError(f"unknown forge kind {repo.forge!r}")
+        forge = GitHubForge.from_settings(settings.github, installation_id=repo.installation_id)
+    elif repo.forge == "gitlab":
+        forge = GitLabForge.from_settings(settings.gitlab)
+    else:
+        raise ValueError(f"unknown forge kind {repo.forge!r}")
+    forge.status_prefix = settings.statuses.prefix  # its own statuses, told apart in mergeability
+    return forge

@@ -49,7 +49,7 @@ class Forge(Protocol):
         An approval of an older commit does not count where the forge records the commit (GitHub)."""
 
     def mergeability(self, pull: PullRequest) -> Mergeability:
-        """Whether the forge would merge now, ignoring the bot's own plankeeper/apply status."""
+        """Whether the forge would merge now, ignoring the bot's own `{statuses.prefix}/apply` status."""
 
     def has_write_permission(self, repo: Repo, login: str) -> bool:
         """Whether the user may push to the repository."""

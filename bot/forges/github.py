@@ -21,7 +21,6 @@ from bot.models import Comment, CommentRef, Mergeability, PullRequest, Repo
 
 T = TypeVar("T")
 
-APPLY_CONTEXT = "plankeeper/apply"
 STATUS_DESCRIPTION_LIMIT = 140  # GitHub answers 422 to longer commit status descriptions
 MERGEABILITY_POLLS = (0.5, 1.0, 2.0, 3.0)  # waits while GitHub computes `mergeable`
 WRITE_ROLES = {"admin", "maintain", "write"}
@@ -41,6 +40,7 @@ class GitHubForge:
     """The Forge protocol for one GitHub server; see bot.forges.base.Forge for each method."""
 
     comment_limit = 65536
+    status_prefix = "plankeeper"  # settings.statuses.prefix, set by bot.forges.make_forge
 
     def __init__(
         self,
@@ -237,7 +237,7 @@ class GitHubForge:
         return pr.mergeable, pr.mergeable_state, pr.head.sha, pr.state != "open"
 
     def _only_own_apply_status_blocks(self, repo: Repo, sha: str) -> bool:
-        """Whether plankeeper/apply is the only status or check run on sha not succeeding."""
+        """Whether the bot's own `{prefix}/apply` is the only status or check run on sha not succeeding."""
 
         def fetch() -> bool:
             commit = self._repo(repo).get_commit(sha)
@@ -247,7 +247,7 @@ class GitHubForge:
             checks = [
                 c.name for c in commit.get_check_runs() if c.conclusion not in OK_CHECK_CONCLUSIONS
             ]
-            return others == [APPLY_CONTEXT] and not checks
+            return others == [f"{self.status_prefix}/apply"] and not checks
 
         return self._call(f"read statuses of {repo.full_name}@{sha[:12]}", fetch)
 

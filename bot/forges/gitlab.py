@@ -26,7 +26,6 @@ T = TypeVar("T")
 GITLAB_COMMENT_LIMIT = 1_000_000
 DEVELOPER_ACCESS = 30  # the lowest GitLab role that may push
 GUEST_ACCESS = 10
-_OWN_CONTEXT_PREFIX = "plankeeper/"
 _STATUS_DESCRIPTION_LIMIT = 255
 
 _STATUS_STATE = {PENDING: "pending", SUCCESS: "success", FAILURE: "failed"}
@@ -86,6 +85,7 @@ class GitLabForge:
     """The Forge protocol on a GitLab instance (gitlab.com or self-hosted)."""
 
     comment_limit = GITLAB_COMMENT_LIMIT
+    status_prefix = "plankeeper"  # settings.statuses.prefix, set by bot.forges.make_forge
 
     def __init__(self, url: str, token: Optional[str], bot_login: Optional[str] = None,
                  *, sleep: Callable[[float], None] = time.sleep):
@@ -208,7 +208,7 @@ class GitLabForge:
 
     def mergeability(self, pull: PullRequest) -> Mergeability:
         """GitLab's detailed_merge_status in words; the bot's own failing or pending
-        plankeeper/* statuses do not count against it."""
+        `{statuses.prefix}/*` statuses do not count against it."""
         def fetch() -> Mergeability:
             mr = self._mr(pull, lazy=False).attributes
             status = mr.get("detailed_merge_status") or _legacy_status(mr)
@@ -225,7 +225,7 @@ class GitLabForge:
         latest = commit.statuses.list(get_all=True)  # latest status per name
         blocking = [s.name for s in latest
                     if s.status not in _GREEN_STATUSES and not s.attributes.get("allow_failure")]
-        return bool(blocking) and all(n.startswith(_OWN_CONTEXT_PREFIX) for n in blocking)
+        return bool(blocking) and all(n.startswith(f"{self.status_prefix}/") for n in blocking)
 
     # ---- permissions ---------------------------------------------------------------
     def has_write_permission(self, repo: Repo, login: str) -> bool:

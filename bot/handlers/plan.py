@@ -6,7 +6,8 @@ from bot import hooks, policies, redact, selection
 from bot.context import JobContext
 from bot.drift.status import base_drift
 from bot.errors import UserFacingError
-from bot.execution import effective_for, plan_in, store_plan
+from bot.execution import (effective_for, generated_repo_config, plan_in, repo_config_text, store_plan,
+                           write_repo_config)
 from bot.forges.base import SUCCESS
 from bot.handlers.base import Handler, Request, Started, Trigger
 from bot.models import OutcomeStatus, ProjectOutcome, PullRequest, RunKind, pull_ref
@@ -32,8 +33,10 @@ class PlanHandler(Handler):
         resolved = ctx.settings.repo_settings(pull.repo.id)
         try:
             repo_dir = ctx.checkout(pull)
+            before = repo_config_text(ctx, repo_dir, resolved)
+            hooks.run_pre_workflow_hooks(ctx, pull, repo_dir)  # before the config: a hook may generate it
+            generated = generated_repo_config(ctx, repo_dir, resolved, before)
             config, effective = selection.load_effective(ctx.workspace, repo_dir, resolved)
-            hooks.run_pre_workflow_hooks(ctx, pull, repo_dir)
             chosen = selection.select_effective(
                 ctx.workspace, repo_dir, request.command, ctx.forge.changed_files(pull), config, effective,
                 resolved, autoplan=autoplan, base_branch=pull.base_ref)
@@ -50,13 +53,15 @@ class PlanHandler(Handler):
         run = Run(id=f"{ctx.job_id}-plan", kind=RunKind.PLAN, pull=pull, command=request.command,
                   actor=request.actor or pull.author, projects=[ep.project for ep in chosen],
                   coordinator_job=ctx.job_id, autoplan=autoplan,
-                  abort_on_fail=bool(config and config.abort_on_execution_order_fail))
+                  abort_on_fail=bool(config and config.abort_on_execution_order_fail),
+                  repo_config_file=generated[0], repo_config_override=generated[1])
         return NewRun(run, chosen, parallel=config.parallel_plan if config else True)
 
     def project(self, ctx: JobContext, run: Run, outcome: ProjectOutcome) -> None:
         """Check out, lock, plan, store; fills in the outcome."""
         pull, project = run.pull, outcome.project
         repo_dir = ctx.checkout(pull)
+        write_repo_config(ctx, pull, repo_dir, run.repo_config_file, run.repo_config_override)
         effective = effective_for(ctx, pull, repo_dir, project)
         self._plan(ctx, run, outcome, repo_dir, effective)
         if project == run.projects[0]:  # once per comment, under the first project

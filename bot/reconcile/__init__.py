@@ -4,10 +4,10 @@ GitHub and GitLab do not retry a delivery that failed (the server was down, rest
 answered 500), so `plankeeper serve` sweeps every repository it knows at start and every
 `reconcile.interval` seconds, and queues ordinary event jobs for what it finds missed:
 
-- an open pull request updated since the last sweep whose head commit has no `plankeeper/plan`
+- an open pull request updated since the last sweep whose head commit has no `{statuses.prefix}/plan`
   status: its autoplan;
 - a pull request merged or closed since the last sweep that still holds plans or locks here
-  (and, merged, has no `plankeeper/apply` status on its merge commit): its `merged` (the deploy
+  (and, merged, has no `{statuses.prefix}/apply` status on its merge commit): its `merged` (the deploy
   handler decides whether anything applies on merge) or `closed` event, which releases it;
 - a command comment newer than the bot's last comment on its pull request, not acted on yet.
 

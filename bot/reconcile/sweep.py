@@ -13,7 +13,7 @@ from bot.context import Runtime
 from bot.errors import UsageError
 from bot.forges.base import Forge
 from bot.models import Comment, CommentEvent, PullRequest, PullRequestEvent, Repo
-from bot.runs.report import CONTEXTS
+from bot.runs.report import status_context
 from bot.state import artifacts, keys, locks, replay
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def missed_autoplan(rt: Runtime, forge: Forge, pull: PullRequest) -> Optional[Pu
     delivery = queueing.sweep_delivery_id(event)
     if not delivery or queueing.delivery_seen(r, delivery):
         return None  # a webhook brought this head, or an earlier sweep found it
-    if CONTEXTS["plan"] in forge.statuses(pull.repo, pull.head_sha):
+    if status_context(settings, "plan") in forge.statuses(pull.repo, pull.head_sha):
         queueing.claim_delivery(r, delivery)  # planned: recorded, so later sweeps do not ask the forge again
         return None
     return replace(event, delivery_id=delivery)
@@ -105,7 +105,8 @@ def missed_close(rt: Runtime, forge: Forge, pull: PullRequest) -> Optional[PullR
     delivery = queueing.sweep_delivery_id(event)
     if not delivery or queueing.delivery_seen(r, delivery):
         return None
-    if pull.state == "merged" and CONTEXTS["apply"] in forge.statuses(pull.repo, pull.merge_sha or pull.head_sha):
+    applied = status_context(rt.settings, "apply")
+    if pull.state == "merged" and applied in forge.statuses(pull.repo, pull.merge_sha or pull.head_sha):
         queueing.claim_delivery(r, delivery)  # deployed (or deploying): recorded
         return None
     return replace(event, delivery_id=delivery)

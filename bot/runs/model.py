@@ -26,6 +26,8 @@ class Run:
     abort_on_fail: bool = False
     autoplan: bool = False
     via: str = ""  # an apply's path, as bot.state.deployments.Via: comment, approval, merge, ...
+    repo_config_file: str = ""  # a repo config a pre-workflow hook generated: its file name ...
+    repo_config_override: str = ""  # ... and its text, written into every project job's checkout
 
     def __post_init__(self) -> None:
         self.kind = RunKind(self.kind)

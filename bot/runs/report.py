@@ -14,7 +14,12 @@ from bot.models import ProjectOutcome, PullRequest, pull_ref
 from bot.state import keys, reverts
 
 log = logging.getLogger(__name__)
-CONTEXTS = {"plan": "plankeeper/plan", "apply": "plankeeper/apply"}  # commit status contexts
+STATUS_COMMANDS = ("plan", "apply")  # the commands with a commit status: `{statuses.prefix}/{command}`
+
+
+def status_context(settings, command: str) -> Optional[str]:
+    """The commit status context of a command (`plankeeper/plan`), None for a command without one."""
+    return f"{settings.statuses.prefix}/{command}" if command in STATUS_COMMANDS else None
 
 
 class CommandReport:
@@ -23,6 +28,7 @@ class CommandReport:
     def __init__(self, ctx: JobContext, pull: PullRequest, command: str):
         self.forge, self.redis, self.pull, self.command = ctx.forge, ctx.redis, pull, command
         self.job_id, self.job_url, self.redact = ctx.job_id, ctx.job_url, ctx.redact
+        self.context = status_context(ctx.settings, command)
         self.comment_id: Optional[str] = None
         self.comment_url = ""
         self.preface = rollback_note(self.redis, pull)
@@ -79,7 +85,7 @@ class CommandReport:
         self.status(FAILURE, title)
 
     def status(self, state: str, description: str) -> None:
-        context = CONTEXTS.get(self.command)
+        context = self.context
         if not context:
             return
         self.forge.set_status(self.pull.repo, self.pull.head_sha, context, state, description, self.job_url)

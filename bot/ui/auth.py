@@ -32,7 +32,8 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_MAX_AGE = 12 * 3600
 REALM = 'Basic realm="Plankeeper", charset="UTF-8"'
-OPEN_ENDPOINTS = frozenset({"webhooks.receive", "healthz", "static"})  # never behind ui.read_auth
+OPEN_ENDPOINTS = frozenset({"webhooks.receive", "healthz", "static",  # never behind ui.read_auth
+                            "runs_api.api_plan", "runs_api.api_apply"})  # these check the API token themselves
 READ_ONLY = ("The Plankeeper UI is read-only: no UI credentials are configured. Set ui.username and "
              "ui.password (pages) or ui.api_token (API) in the server config, then restart, to enable "
              "unlock, cancel and drift checks.")
@@ -101,6 +102,21 @@ def check_writer() -> Writer:
     if not csrf_valid(request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER) or ""):
         raise AccessDenied(403, "The form's CSRF token is missing or expired: reload the page and try again.")
     return Writer(user, "basic")
+
+
+def check_api_token() -> Writer:
+    """The writer of a CI request (POST /api/plan, /api/apply): only the API token, as
+    `Authorization: Bearer` or Atlantis' `X-Atlantis-Token`; raises AccessDenied."""
+    if not _ui().api_token:
+        raise AccessDenied(403, "The plan/apply API is off: set ui.api_token in the server config, then restart.")
+    token = _bearer()
+    if token is None:
+        token = request.headers.get("X-Atlantis-Token")
+    if token is None:
+        raise AccessDenied(401, "Send the API token: Authorization: Bearer <ui.api_token> (or X-Atlantis-Token).")
+    if not _same(token, _ui().api_token):
+        raise AccessDenied(403, "Wrong API token.")
+    return Writer("api-token", "token")
 
 
 def check_reader() -> None:

@@ -102,3 +102,10 @@ def test_server_repo_config_file(ws):
     (repo / "ops" / "pk.yaml").write_text("version: 3\nprojects: [{name: only, dir: adhoc/one}]\n")
     config, effective = selection.load_effective(ws, "repo", replace(RESOLVED, repo_config_file="ops/pk.yaml"))
     assert config.file == "ops/pk.yaml" and [ep.name for ep in effective] == ["only"]
+
+
+def test_terraform_dirs_include_opentofu_files(tmp_path) -> None:
+    for rel in ("tf/main.tf", "tofu/main.tofu", "tofujson/main.tofu.json", "plain/data.json", ".terraform/x.tofu"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("{}")
+    assert selection.terraform_dirs(tmp_path) == ["tf", "tofu", "tofujson"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runners.git import GitError, RepoCache, strip_credentials
+from runners.git import GitError, MergeConflict, RepoCache, strip_credentials
 
 PARENT = {"PATH": "/usr/bin:/bin"}
 
@@ -136,3 +136,38 @@ def test_missing_extra_ref_falls_back_to_heads(tmp_path: Path, upstream, gitrun)
     cache = RepoCache(tmp_path / "cache", PARENT)
     cache.checkout(str(bare), sha, tmp_path / "ws", refs=["refs/merge-requests/3/head"])
     assert gitrun(tmp_path / "ws", "rev-parse", "HEAD") == sha
+
+
+def test_merge_branch_merges_the_base_into_the_detached_head(tmp_path: Path, upstream, commit, gitrun) -> None:
+    work, bare = upstream
+    gitrun(work, "checkout", "-q", "-b", "feature")
+    head = commit(work, {"infra/main.tf": "# head\n"})
+    gitrun(work, "push", "-q", "origin", "feature")
+    gitrun(work, "checkout", "-q", "main")
+    base = commit(work, {"other.txt": "base\n", "README.md": "hello\n"})
+    gitrun(work, "push", "-q", "origin", "main")
+    cache = RepoCache(tmp_path / "cache", PARENT)
+    dest = tmp_path / "ws"
+    cache.checkout(str(bare), head, dest)
+    assert cache.merge_branch(dest, str(bare), "main", ("bot", "bot@example.com")) == base
+    assert (dest / "infra" / "main.tf").read_text() == "# head\n" and (dest / "other.txt").read_text() == "base\n"
+    assert gitrun(dest, "log", "-1", "--format=%an <%ae>") == "bot <bot@example.com>"
+    with pytest.raises(GitError):
+        cache.merge_branch(dest, str(bare), "no-such-branch", ("bot", "bot@example.com"))
+
+
+def test_merge_branch_conflict_names_the_files_and_leaves_the_head(tmp_path: Path, upstream, commit,
+                                                                    gitrun) -> None:
+    work, bare = upstream
+    gitrun(work, "checkout", "-q", "-b", "feature")
+    head = commit(work, {"infra/main.tf": "# head\n"})
+    gitrun(work, "checkout", "-q", "main")
+    commit(work, {"infra/main.tf": "# base\n"})
+    gitrun(work, "push", "-q", "origin", "main", "feature")
+    cache = RepoCache(tmp_path / "cache", PARENT)
+    dest = tmp_path / "ws"
+    cache.checkout(str(bare), head, dest)
+    with pytest.raises(MergeConflict) as caught:
+        cache.merge_branch(dest, str(bare), "main", ("bot", "bot@example.com"))
+    assert caught.value.files == ["infra/main.tf"]
+    assert gitrun(dest, "rev-parse", "HEAD") == head and (dest / "infra" / "main.tf").read_text() == "# head\n"

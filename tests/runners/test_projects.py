@@ -99,3 +99,12 @@ def test_many_dirs_are_indexed_quickly(tmp_path: Path) -> None:
     found = discover_projects(root, ["modules/common/main.tf"])
     assert len(found) == 150
     assert time.monotonic() - started < 5
+
+
+def test_opentofu_files_make_a_project(tmp_path: Path) -> None:
+    root = write(tmp_path, {"tofu/main.tofu": 'module "m" {\n  source = "../mod"\n}\n', "mod/main.tofu": RESOURCE,
+                            "json/main.tofu.json": "{}", "docs/readme.md": "x"})
+    assert dirs(discover_projects(root, ["tofu/main.tofu"])) == ["tofu"]
+    assert dirs(discover_projects(root, ["json/main.tofu.json"])) == ["json"]
+    assert dirs(discover_projects(root, ["mod/main.tofu"])) == ["tofu"]  # a module used from a .tofu root
+    assert dirs(discover_projects(root, ["docs/readme.md"])) == []

@@ -99,6 +99,7 @@ def test_default_when_modified_covers_terragrunt_and_lock_files(tmp_path):
     assert selected_dirs(text, ["a/terragrunt.hcl"], tmp_path) == ["a"]
     assert selected_dirs(text, ["a/.terraform.lock.hcl"], tmp_path) == ["a"]
     assert selected_dirs(text, ["a/notes.hcl"], tmp_path) == []
+    assert selected_dirs(text, ["a/main.tofu"], tmp_path) == ["a"]  # OpenTofu's own files
 
 
 def test_autoplan_disabled_skipped_on_autoplan_only(tmp_path):

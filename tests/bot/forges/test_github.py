@@ -252,6 +252,16 @@ def test_own_apply_status_does_not_block_the_apply(
     assert forge.mergeability(pull).mergeable
 
 
+def test_own_apply_status_under_the_statuses_prefix_does_not_block(
+    fake: FakeGitHub, forge: GitHubForge, pull: PullRequest
+) -> None:
+    fake.set_mergeable(FULL, 3, False, "blocked")
+    fake.add_status(FULL, HEAD, "atlantis/apply", "pending", creator="plankeeper-bot")
+    assert not forge.mergeability(pull).mergeable  # not the bot's context while its prefix is plankeeper
+    forge.status_prefix = "atlantis"
+    assert forge.mergeability(pull).mergeable
+
+
 @pytest.mark.parametrize("other", ["status", "check_run", "nothing"])
 def test_other_blockers_still_block(
     fake: FakeGitHub, forge: GitHubForge, pull: PullRequest, other: str
@@ -503,3 +513,12 @@ def test_app_with_the_wrong_key_is_refused(app_fake: FakeGitHub, repo: Repo) -> 
     )
     with pytest.raises(ForgeError, match="installation token for installation 77 failed: HTTP 401"):
         forge.pull_request(repo, 3)
+
+
+
+def test_make_forge_gives_the_forge_the_statuses_prefix() -> None:
+    from bot.forges import make_forge
+    from bot.models import Repo
+    from bot.settings import GitHubSettings, Settings, StatusSettings
+    settings = Settings(github=GitHubSettings(token="ghp_" + "x" * 36), statuses=StatusSettings(prefix="atlantis"))
+    assert make_forge(Repo("github", "github.com", "acme/infra", ""), settings).status_prefix == "atlantis"

@@ -205,6 +205,15 @@ def test_own_statuses_do_not_block(fake: FakeGitLab, forge: GitLabForge, repo: R
     assert forge.mergeability(pull).mergeable
 
 
+def test_own_statuses_under_the_statuses_prefix_do_not_block(fake: FakeGitLab, forge: GitLabForge, repo: Repo,
+                                                             project_id: int, pull: PullRequest) -> None:
+    fake.set_merge_status(project_id, 7, "ci_must_pass")
+    forge.set_status(repo, HEAD, "atlantis/apply", PENDING, "applying")
+    assert not forge.mergeability(pull).mergeable
+    forge.status_prefix = "atlantis"
+    assert forge.mergeability(pull).mergeable
+
+
 def test_other_failing_status_still_blocks(fake: FakeGitLab, forge: GitLabForge, repo: Repo,
                                            project_id: int, pull: PullRequest) -> None:
     fake.set_merge_status(project_id, 7, "ci_must_pass")

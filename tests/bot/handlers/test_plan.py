@@ -6,7 +6,7 @@ from bot import dispatch
 from bot.handlers import HANDLERS, Request, Trigger
 from bot.models import Command, OutcomeStatus, PullRequestEvent
 from bot.runs import store
-from bot.settings import Hook, RepoEntry
+from bot.settings import Hook, RepoEntry, StatusSettings
 from bot.state import artifacts, keys, locks
 from runners.models import ResourceChange
 from tests.support import tf_data
@@ -197,3 +197,71 @@ def test_plan_destroy_plans_the_destruction_of_an_applied_resource(bench_factory
     assert outcome.plan.changes == [ResourceChange("terraform_data.x", "delete")]
     [plan] = artifacts.pull_plans(bench.redis, bench.repo.id, 7)
     assert plan.summary == "Plan: 0 to add, 0 to change, 1 to destroy."
+
+
+def test_a_repo_config_generated_by_a_pre_workflow_hook_is_used_by_the_project_jobs(bench_factory) -> None:
+    generate = ("printf 'version: 3\\nemoji_reaction: eyes\\nprojects:\\n- name: generated\\n  dir: infra/app\\n'"
+                " > atlantis.yaml")
+    bench = bench_factory(repos=(RepoEntry(id="github.com/acme/infra", pre_workflow_hooks=(Hook(run=generate),)),))
+    bench.open_pull()
+    assert bench.comment("/plan", "alice") == "planning 1 project(s) in run job-1-plan"
+    run = store.load(bench.redis, "job-1-plan")
+    assert (run.repo_config_file, run.repo_config_override) == (
+        "atlantis.yaml", "version: 3\nemoji_reaction: eyes\nprojects:\n- name: generated\n  dir: infra/app\n")
+    bench.work()
+
+    [outcome] = store.outcomes(bench.redis, store.load(bench.redis, "job-1-plan"))
+    assert (outcome.project.name, outcome.status) == ("generated", OutcomeStatus.PLANNED)
+    assert "generated" in bench.last_comment()
+    assert "atlantis.yaml:2: emoji_reaction: ignored" in bench.last_comment()  # the project job read it too
+
+
+def test_statuses_prefix_names_the_commit_status_contexts(bench_factory) -> None:
+    bench = bench_factory(statuses=StatusSettings(prefix="atlantis"))
+    pull = bench.open_pull()
+    bench.comment("/plan", "alice")
+    bench.work()
+    assert [s for s, _ in bench.statuses(pull.head_sha, "atlantis/plan")] == ["pending", "success"]
+    assert bench.statuses(pull.head_sha, STATUS) == []  # no plankeeper/plan: a rule for Atlantis' name works
+
+
+def test_checkout_strategy_merge_plans_the_head_merged_into_the_base(bench_factory) -> None:
+    bench = bench_factory(checkout_strategy="merge")
+    pull = bench.open_pull()
+    bench.commit_to_base({"infra/app/extra.tf": tf_data("y")})  # on main after the branch was cut
+    bench.comment("/plan", "alice")
+    bench.work()
+
+    [outcome] = store.outcomes(bench.redis, store.load(bench.redis, "job-1-plan"))
+    assert outcome.status is OutcomeStatus.PLANNED
+    assert sorted(c.address for c in outcome.plan.changes) == ["terraform_data.x", "terraform_data.y"]
+    assert bench.statuses(pull.head_sha, STATUS)[-1][0] == "success"
+
+
+def test_checkout_strategy_branch_plans_the_head_alone(bench_factory) -> None:
+    bench = bench_factory()
+    bench.open_pull()
+    bench.commit_to_base({"infra/app/extra.tf": tf_data("y")})
+    bench.comment("/plan", "alice")
+    bench.work()
+
+    [outcome] = store.outcomes(bench.redis, store.load(bench.redis, "job-1-plan"))
+    assert [c.address for c in outcome.plan.changes] == ["terraform_data.x"]
+
+
+def test_checkout_strategy_merge_conflict_names_the_files(bench_factory) -> None:
+    bench = bench_factory(checkout_strategy="merge")
+    pull = bench.open_pull()
+    bench.commit_to_base({"infra/app/main.tf": tf_data("x", "from main")})
+    assert bench.comment("/plan", "alice") == "failed: Merge conflict"
+    assert bench.last_comment().startswith("**Merge conflict**")
+    assert "`infra/app/main.tf`" in bench.last_comment()
+    assert bench.statuses(pull.head_sha, STATUS) == [("failure", "Merge conflict")]
+
+
+def test_a_hook_that_links_the_repo_config_out_of_the_checkout_is_refused(bench_factory) -> None:
+    link = "ln -s /etc/hostname atlantis.yaml"
+    bench = bench_factory(repos=(RepoEntry(id="github.com/acme/infra", pre_workflow_hooks=(Hook(run=link),)),))
+    bench.open_pull()
+    assert bench.comment("/plan", "alice") == "failed: Repo config refused"
+    assert "resolves through a symlink to outside the repository" in bench.last_comment()
