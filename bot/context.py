@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import redis
 
-from bot import disk
+from bot import disk, metrics
 from bot.engines import parent_environment
 from bot.errors import UserFacingError
 from bot.models import PullRequest
 from bot.redact import Redactor, settings_secrets
 from bot.settings import Settings
-from bot.state import cancel
+from bot.state import cancel, joblog
 from bot.state.joblog import JobLog
 from runners.git import GitError, MergeConflict, RepoCache
 from runners.workspace import PathEscape, Workspace, check_symlinks, create_workspace
@@ -147,6 +147,14 @@ class JobContext:
             return state["stop"]
 
         return check
+
+    def record_end(self, kind: str, state: str, summary: str) -> None:
+        """The job's record, its metrics and its log say how it ended (`kind`: the metrics label)."""
+        duration = time.time() - self.started_at
+        joblog.record_job(self.redis, self.job_id, state=state, summary=summary, ended_at=time.time(),
+                          duration=f"{duration:.2f}")
+        metrics.count_job(self.redis, kind, state, duration)
+        self.log(f"done: {summary}")
 
     def cleanup(self) -> None:
         if "workspace" in self.__dict__:

@@ -82,22 +82,21 @@ def handle_event(payload: dict) -> str:
                 rt.redis, event.repo.id, event.number)
             summary = _defer(ctx, event, waiting_for) if waiting_for else dispatch.handle(ctx, event)
     except UserFacingError as exc:
-        _finish(ctx, event, JobState.FAILED, f"failed: {exc.title}")
+        ctx.record_end(event.kind, JobState.FAILED, f"failed: {exc.title}")
         _report_failure(ctx, event, exc.title, exc.message)
         return f"failed: {exc.title}"
     except ForgeError as exc:  # retried already; its message names the call and the answer, no secrets
-        _finish(ctx, event, JobState.FAILED, f"failed: {exc}")
+        ctx.record_end(event.kind, JobState.FAILED, f"failed: {exc}")
         _report_failure(ctx, event, "The forge API failed", f"{exc}. Nothing more was run; locks and saved "
                         "plans are kept. Comment the command again once the API answers.")
         return f"failed: {exc}"
     except Exception:
         log.exception("job %s: internal error", job_id)
-        _finish(ctx, event, JobState.FAILED, "internal error")
+        ctx.record_end(event.kind, JobState.FAILED, "internal error")
         raise  # on_job_failure reports it on the pull request
     finally:
         ctx.cleanup()
-    _finish(ctx, event, JobState.SUCCEEDED, summary)
-    ctx.log(f"done: {summary}")
+    ctx.record_end(event.kind, JobState.SUCCEEDED, summary)
     return summary
 
 
@@ -130,13 +129,6 @@ def _is_cancel(ctx: JobContext, event: Event) -> bool:
     except UsageError:
         return False
     return command is not None and command.name == "cancel"
-
-
-def _finish(ctx: JobContext, event: Event, state: JobState, summary: str) -> None:
-    duration = time.time() - ctx.started_at
-    joblog.record_job(ctx.redis, ctx.job_id, state=state, summary=summary, ended_at=time.time(),
-                      duration=f"{duration:.2f}")
-    metrics.count_job(ctx.redis, event.kind, state, duration)
 
 
 def _defer(ctx: JobContext, event: Event, waiting_for: str) -> str:
@@ -225,10 +217,7 @@ def revert_deployment(payload: dict) -> str:
         summary = f"failed: {exc}"
     finally:
         ctx.cleanup()
-    duration = time.time() - ctx.started_at
-    joblog.record_job(rt.redis, job_id, state=state, summary=summary, ended_at=time.time(), duration=f"{duration:.2f}")
-    metrics.count_job(rt.redis, "revert", state, duration)
-    ctx.log(f"done: {summary}")
+    ctx.record_end("revert", state, summary)
     return summary
 
 

@@ -42,10 +42,7 @@ def check(rt: Runtime, payload: dict, job_id: str) -> str:
         summary, state = check_repo(ctx, repo, payload.get("projects") or [], payload.get("actor") or ACTOR)
     finally:
         ctx.cleanup()
-    duration = time.time() - ctx.started_at
-    joblog.record_job(rt.redis, job_id, state=state, summary=summary, ended_at=time.time(), duration=f"{duration:.2f}")
-    metrics.count_job(rt.redis, "drift", state, duration)
-    ctx.log(f"done: {summary}")
+    ctx.record_end("drift", state, summary)
     return summary
 
 

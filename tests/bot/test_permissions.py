@@ -3,7 +3,6 @@ and the real forge clients), then each command path through bot.dispatch, and fo
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -13,24 +12,15 @@ from bot.errors import UserFacingError
 from bot.forges.github import GitHubForge
 from bot.forges.gitlab import GitLabForge
 from bot.models import PullRequestEvent, Repo
-from tests.fakes.github import FakeGitHub
 from tests.fakes.gitlab import FakeGitLab
-from tests.support_jobs import JobBench
+from tests.bot.conftest import JOB_BOT, JOB_TOKEN
 
 FULL = "acme/infra"
-TOKEN = "ghp_" + "p3rm" * 9
-BOT = "plankeeper-bot"
-
-
-@pytest.fixture
-def fake():
-    with FakeGitHub(token=TOKEN, login=BOT) as server:
-        yield server
 
 
 @pytest.fixture
 def github(fake) -> GitHubForge:
-    return GitHubForge(fake.api_url, token=TOKEN, bot_login=BOT, write_interval=0, sleep=lambda s: None)
+    return GitHubForge(fake.api_url, token=JOB_TOKEN, bot_login=JOB_BOT, write_interval=0, sleep=lambda s: None)
 
 
 @pytest.fixture
@@ -87,9 +77,6 @@ def test_gitlab_groups() -> None:
 
 # -- through the dispatcher: each command, then forks ---------------------------------------
 
-@pytest.fixture
-def bench_factory(fake, redis_db, tmp_path: Path):
-    return lambda **settings: JobBench(fake, redis_db, tmp_path, token=TOKEN, bot=BOT, **settings)
 
 
 def test_each_command_path_checks_permissions(fake, bench_factory) -> None:

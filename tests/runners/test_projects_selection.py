@@ -39,11 +39,11 @@ def selected_dirs(text: str, changed: list[str], root: Path, autoplan: bool = Tr
 
 @pytest.fixture(scope="module")
 def monorepo(tmp_path_factory) -> Path:
-    """220 roots; root i uses modules/m{i % 10}; m0-m4 use modules/shared; m9 is used by nobody else."""
+    """220 roots; root i uses modules/m{i % 10}; m0-m4 use modules/common; m9 is used by nobody else."""
     root = tmp_path_factory.mktemp("mono")
-    files = {"modules/shared/main.tf": RESOURCE}
+    files = {"modules/common/main.tf": RESOURCE}
     for m in range(MODULES):
-        files[f"modules/m{m}/main.tf"] = RESOURCE + (uses("../shared") if m < 5 else "")
+        files[f"modules/m{m}/main.tf"] = RESOURCE + (uses("../common") if m < 5 else "")
     for i in range(ROOTS):
         files[f"stacks/r{i:03}/main.tf"] = uses(f"../../modules/m{i % MODULES}")
     return write(root, files)
@@ -60,7 +60,7 @@ def test_module_change_plans_exactly_its_users(monorepo):
 
 
 def test_nested_module_change_plans_users_of_users(monorepo):
-    dirs = selected_dirs(mono_config(), ["modules/shared/main.tf"], monorepo)
+    dirs = selected_dirs(mono_config(), ["modules/common/main.tf"], monorepo)
     assert dirs == [f"stacks/r{i:03}" for i in range(ROOTS) if i % MODULES < 5]
 
 
