@@ -10,8 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from waitress.server import create_server
 
@@ -35,7 +35,7 @@ REDIS_RESTARTS = 5  # restarts of the embedded Redis within REDIS_RESTART_WINDOW
 REDIS_RESTART_WINDOW = 300  # seconds
 
 
-def _load(config: Optional[str], **overrides):
+def _load(config: str | None, **overrides):
     path = config or os.environ.get("PLANKEEPER_CONFIG")
     settings = load_settings(path, os.environ)
     changes = {k: v for k, v in overrides.items() if v is not None}
@@ -85,10 +85,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return stopping["exit_code"]
 
 
-def no_forge_warning(settings) -> Optional[str]:
+def no_forge_warning(settings) -> str | None:
     """What to say when neither GitHub nor GitLab is configured: webhooks are then refused (no
     webhook secret) or cannot be acted on (no token to read and comment on pull requests)."""
-    if settings.github.configured or settings.gitlab.configured:
+    if any(section.configured for section in settings.forges().values()):
         return None
     return ("no forge is configured (no GitHub token or App, no GitLab token): webhooks to POST /events "
             "are refused or cannot be acted on until you set "
@@ -148,13 +148,13 @@ def _announce(host: str, port: int, what: str) -> None:
     print(f"plankeeper {__version__} listening on http://{host}:{port}{suffix}", flush=True)
 
 
-def _spawn_workers(config: Optional[str], settings) -> list[subprocess.Popen]:
+def _spawn_workers(config: str | None, settings) -> list[subprocess.Popen]:
     env = dict(os.environ, PLANKEEPER_REDIS_URL=settings.redis_url)
     argv = [sys.executable, "-m", "bot.cli", "worker"] + (["--config", config] if config else [])
     return [subprocess.Popen(argv, env=env) for _ in range(settings.workers)]
 
 
-def _supervise(workers: list[subprocess.Popen], config: Optional[str], settings, stopping: dict) -> None:
+def _supervise(workers: list[subprocess.Popen], config: str | None, settings, stopping: dict) -> None:
     """Start a worker again when one exits on its own (killed, or quit on a Redis error such
     as a full disk): otherwise the server would keep taking webhooks that nothing runs."""
     while not stopping["flag"]:
@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
     try:

@@ -110,8 +110,11 @@ class Repo:
 
 def pull_ref(forge: str, number: object) -> str:
     """A pull request's number as its forge writes it (SPEC §8): `!12` for a GitLab merge
-    request, `#12` everywhere else."""
-    return f"{'!' if forge == 'gitlab' else '#'}{number}"
+    request, `PR #12` on Bitbucket, `#12` everywhere else."""
+    return f"{_PULL_REF_PREFIX.get(forge, '#')}{number}"
+
+
+_PULL_REF_PREFIX = {"gitlab": "!", "bitbucket": "PR #"}
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,12 @@ def _meta(default: Any = MISSING, factory: Any = MISSING, **meta: Any) -> Any:
 
 # --- the settings tree ----------------------------------------------------------------------
 
+# Each forge is a settings section of that name with `configured`, `web_host`, `bot_login`,
+# `webhook_auth_problem()`; bot.forges and bot.events register a client and a webhook reader
+# under the same name.
+FORGES = ("github", "gitlab")
+
+
 @dataclass(frozen=True)
 class GitHubSettings:
     api_url: str = _meta("https://api.github.com", check=_check_url)
@@ -174,6 +180,17 @@ class GitHubSettings:
         """True when a token or a GitHub App is set."""
         return bool(self.token or self.app_id)
 
+    @property
+    def web_host(self) -> str:
+        """The host in repository ids and web URLs (github.com for api.github.com)."""
+        host = urlsplit(self.api_url).hostname or ""
+        return "github.com" if host == "api.github.com" else host
+
+    def webhook_auth_problem(self) -> str | None:
+        if self.configured and not self.webhook_secret:
+            return "github.webhook_secret is required when github.token or github.app_id is set"
+        return None
+
 
 @dataclass(frozen=True)
 class GitLabSettings:
@@ -186,6 +203,15 @@ class GitLabSettings:
     def configured(self) -> bool:
         """True when a token is set."""
         return bool(self.token)
+
+    @property
+    def web_host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    def webhook_auth_problem(self) -> str | None:
+        if self.configured and not self.webhook_secret:
+            return "gitlab.webhook_secret is required when gitlab.token is set"
+        return None
 
 
 @dataclass(frozen=True)
@@ -375,13 +401,15 @@ class Settings:
     sandbox: Literal["auto", "bubblewrap", "none"] = "auto"  # see bot.engines.sandbox_status
     sandbox_paths: tuple[str, ...] = _meta((), each=_check_sandbox_path)  # PATH or PATH:rw, for every job
 
+    def forges(self) -> dict[str, Any]:
+        """Every forge's settings section by name (FORGES order), configured or not."""
+        return {name: getattr(self, name) for name in FORGES}
+
     def forge_for(self, repo_id: str) -> str:
-        """"github" or "gitlab" for a repository id (host/owner/name) by its host, "" for neither."""
+        """The forge ("github", "gitlab", ...) of a repository id (host/owner/name) by its host,
+        "" for none."""
         host = repo_id.partition("/")[0]
-        github_host = urlsplit(self.github.api_url).hostname or ""
-        if host == github_host or (github_host == "api.github.com" and host == "github.com"):
-            return "github"
-        return "gitlab" if host == (urlsplit(self.gitlab.url).hostname or "") else ""
+        return next((name for name, section in self.forges().items() if section.web_host == host), "")
 
     def repo_settings(self, repo_id: str) -> ResolvedRepoSettings:
         """Settings for one repository (host/owner/repo): later matching entries win."""
@@ -417,12 +445,11 @@ def _first(messages: Any) -> str | None:
 
 def validate_for_serve(settings: Settings) -> None:
     """Checks that only matter for a running server. Raises SettingsError naming the key."""
-    gh, gl = settings.github, settings.gitlab
-    if gh.configured and not gh.webhook_secret:
-        raise SettingsError(
-            "github.webhook_secret is required when github.token or github.app_id is set")
-    if gl.configured and not gl.webhook_secret:
-        raise SettingsError("gitlab.webhook_secret is required when gitlab.token is set")
+    gh = settings.github
+    for section in settings.forges().values():
+        problem = section.webhook_auth_problem()
+        if problem:
+            raise SettingsError(problem)
     if gh.app_id and not gh.private_key:
         raise SettingsError("github.private_key_file is required when github.app_id is set")
     if gh.private_key and not gh.app_id:

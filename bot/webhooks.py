@@ -10,11 +10,9 @@ import json
 import logging
 
 import redis
-
 from flask import Blueprint, current_app, jsonify, request
 
-from bot import events, queueing, signatures
-from bot import logs, metrics
+from bot import events, logs, metrics, queueing
 from bot.context import Runtime
 
 log = logging.getLogger(__name__)
@@ -38,29 +36,32 @@ def allowlisted(repo_id: str, patterns: tuple[str, ...] | list[str]) -> bool:
 def receive():
     rt: Runtime = current_app.config["RUNTIME"]
     settings = rt.settings
-    forge = events.forge_of(request.headers)
-    if forge is None:
-        return _answer(400, "malformed", "", error="not a GitHub or GitLab webhook (no X-GitHub-Event or X-Gitlab-Event header)")
-    event_name = request.headers.get("X-GitHub-Event") or request.headers.get("X-Gitlab-Event") or ""
+    source = events.source_for(request.headers)
+    if source is None:
+        kinds = ", ".join(s.forge for s in events.SOURCES)
+        return _answer(400, "malformed", "", error=f"not a webhook of a known forge ({kinds}): no event header")
+    event_name = source.event_name(request.headers)
     if (request.content_length or 0) > MAX_BODY_BYTES:
         return _answer(413, "too_large", event_name, error="body over 25 MiB")
     body = request.get_data(cache=False)
     if len(body) > MAX_BODY_BYTES:
         return _answer(413, "too_large", event_name, error="body over 25 MiB")
-    problem = _signature_problem(forge, body, settings)
+    problem = source.authenticate(getattr(settings, source.forge), request.headers, body)
     if problem:
-        log.warning("webhook refused: %s (delivery %s)", problem, events.delivery_id(request.headers))
+        log.warning("webhook refused: %s (delivery %s)", problem, source.delivery_id(request.headers))
         return _answer(401, "unauthorized", event_name, error=problem)
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         return _answer(400, "malformed", event_name, error=f"body is not valid JSON: {exc}")
-    delivery = events.delivery_id(request.headers)
+    event_name = source.event_name(request.headers, payload)
+    delivery = source.delivery_id(request.headers, payload)
     logs.bind(delivery=delivery)
     if not delivery:
-        return _answer(400, "malformed", event_name, error="missing delivery id header (X-GitHub-Delivery / X-Gitlab-Event-UUID)")
+        names = " / ".join(source.delivery_headers)
+        return _answer(400, "malformed", event_name, error=f"missing delivery id ({names})")
     try:
-        event = _parse(forge, event_name, payload, delivery, settings)
+        event = source.read(event_name, payload, delivery, settings)
     except events.MalformedEvent as exc:
         return _answer(400, "malformed", event_name, error=str(exc))
     if isinstance(event, events.Ignored):
@@ -85,27 +86,3 @@ def receive():
     log.info("queued job %s for %s delivery %s (%s)", job_id, event_name, delivery, repo.id)
     return _answer(202, "queued", event_name, job_id=job_id, job_url=rt.job_url(job_id))
 
-
-def _signature_problem(forge: str, body: bytes, settings) -> str | None:
-    section = getattr(settings, forge)
-    secret = section.webhook_secret
-    if not secret:
-        return f"{forge}.webhook_secret is not configured on this server: set it to accept {forge} webhooks"
-    if forge == "github":
-        ok = signatures.verify_github(secret, body, request.headers.get("X-Hub-Signature-256"))
-        return None if ok else "missing or wrong X-Hub-Signature-256"
-    ok = signatures.verify_gitlab(secret, request.headers.get("X-Gitlab-Token"))
-    return None if ok else "missing or wrong X-Gitlab-Token"
-
-
-def _parse(forge: str, event_name: str, payload, delivery: str, settings):
-    section = getattr(settings, forge)
-    if forge == "github":
-        return events.parse_github(
-            event_name, payload, bot_login=section.bot_login, allow_draft_prs=settings.allow_draft_prs,
-            delivery_id=delivery,
-        )
-    return events.parse_gitlab(
-        event_name, payload, bot_login=section.bot_login, allow_draft_prs=settings.allow_draft_prs,
-        delivery_id=delivery,
-    )

@@ -1,5 +1,8 @@
-"""Forge clients behind one protocol (bot.forges.base.Forge)."""
+"""Forge clients behind one protocol (bot.forges.base.Forge), one module per forge."""
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from bot.forges.base import Forge
 from bot.forges.github import GitHubForge
@@ -7,15 +10,18 @@ from bot.forges.gitlab import GitLabForge
 from bot.models import Repo
 from bot.settings import Settings
 
+# How each forge's client is built from its settings section (bot.settings.FORGES names them).
+_CLIENTS: dict[str, Callable[[Any, Repo], Forge]] = {
+    "github": lambda section, repo: GitHubForge.from_settings(section, installation_id=repo.installation_id),
+    "gitlab": lambda section, repo: GitLabForge.from_settings(section),
+}
+
 
 def make_forge(repo: Repo, settings: Settings) -> Forge:
-    """The forge client for a repo ("github" or "gitlab" in repo.forge)."""
-    forge: GitHubForge | GitLabForge
-    if repo.forge == "github":
-        forge = GitHubForge.from_settings(settings.github, installation_id=repo.installation_id)
-    elif repo.forge == "gitlab":
-        forge = GitLabForge.from_settings(settings.gitlab)
-    else:
+    """The forge client for a repo (its kind in repo.forge)."""
+    build = _CLIENTS.get(repo.forge)
+    if build is None:
         raise ValueError(f"unknown forge kind {repo.forge!r}")
+    forge = build(getattr(settings, repo.forge), repo)
     forge.status_prefix = settings.statuses.prefix  # its own statuses, told apart in mergeability
     return forge

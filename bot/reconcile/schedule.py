@@ -8,7 +8,6 @@ import logging
 import re
 import threading
 import time
-from typing import Optional
 
 from bot import queueing
 from bot.context import Runtime
@@ -41,9 +40,9 @@ def claim_sweep(r, not_before: float, now: float) -> bool:
 def sweep_targets(settings: Settings, r) -> list[Repo]:
     """Repositories to sweep: seen in a webhook, or in `repos:` with a literal id; allowlisted,
     on a forge this server has credentials for."""
-    forges = {"github": settings.github.configured, "gitlab": settings.gitlab.configured}
+    configured = {name for name, section in settings.forges().items() if section.configured}
     return [repo for repo_id, repo in sorted(candidate_repos(settings, r).items())
-            if forges.get(repo.forge) and _allowlisted(repo_id, settings.repo_allowlist)]
+            if repo.forge in configured and _allowlisted(repo_id, settings.repo_allowlist)]
 
 
 def enqueue_sweeps(rt: Runtime, now: float) -> list[str]:
@@ -65,7 +64,7 @@ class Reconciler:
     def __init__(self, rt: Runtime):
         self.rt = rt
 
-    def tick(self, not_before: float, now: Optional[float] = None) -> list[str]:
+    def tick(self, not_before: float, now: float | None = None) -> list[str]:
         """Queue a sweep of every repository unless one was queued at or after not_before."""
         now = time.time() if now is None else now
         if not claim_sweep(self.rt.redis, not_before, now):

@@ -8,7 +8,7 @@ from typing import Iterable, Optional
 
 import redis
 
-from bot.models import JobState
+from bot.models import JobState, pull_ref
 from bot.state import deployments, joblog, locks, repos
 from bot.state import keys
 
@@ -202,7 +202,7 @@ def deployment_row(d: deployments.Deployment, forge: str = "") -> dict:
     """A deployment for display; `ref` writes its pull request as the forge does (`!12` on GitLab)."""
     return {**d.to_json(), "time_text": fmt_time(d.time), "short_commit": d.commit[:7],
             "short_plan": d.plan_sha256[:12], "succeeded": d.succeeded,
-            "ref": f"{'!' if forge == 'gitlab' else '#'}{d.pull}"}
+            "ref": pull_ref(forge, d.pull)}
 
 
 def deployment_repos(r: redis.Redis, repo: str = "", per_project: int = 25, limit: int = 1000) -> list[dict]:

@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 from bot.events import (
     Ignored,
     MalformedEvent,
-    delivery_id,
-    forge_of,
+    source_for,
     parse_github,
     parse_gitlab,
 )
@@ -495,16 +494,27 @@ def test_gitlab_object_kind_must_match_header() -> None:
 # ---------------------------------------------------------------- headers
 
 
-def test_forge_of_and_delivery_id() -> None:
-    assert forge_of({"X-GitHub-Event": "ping"}) == "github"
-    assert forge_of({"x-github-event": "ping"}) == "github"
-    assert forge_of({"X-Gitlab-Event": "Note Hook"}) == "gitlab"
-    assert forge_of({"Content-Type": "application/json"}) is None
-    assert delivery_id({"X-GitHub-Delivery": "72d3162e"}) == "72d3162e"
-    assert delivery_id({"X-Gitlab-Event-UUID": "u-1", "Idempotency-Key": "k"}) == "u-1"
-    assert delivery_id({"idempotency-key": "k-2"}) == "k-2"
-    assert delivery_id({"X-GitHub-Delivery": "  "}) is None
-    assert delivery_id({}) is None
+def _forge(headers: dict) -> str | None:
+    source = source_for(headers)
+    return source.forge if source else None
+
+
+def _delivery(headers: dict) -> str | None:
+    source = source_for(headers)
+    assert source is not None
+    return source.delivery_id(headers)
+
+
+def test_the_forge_and_delivery_id_come_from_the_headers() -> None:
+    assert _forge({"X-GitHub-Event": "ping"}) == "github"
+    assert _forge({"x-github-event": "ping"}) == "github"
+    assert _forge({"X-Gitlab-Event": "Note Hook"}) == "gitlab"
+    assert _forge({"Content-Type": "application/json"}) is None
+    assert _delivery({"X-GitHub-Event": "ping", "X-GitHub-Delivery": "72d3162e"}) == "72d3162e"
+    assert _delivery({"X-Gitlab-Event": "Note Hook", "X-Gitlab-Event-UUID": "u-1", "Idempotency-Key": "k"}) == "u-1"
+    assert _delivery({"X-Gitlab-Event": "Note Hook", "idempotency-key": "k-2"}) == "k-2"
+    assert _delivery({"X-GitHub-Event": "ping", "X-GitHub-Delivery": "  "}) is None
+    assert _delivery({"X-GitHub-Event": "ping"}) is None
 
 
 # ---------------------------------------------------------------- fuzzing
