@@ -8,10 +8,10 @@ import base64
 import os
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Optional
 from urllib.parse import urlsplit
 
 Authorize = Callable[[str, str], bool]  # (username, password) -> may read
@@ -29,7 +29,7 @@ class GitHttpServer:
 
     `authorize(username, password)` decides; None serves everyone (a public repository)."""
 
-    def __init__(self, root: Path, authorize: Optional[Authorize] = None):
+    def __init__(self, root: Path, authorize: Authorize | None = None):
         self.root, self.authorize = root, authorize
         self.requests: list[GitRequest] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -42,7 +42,7 @@ class GitHttpServer:
     def clone_url(self, full_name: str) -> str:
         return f"{self.url}/{full_name}.git"
 
-    def start(self) -> "GitHttpServer":
+    def start(self) -> GitHttpServer:
         self._thread.start()
         return self
 
