@@ -95,7 +95,8 @@ def no_forge_warning(settings) -> str | None:
             "PLANKEEPER_GITHUB__TOKEN and PLANKEEPER_GITHUB__WEBHOOK_SECRET (or github.token and "
             "github.webhook_secret in the config file; a GitHub App uses github.app_id and "
             "github.private_key_file instead of the token), or PLANKEEPER_GITLAB__TOKEN and "
-            "PLANKEEPER_GITLAB__WEBHOOK_SECRET for GitLab")
+            "PLANKEEPER_GITLAB__WEBHOOK_SECRET for GitLab, or PLANKEEPER_GITEA__URL, "
+            "PLANKEEPER_GITEA__TOKEN and PLANKEEPER_GITEA__WEBHOOK_SECRET for Gitea or Forgejo")
 
 
 def _check_sandbox(settings) -> None:

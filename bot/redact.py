@@ -23,6 +23,7 @@ way (or split it over lines); this only catches the obvious ways to smuggle one 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -97,17 +98,17 @@ def encodings(secret: str) -> list[str]:
 def settings_secrets(settings) -> list[str]:
     """Every secret value the server knows of: its settings' tokens, webhook secrets and
     passwords, and the secret environment variables it hands to Terraform."""
-    values = [
-        settings.github.token,
-        settings.github.webhook_secret,
-        settings.gitlab.token,
-        settings.gitlab.webhook_secret,
-        settings.ui.password,
-        settings.ui.api_token,
-    ]
+    values = [*forge_secrets(settings), settings.ui.password, settings.ui.api_token]
     passthrough = settings.terraform.env_passthrough
     return ([v for v in values if v] + terraform_env_secrets(parent_environment(), passthrough)
             + repo_env_secrets(settings))
+
+
+def forge_secrets(settings) -> list[str]:
+    """The secret fields (tokens, webhook secrets, keys) of every forge's settings section, set or
+    not: a forge added to settings.FORGES is masked without a line here."""
+    return [getattr(section, f.name) for section in settings.forges().values()
+            for f in dataclasses.fields(section) if f.metadata.get("secret")]
 
 
 def repo_env_secrets(settings) -> list[str]:

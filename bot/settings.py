@@ -162,7 +162,7 @@ def _meta(default: Any = MISSING, factory: Any = MISSING, **meta: Any) -> Any:
 # Each forge is a settings section of that name with `configured`, `web_host`, `bot_login`,
 # `webhook_auth_problem()`; bot.forges and bot.events register a client and a webhook reader
 # under the same name.
-FORGES = ("github", "gitlab")
+FORGES = ("github", "gitlab", "gitea")
 
 
 @dataclass(frozen=True)
@@ -211,6 +211,40 @@ class GitLabSettings:
     def webhook_auth_problem(self) -> str | None:
         if self.configured and not self.webhook_secret:
             return "gitlab.webhook_secret is required when gitlab.token is set"
+        return None
+
+
+@dataclass(frozen=True)
+class GiteaSettings:
+    """Gitea, Forgejo or Codeberg; `url` is the server's root URL (its ROOT_URL, no /api/v1)."""
+
+    url: str | None = _meta(None, check=_check_url)
+    token: str | None = _secret()  # a repository admin's (Gitea shows others' permissions only to admins)
+    webhook_secret: str | None = _secret()
+    bot_login: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        """True when both the URL and a token are set."""
+        return bool(self.url and self.token)
+
+    @property
+    def web_host(self) -> str:
+        """host, or host:port when the URL names a port that is not its scheme's default (Gitea's
+        own default is 3000): as webhooks' `html_url` name the host."""
+        if not self.url:
+            return ""
+        parts = urlsplit(self.url)
+        host, port = parts.hostname or "", parts.port
+        default = {"http": 80, "https": 443}.get(parts.scheme)
+        return f"{host}:{port}" if port and port != default else host
+
+    def webhook_auth_problem(self) -> str | None:
+        if self.token and not self.url:
+            return ("gitea.url is required when gitea.token is set (the server's root URL, e.g. "
+                    "https://gitea.example.com)")
+        if self.configured and not self.webhook_secret:
+            return "gitea.webhook_secret is required when gitea.url and gitea.token are set"
         return None
 
 
@@ -380,6 +414,7 @@ class Settings:
     comment_aliases: tuple[str, ...] = _meta((), each=_check_word)
     github: GitHubSettings = field(default_factory=GitHubSettings)
     gitlab: GitLabSettings = field(default_factory=GitLabSettings)
+    gitea: GiteaSettings = field(default_factory=GiteaSettings)
     defaults: ProjectDefaults = field(default_factory=ProjectDefaults)
     repos: tuple[RepoEntry, ...] = ()
     terraform: TerraformSettings = field(default_factory=TerraformSettings)

@@ -1,4 +1,4 @@
-"""Pure webhook authentication: GitHub HMAC-SHA256 signatures and GitLab secret tokens.
+"""Pure webhook authentication: GitHub and Gitea HMAC-SHA256 signatures, GitLab secret tokens.
 
 Every comparison is constant time (`hmac.compare_digest`) so a caller cannot learn the
 secret byte by byte from response timings.
@@ -42,3 +42,18 @@ def verify_gitlab(secret: str, header: str | None) -> bool:
         return False
     # compare_digest on bytes accepts any characters; str would reject non-ASCII input.
     return hmac.compare_digest(secret.encode("utf-8"), header.encode("utf-8", "surrogatepass"))
+
+
+def sign_gitea(secret: str, body: bytes) -> str:
+    """The `X-Gitea-Signature` (and `X-Forgejo-Signature`) value for `body`: the hex
+    HMAC-SHA256, without GitHub's `sha256=` prefix."""
+    return sign_github(secret, body)[len(_GITHUB_PREFIX):]
+
+
+def verify_gitea(secret: str, body: bytes, header: str | None) -> bool:
+    """True when `header` is the hex HMAC-SHA256 of `body` under `secret` (Gitea, Forgejo).
+
+    False (never an exception) for a missing or empty header (Gitea sends an empty one when the
+    webhook has no secret), a prefixed, short or non-hex value, or an empty secret.
+    """
+    return bool(header) and verify_github(secret, body, _GITHUB_PREFIX + str(header))

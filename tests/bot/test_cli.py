@@ -42,13 +42,16 @@ def test_serve_warns_naming_the_settings_when_no_forge_is_configured():
     warning = no_forge_warning(load_settings(None, {}))
     assert warning is not None
     for name in ("PLANKEEPER_GITHUB__TOKEN", "PLANKEEPER_GITHUB__WEBHOOK_SECRET", "PLANKEEPER_GITLAB__TOKEN",
-                 "PLANKEEPER_GITLAB__WEBHOOK_SECRET"):
+                 "PLANKEEPER_GITLAB__WEBHOOK_SECRET", "PLANKEEPER_GITEA__URL", "PLANKEEPER_GITEA__TOKEN",
+                 "PLANKEEPER_GITEA__WEBHOOK_SECRET"):
         assert name in warning
 
 
 @pytest.mark.parametrize("environ", [
     {"PLANKEEPER_GITHUB__TOKEN": "t", "PLANKEEPER_GITHUB__WEBHOOK_SECRET": "s"},
     {"PLANKEEPER_GITLAB__TOKEN": "t", "PLANKEEPER_GITLAB__WEBHOOK_SECRET": "s"},
+    {"PLANKEEPER_GITEA__URL": "https://codeberg.org", "PLANKEEPER_GITEA__TOKEN": "t",
+     "PLANKEEPER_GITEA__WEBHOOK_SECRET": "s"},
 ])
 def test_no_warning_once_a_forge_is_configured(environ):
     assert no_forge_warning(load_settings(None, environ)) is None
