@@ -102,6 +102,8 @@ def settings_secrets(settings) -> list[str]:
         settings.github.webhook_secret,
         settings.gitlab.token,
         settings.gitlab.webhook_secret,
+        settings.bitbucket.token,
+        settings.bitbucket.webhook_secret,
         settings.ui.password,
         settings.ui.api_token,
     ]
