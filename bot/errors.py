@@ -42,5 +42,10 @@ class ForgeError(Exception):
     """The forge API failed after retries (not the user's fault)."""
 
 
+class IssuesUnavailable(ForgeError):
+    """The repository has no issue tracker (Bitbucket Data Center never has one): drift is reported
+    through the notifications instead."""
+
+
 class SettingsError(Exception):
     """A server setting is missing or invalid; the message names the key. Stops the start."""

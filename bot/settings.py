@@ -36,7 +36,9 @@ Override = Literal[
 ]
 NotificationEvent = Literal["apply", "failure", "drift"]
 
-_PRINCIPAL = re.compile(r"(team:[^/\s]+/[^/\s]+|group:\S+|[A-Za-z0-9][A-Za-z0-9_.\-\[\]]*)")
+# A user name, team:ORG/SLUG, group:PATH, or an Atlassian account id (557058:<uuid>: Bitbucket Cloud's
+# only unique user name, see bot.forges.bitbucket).
+_PRINCIPAL = re.compile(r"(team:[^/\s]+/[^/\s]+|group:\S+|[A-Za-z0-9][A-Za-z0-9_.\-\[\]]*|\d+:[0-9A-Fa-f-]+)")
 
 
 # --- value checks: return an error message, or None when the value is fine -----------------
@@ -162,7 +164,7 @@ def _meta(default: Any = MISSING, factory: Any = MISSING, **meta: Any) -> Any:
 # Each forge is a settings section of that name with `configured`, `web_host`, `bot_login`,
 # `webhook_auth_problem()`; bot.forges and bot.events register a client and a webhook reader
 # under the same name.
-FORGES = ("github", "gitlab", "gitea")
+FORGES = ("github", "gitlab", "bitbucket", "gitea")
 
 
 @dataclass(frozen=True)
@@ -245,6 +247,36 @@ class GiteaSettings:
                     "https://gitea.example.com)")
         if self.configured and not self.webhook_secret:
             return "gitea.webhook_secret is required when gitea.url and gitea.token are set"
+class BitbucketSettings:
+    """Bitbucket Cloud (`url` ending in /2.0) or a Bitbucket Data Center server (its base URL)."""
+
+    url: str = _meta("https://api.bitbucket.org/2.0", check=_check_url)
+    username: str | None = None  # Cloud: the account's username (app password) or e-mail (API token)
+    token: str | None = _secret()  # app password / API token; Data Center: an HTTP access token
+    webhook_secret: str | None = _secret()
+    bot_login: str | None = None  # Cloud: the bot's account id; Data Center: its user name
+
+    @property
+    def is_cloud(self) -> bool:
+        """True for Bitbucket Cloud's REST API (a URL whose path ends in /2.0)."""
+        return urlsplit(self.url).path.rstrip("/").endswith("/2.0")
+
+    @property
+    def configured(self) -> bool:
+        """True when a token is set."""
+        return bool(self.token)
+
+    @property
+    def web_host(self) -> str:
+        """The host in repository ids: bitbucket.org for api.bitbucket.org, else the URL's host[:port]."""
+        parts = urlsplit(self.url)
+        if parts.hostname == "api.bitbucket.org":
+            return "bitbucket.org"
+        return f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname or ""
+
+    def webhook_auth_problem(self) -> str | None:
+        if self.configured and not self.webhook_secret:
+            return "bitbucket.webhook_secret is required when bitbucket.token is set"
         return None
 
 
@@ -415,6 +447,7 @@ class Settings:
     github: GitHubSettings = field(default_factory=GitHubSettings)
     gitlab: GitLabSettings = field(default_factory=GitLabSettings)
     gitea: GiteaSettings = field(default_factory=GiteaSettings)
+    bitbucket: BitbucketSettings = field(default_factory=BitbucketSettings)
     defaults: ProjectDefaults = field(default_factory=ProjectDefaults)
     repos: tuple[RepoEntry, ...] = ()
     terraform: TerraformSettings = field(default_factory=TerraformSettings)

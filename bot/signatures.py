@@ -1,4 +1,4 @@
-"""Pure webhook authentication: GitHub and Gitea HMAC-SHA256 signatures, GitLab secret tokens.
+"""Pure webhook authentication: GitHub, Bitbucket and Gitea HMAC-SHA256 signatures, GitLab secret tokens.
 
 Every comparison is constant time (`hmac.compare_digest`) so a caller cannot learn the
 secret byte by byte from response timings.
@@ -31,6 +31,12 @@ def verify_github(secret: str, body: bytes, header: str | None) -> bool:
         return False
     expected = sign_github(secret, body)[len(_GITHUB_PREFIX):]
     return hmac.compare_digest(expected.encode("ascii"), given.encode("ascii"))
+
+
+def verify_bitbucket(secret: str, body: bytes, header: str | None) -> bool:
+    """Bitbucket Cloud and Data Center sign as GitHub does, in `X-Hub-Signature`:
+    `sha256=<hex HMAC-SHA256 of the body>`. Same rules as verify_github."""
+    return verify_github(secret, body, header)
 
 
 def verify_gitlab(secret: str, header: str | None) -> bool:

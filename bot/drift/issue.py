@@ -1,9 +1,9 @@
 """The forge issue of a drifted project: opened or updated while it drifts, closed once clear."""
 from __future__ import annotations
 
-from bot import render
+from bot import notify, render
 from bot.context import JobContext
-from bot.errors import ForgeError
+from bot.errors import ForgeError, IssuesUnavailable
 from bot.models import Repo
 from runners.models import PlanResult, Project, ResourceChange
 
@@ -35,10 +35,16 @@ def issue_body(repo: Repo, status: dict, result: PlanResult, job_url: str) -> st
 
 
 def open_issue(ctx: JobContext, repo: Repo, project: Project, result: PlanResult, status: dict) -> None:
+    """Open or update the project's drift issue; where the repository has no issue tracker
+    (Bitbucket Data Center), send the report to the `drift` notifications instead."""
     body = ctx.redact(issue_body(repo, status, result, ctx.job_url))
+    title = issue_title(repo, project.key)
     try:
-        status["issue_id"] = ctx.forge.create_or_update_issue(repo, issue_title(repo, project.key), body,
-                                                              status["issue_id"])
+        status["issue_id"] = ctx.forge.create_or_update_issue(repo, title, body, status["issue_id"])
+    except IssuesUnavailable as exc:
+        sent = notify.notify(ctx.settings, "drift", f"{title} of {repo.id}", body, ctx.job_url,
+                             {"repository": repo.id, "project": project.key, "commit": status["commit"][:12]})
+        ctx.log(f"{exc}: drift reported to {sent} notification receiver(s)")
     except ForgeError as exc:
         ctx.log(f"could not open the drift issue: {exc}")
         status["issue_error"] = str(exc)[:300]

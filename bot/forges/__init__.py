@@ -5,6 +5,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.forges.base import Forge
+from bot.forges.bitbucket import bitbucket_forge
 from bot.forges.gitea import GiteaForge
 from bot.forges.github import GitHubForge
 from bot.forges.gitlab import GitLabForge
@@ -16,6 +17,7 @@ _CLIENTS: dict[str, Callable[[Any, Repo], Forge]] = {
     "github": lambda section, repo: GitHubForge.from_settings(section, installation_id=repo.installation_id),
     "gitlab": lambda section, repo: GitLabForge.from_settings(section),
     "gitea": lambda section, repo: GiteaForge.from_settings(section),
+    "bitbucket": lambda section, repo: bitbucket_forge(section),
 }
 
 

@@ -11,18 +11,19 @@ import requests
 
 from tests.bot.drift.test_check import change_out_of_band, main_tf, state_value
 from tests.e2e.drivers import Delivery, ForgeDriver, PullSpec
+from tests.e2e.drivers.bitbucket import BitbucketCloudDriver, BitbucketDataCenterDriver
 from tests.e2e.drivers.gitea import GiteaDriver
 from tests.e2e.drivers.github import GitHubDriver
 from tests.e2e.drivers.gitlab import GitLabDriver
 from tests.support import EMBEDDED_TERRAFORM, GitRepo, Server, wait_for
 
 pytestmark = pytest.mark.e2e
-DRIVERS = [GitHubDriver, GitLabDriver, GiteaDriver]
+DRIVERS = [GitHubDriver, GitLabDriver, BitbucketCloudDriver, BitbucketDataCenterDriver, GiteaDriver]
 API_TOKEN = "forge-flow-api-token"
 PROJECT = "infra/app/main.tf"
 
 
-@pytest.fixture(params=DRIVERS, ids=lambda d: d.forge)
+@pytest.fixture(params=DRIVERS, ids=lambda d: getattr(d, "name", d.forge))
 def driver(request):
     made = request.param()
     yield made
@@ -47,6 +48,7 @@ class Flow:
             "sandbox_paths": [f"{self.state.parent}:rw"],
             "defaults": {"apply_requirements": ["approved"], "apply_on_merge": True},
             "ui": {"api_token": API_TOKEN},
+            **getattr(driver, "server_config", dict)(),  # what a forge needs beyond its section
         }
         (tmp_path / "server").mkdir()
         self.server = Server(tmp_path / "server", config).start()
