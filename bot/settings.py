@@ -247,6 +247,10 @@ class GiteaSettings:
                     "https://gitea.example.com)")
         if self.configured and not self.webhook_secret:
             return "gitea.webhook_secret is required when gitea.url and gitea.token are set"
+        return None
+
+
+@dataclass(frozen=True)
 class BitbucketSettings:
     """Bitbucket Cloud (`url` ending in /2.0) or a Bitbucket Data Center server (its base URL)."""
 
