@@ -1,13 +1,14 @@
 """Forge webhooks read into plain events (no I/O): one module per forge, each with its SOURCE."""
 from __future__ import annotations
 
-from bot.events import github, gitlab
+from bot.events import azuredevops, github, gitlab
 from bot.events.base import Headers, Ignored, MalformedEvent, WebhookSource
 from bot.events.github import parse_github
 from bot.events.gitlab import parse_gitlab
 
 # The order matters where a forge also sends another's headers (Gitea sends GitHub's too).
-SOURCES: tuple[WebhookSource, ...] = (github.SOURCE, gitlab.SOURCE)
+# Azure DevOps sends no event header of its own (only basic auth): it must stay last.
+SOURCES: tuple[WebhookSource, ...] = (github.SOURCE, gitlab.SOURCE, azuredevops.SOURCE)
 
 __all__ = [
     "SOURCES",

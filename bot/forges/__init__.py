@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bot.forges.azuredevops import AzureDevOpsForge
 from bot.forges.base import Forge
 from bot.forges.github import GitHubForge
 from bot.forges.gitlab import GitLabForge
@@ -14,6 +15,7 @@ from bot.settings import Settings
 _CLIENTS: dict[str, Callable[[Any, Repo], Forge]] = {
     "github": lambda section, repo: GitHubForge.from_settings(section, installation_id=repo.installation_id),
     "gitlab": lambda section, repo: GitLabForge.from_settings(section),
+    "azuredevops": lambda section, repo: AzureDevOpsForge.from_settings(section),
 }
 
 
