@@ -20,6 +20,8 @@ BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 WEBHOOK_EVENTS = frozenset({
     "pull_request", "issue_comment", "pull_request_review", "ping", "push",  # GitHub
     "Merge Request Hook", "Note Hook", "Push Hook",  # GitLab
+    "git.pullrequest.created", "git.pullrequest.updated", "git.pullrequest.merged",  # Azure DevOps
+    "ms.vss-code.git-pullrequest-comment-event",  # Azure DevOps
 })
 OTHER_EVENT = "other"
 

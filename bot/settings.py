@@ -36,9 +36,10 @@ Override = Literal[
 ]
 NotificationEvent = Literal["apply", "failure", "drift"]
 
-# A user name, team:ORG/SLUG, group:PATH, or an Atlassian account id (557058:<uuid>: Bitbucket Cloud's
-# only unique user name, see bot.forges.bitbucket).
-_PRINCIPAL = re.compile(r"(team:[^/\s]+/[^/\s]+|group:\S+|[A-Za-z0-9][A-Za-z0-9_.\-\[\]]*|\d+:[0-9A-Fa-f-]+)")
+# A user name (an email or DOMAIN\user on Azure DevOps), team:ORG/SLUG (Azure DevOps team names may
+# hold spaces), group:PATH, or an Atlassian account id (557058:<uuid>: Bitbucket Cloud's only unique
+# user name, see bot.forges.bitbucket).
+_PRINCIPAL = re.compile(r"(team:[^/\s][^/]*/[^/]*[^/\s]|group:\S+|[A-Za-z0-9][A-Za-z0-9_.@+\\\-\[\]]*|\d+:[0-9A-Fa-f-]+)")
 
 
 # --- value checks: return an error message, or None when the value is fine -----------------
@@ -164,7 +165,7 @@ def _meta(default: Any = MISSING, factory: Any = MISSING, **meta: Any) -> Any:
 # Each forge is a settings section of that name with `configured`, `web_host`, `bot_login`,
 # `webhook_auth_problem()`; bot.forges and bot.events register a client and a webhook reader
 # under the same name.
-FORGES = ("github", "gitlab", "bitbucket", "gitea")
+FORGES = ("github", "gitlab", "bitbucket", "gitea", "azuredevops")
 
 
 @dataclass(frozen=True)
@@ -281,6 +282,44 @@ class BitbucketSettings:
     def webhook_auth_problem(self) -> str | None:
         if self.configured and not self.webhook_secret:
             return "bitbucket.webhook_secret is required when bitbucket.token is set"
+        return None
+
+
+@dataclass(frozen=True)
+class AzureDevOpsSettings:
+    """Azure DevOps Services (https://dev.azure.com/ORG) or Server (https://HOST/tfs/COLLECTION).
+
+    Repository ids are `<host>/<organization or collection path>/<project>/<repository>`, e.g.
+    dev.azure.com/fabrikam/Platform/infra: the "owner" is the organization and project."""
+
+    org_url: str | None = _meta(None, check=_check_url)
+    token: str | None = _secret()  # personal access token
+    webhook_username: str | None = None  # service hooks authenticate with basic auth
+    webhook_password: str | None = _secret()
+    bot_login: str | None = None  # the token's uniqueName (email or DOMAIN\user); None = ask connectionData
+    work_item_type: str = _meta("Issue", check=_check_nonempty)  # drift reports: Issue, Bug, Task...
+
+    @property
+    def configured(self) -> bool:
+        """True when the organization URL and a token are set."""
+        return bool(self.org_url and self.token)
+
+    @property
+    def web_host(self) -> str:
+        """The host (and port, if any) of org_url: the first part of repository ids."""
+        return urlsplit(self.org_url or "").netloc.rpartition("@")[2].lower()
+
+    @property
+    def collection_path(self) -> str:
+        """The organization (Services) or collection path (Server) in repository ids."""
+        return urlsplit(self.org_url or "").path.strip("/")
+
+    def webhook_auth_problem(self) -> str | None:
+        if (self.org_url or self.token) and not self.configured:
+            return "azuredevops.org_url and azuredevops.token must be set together"
+        if self.configured and not (self.webhook_username and self.webhook_password):
+            return ("azuredevops.webhook_username and azuredevops.webhook_password are required when "
+                    "azuredevops.token is set (the service hooks' basic authentication)")
         return None
 
 
@@ -452,6 +491,7 @@ class Settings:
     gitlab: GitLabSettings = field(default_factory=GitLabSettings)
     gitea: GiteaSettings = field(default_factory=GiteaSettings)
     bitbucket: BitbucketSettings = field(default_factory=BitbucketSettings)
+    azuredevops: AzureDevOpsSettings = field(default_factory=AzureDevOpsSettings)
     defaults: ProjectDefaults = field(default_factory=ProjectDefaults)
     repos: tuple[RepoEntry, ...] = ()
     terraform: TerraformSettings = field(default_factory=TerraformSettings)

@@ -1,10 +1,13 @@
-"""Pure webhook authentication: GitHub, Bitbucket and Gitea HMAC-SHA256 signatures, GitLab secret tokens.
+"""Pure webhook authentication: GitHub, Bitbucket and Gitea HMAC-SHA256 signatures, GitLab secret
+tokens and the basic auth of Azure DevOps service hooks.
 
 Every comparison is constant time (`hmac.compare_digest`) so a caller cannot learn the
 secret byte by byte from response timings.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 
@@ -37,6 +40,25 @@ def verify_bitbucket(secret: str, body: bytes, header: str | None) -> bool:
     """Bitbucket Cloud and Data Center sign as GitHub does, in `X-Hub-Signature`:
     `sha256=<hex HMAC-SHA256 of the body>`. Same rules as verify_github."""
     return verify_github(secret, body, header)
+
+
+def verify_basic_auth(username: str, password: str, header: str | None) -> bool:
+    """True when `header` is `Basic base64(username:password)` with both equal to the configured
+    ones, compared in constant time (the whole `username:password`, so neither leaks first).
+
+    False for a missing or malformed header, another scheme, or an empty username or password.
+    """
+    if not username or not password or not header:
+        return False
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        given = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    expected = f"{username}:{password}".encode()
+    return hmac.compare_digest(expected, given)
 
 
 def verify_gitlab(secret: str, header: str | None) -> bool:

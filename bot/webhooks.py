@@ -38,8 +38,8 @@ def receive():
     settings = rt.settings
     source = events.source_for(request.headers)
     if source is None:
-        kinds = ", ".join(s.forge for s in events.SOURCES)
-        return _answer(400, "malformed", "", error=f"not a webhook of a known forge ({kinds}): no event header")
+        marks = "; ".join(s.recognised_by for s in events.SOURCES)
+        return _answer(400, "malformed", "", error=f"not a webhook of a known forge: expected one of {marks}")
     event_name = source.event_name(request.headers)
     if (request.content_length or 0) > MAX_BODY_BYTES:
         return _answer(413, "too_large", event_name, error="body over 25 MiB")
@@ -58,8 +58,7 @@ def receive():
     delivery = source.delivery_id(request.headers, payload)
     logs.bind(delivery=delivery)
     if not delivery:
-        names = " / ".join(source.delivery_headers)
-        return _answer(400, "malformed", event_name, error=f"missing delivery id ({names})")
+        return _answer(400, "malformed", event_name, error=f"missing delivery id ({source.delivery_named_by})")
     try:
         event = source.read(event_name, payload, delivery, settings)
     except events.MalformedEvent as exc:

@@ -135,6 +135,16 @@ class WebhookSource:
     def recognises(self, headers: Headers) -> bool:
         return header(headers, self.event_header) is not None
 
+    @property
+    def recognised_by(self) -> str:
+        """What marks a delivery as this forge's, for the answer to one no forge recognises."""
+        return f"{self.event_header} (a {self.forge} webhook)"
+
+    @property
+    def delivery_named_by(self) -> str:
+        """Where the delivery id is read, for the answer to a delivery without one."""
+        return " / ".join(self.delivery_headers)
+
     def event_name(self, headers: Headers, payload: Any = None) -> str:
         return header(headers, self.event_header) or ""
 

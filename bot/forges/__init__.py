@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bot.forges.azuredevops import AzureDevOpsForge
 from bot.forges.base import Forge
 from bot.forges.bitbucket import bitbucket_forge
 from bot.forges.gitea import GiteaForge
@@ -18,6 +19,7 @@ _CLIENTS: dict[str, Callable[[Any, Repo], Forge]] = {
     "gitlab": lambda section, repo: GitLabForge.from_settings(section),
     "gitea": lambda section, repo: GiteaForge.from_settings(section),
     "bitbucket": lambda section, repo: bitbucket_forge(section),
+    "azuredevops": lambda section, repo: AzureDevOpsForge.from_settings(section),
 }
 
 

@@ -11,6 +11,7 @@ import requests
 
 from tests.bot.drift.test_check import change_out_of_band, main_tf, state_value
 from tests.e2e.drivers import Delivery, ForgeDriver, PullSpec
+from tests.e2e.drivers.azuredevops import AzureDevOpsDriver
 from tests.e2e.drivers.bitbucket import BitbucketCloudDriver, BitbucketDataCenterDriver
 from tests.e2e.drivers.gitea import GiteaDriver
 from tests.e2e.drivers.github import GitHubDriver
@@ -18,7 +19,8 @@ from tests.e2e.drivers.gitlab import GitLabDriver
 from tests.support import EMBEDDED_TERRAFORM, GitRepo, Server, wait_for
 
 pytestmark = pytest.mark.e2e
-DRIVERS = [GitHubDriver, GitLabDriver, BitbucketCloudDriver, BitbucketDataCenterDriver, GiteaDriver]
+DRIVERS = [GitHubDriver, GitLabDriver, BitbucketCloudDriver, BitbucketDataCenterDriver, GiteaDriver,
+           AzureDevOpsDriver]
 API_TOKEN = "forge-flow-api-token"
 PROJECT = "infra/app/main.tf"
 
