@@ -1,7 +1,8 @@
 """An event -> the handler that does what it asks, and its run started by the engine.
 
 Pull request opened or pushed -> plan (autoplan); closed -> release; merged -> deploy, then
-release; a comment -> its command, after the permission check; an approval -> apply.
+release; a comment -> its command, after the permission check; an approval -> apply; a check
+run's Apply button -> apply, its Re-run -> plan, as comments by whoever clicked.
 Re-reads the pull request from the forge first and stops early when the event is stale.
 """
 from __future__ import annotations
@@ -12,7 +13,15 @@ from bot.errors import UsageError, UserFacingError
 from bot.handlers import HANDLERS, Request, Trigger
 from bot.handlers.plan import FORK_MESSAGE, fork_refused
 from bot.handlers.unlock import release_pull_request
-from bot.models import Command, CommentEvent, Event, PullRequest, PullRequestEvent, ReviewEvent
+from bot.models import (
+    CheckRunEvent,
+    Command,
+    CommentEvent,
+    Event,
+    PullRequest,
+    PullRequestEvent,
+    ReviewEvent,
+)
 from bot.runs import engine
 from bot.runs.model import NewRun
 from bot.state import artifacts, audit, replay
@@ -28,6 +37,8 @@ def handle(ctx: JobContext, event: Event) -> str:
         return on_comment(ctx, event)
     if isinstance(event, ReviewEvent):
         return on_review(ctx, event)
+    if isinstance(event, CheckRunEvent):
+        return on_check_run(ctx, event)
     raise TypeError(f"unknown event {type(event).__name__}")
 
 
@@ -80,12 +91,17 @@ def on_comment(ctx: JobContext, event: CommentEvent) -> str:
     ctx.forge.add_reaction(pull, event.comment_id, "eyes")
     audit.record(ctx.redis, "command", user=event.author, repo=pull.repo.id, pull=pull.number,
                  commit=pull.head_sha, detail=ctx.redact(event.body.strip().splitlines()[0][:200]), job_id=ctx.job_id)
+    return run_or_reply(ctx, pull, command, event.author)
+
+
+def run_or_reply(ctx: JobContext, pull: PullRequest, command: Command, actor: str) -> str:
+    """Run the command for actor; a refusal (permission, closed pull request...) is replied."""
     try:
         if pull.state != "open" and command.name not in AFTER_MERGE:
             raise UserFacingError(f"This pull request is {pull.state}: `/{command.name}` only works on open pull "
                                   "requests. Open a new pull request to plan or apply changes.",
                                   title=f"{command.name} refused")
-        return run_command(ctx, pull, command, event.author)
+        return run_command(ctx, pull, command, actor)
     except UserFacingError as exc:
         ctx.forge.create_comment(pull, render.error_comment(exc.title, exc.message, ctx.redact, ctx.job_url))
         return f"refused: {exc.title}"
@@ -151,3 +167,38 @@ def on_review(ctx: JobContext, event: ReviewEvent) -> str:
                      commit=pull.head_sha, result=f"approval does not apply: {exc.message}", job_id=ctx.job_id)
         return f"ignored: approval by @{event.reviewer}, who may not apply"
     return run(ctx, "apply", Request(pull, Command("apply"), event.reviewer, Trigger.APPROVAL))
+
+
+def on_check_run(ctx: JobContext, event: CheckRunEvent) -> str:
+    """A click on one of the bot's check runs: Apply acts as `/apply`, Re-run as `/plan`, by the
+    clicker, with the same permission checks and replies as the comment. Apply acts once per check
+    run and clicker (a replayed delivery does nothing), and only while the check run is on the head."""
+    pull = ctx.forge.pull_request(event.repo, event.number)
+    button = "Apply" if event.command == "apply" else "Re-run"
+    if pull.head_sha != event.head_sha:
+        return _stale_click(ctx, pull, event, button)
+    if event.command == "apply" and not replay.first_time_command(
+            ctx.redis, pull.repo.id, pull.number, f"{event.check_id}:apply:{event.sender}"):
+        acted = f"{event.check_id} Apply by @{event.sender} was already acted on"
+        audit.record(ctx.redis, "command_ignored", user=event.sender, repo=pull.repo.id, pull=pull.number,
+                     commit=pull.head_sha, result=acted, job_id=ctx.job_id)
+        return f"ignored: {acted}"
+    audit.record(ctx.redis, "command", user=event.sender, repo=pull.repo.id, pull=pull.number,
+                 commit=pull.head_sha, detail=f"/{event.command} ({button} button of {event.check_id})",
+                 job_id=ctx.job_id)
+    return run_or_reply(ctx, pull, Command(event.command), event.sender)
+
+
+def _stale_click(ctx: JobContext, pull: PullRequest, event: CheckRunEvent, button: str) -> str:
+    """A click on the check run of a commit that is no longer the head: a Re-run is moot (the head
+    is planned on its own), an Apply is refused with a reply (it would apply an unseen plan)."""
+    stale = f"{button} of {event.head_sha[:7]}, the head is {pull.head_sha[:7]}"
+    audit.record(ctx.redis, "command_ignored", user=event.sender, repo=pull.repo.id, pull=pull.number,
+                 commit=pull.head_sha, result=f"{event.check_id}: {stale}", job_id=ctx.job_id)
+    if event.command != "apply":
+        return f"ignored: {stale} (planned on its own)"
+    ctx.forge.create_comment(pull, render.error_comment(
+        "Apply refused", f"@{event.sender} clicked Apply on the check run of {event.head_sha[:7]}, but the head "
+        f"is now {pull.head_sha[:7]}: use the Apply button of the newest plan, or comment `/apply`.",
+        ctx.redact, ctx.job_url))
+    return "refused: the check run is not on the head"

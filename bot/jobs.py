@@ -24,12 +24,11 @@ from bot.drift import check as drift_check
 from bot.drift.status import DRIFT_PULL
 from bot.errors import ForgeError, UsageError, UserFacingError
 from bot.forges import make_forge
-from bot.forges.base import FAILURE
 from bot.models import CommentEvent, Event, JobState, OutcomeStatus, PullRequestEvent, Repo, event_from_dict
 from bot.reconcile import sweep as reconcile
 from bot.runs import engine, store
 from bot.runs.model import Run
-from bot.runs.report import pending_statuses
+from bot.runs.report import fail_pending
 from bot.settings import Settings
 from bot.state import joblog, keys, leases, locks
 from bot.state.repos import remember_repo
@@ -146,8 +145,7 @@ def _report_failure(ctx: JobContext, event: Event, title: str, message: str) -> 
     try:
         pull = ctx.forge.pull_request(event.repo, event.number)
         ctx.forge.create_comment(pull, render.error_comment(title, message, ctx.redact, ctx.job_url))
-        for context, sha in pending_statuses(ctx.redis, ctx.job_id).items():
-            ctx.forge.set_status(event.repo, sha, context, FAILURE, title[:100], ctx.job_url)
+        fail_pending(ctx.forge, ctx.redis, ctx.job_id, event.repo, title, ctx.job_url)
     except Exception:  # the report is best effort: the job record and the log keep the failure
         log.exception("job %s: could not report failure on %s#%s", ctx.job_id, event.repo.id, event.number)
 

@@ -18,7 +18,7 @@ BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 # The only `event` label values: the header is the sender's to choose, and every new value would
 # be a new field in Redis and a new series on /metrics for as long as the counters live.
 WEBHOOK_EVENTS = frozenset({
-    "pull_request", "issue_comment", "pull_request_review", "ping", "push",  # GitHub
+    "pull_request", "issue_comment", "pull_request_review", "ping", "push", "check_run", "check_suite",  # GitHub
     "Merge Request Hook", "Note Hook", "Push Hook",  # GitLab
     "git.pullrequest.created", "git.pullrequest.updated", "git.pullrequest.merged",  # Azure DevOps
     "ms.vss-code.git-pullrequest-comment-event",  # Azure DevOps

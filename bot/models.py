@@ -209,11 +209,33 @@ class ReviewEvent:
         return self.pull.number
 
 
-Event = Union[PullRequestEvent, CommentEvent, ReviewEvent]
+@dataclass(frozen=True)
+class CheckRunEvent:
+    """A button clicked on one of the bot's check runs (GitHub Checks): Apply (a requested
+    action) acts as `/apply`, Re-run (a check run or check suite re-requested) as `/plan`,
+    both by whoever clicked."""
+
+    delivery_id: str
+    repo: Repo
+    pull_number: int
+    head_sha: str  # the commit the check run is on
+    command: str  # apply | plan
+    sender: str  # who clicked
+    check_id: str  # what was clicked: `check_run:<id>` or `check_suite:<id>`
+
+    kind = "check_run"
+
+    @property
+    def number(self) -> int:
+        return self.pull_number
+
+
+Event = Union[PullRequestEvent, CommentEvent, ReviewEvent, CheckRunEvent]
 EVENT_TYPES: dict[str, type] = {
     "pull_request": PullRequestEvent,
     "comment": CommentEvent,
     "review": ReviewEvent,
+    "check_run": CheckRunEvent,
 }
 
 
@@ -280,6 +302,30 @@ class CommentRef:
 
     id: str
     url: str = ""
+
+
+@dataclass(frozen=True)
+class CheckAction:
+    """A button on a check run; clicking it sends `identifier` back (GitHub: at most 20
+    characters for label and identifier, 40 for the description)."""
+
+    label: str
+    identifier: str
+    description: str
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """A command's result as a check run, for a forge with checks (bot.forges.base.CheckRuns)."""
+
+    name: str  # the status context, `plankeeper/plan`
+    state: str  # bot.forges.base: PENDING (in progress), SUCCESS, FAILURE or NEUTRAL
+    title: str  # the overview line
+    summary: str  # the per-project table (markdown)
+    text: str = ""  # the output (markdown)
+    details_url: str = ""  # the job's log page
+    external_id: str = ""  # what the check run is about (`pull:7`), sent back with its buttons
+    actions: tuple[CheckAction, ...] = ()
 
 
 @dataclass

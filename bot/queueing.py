@@ -82,7 +82,8 @@ def sweep_job_id(delivery_id: str) -> str:
 
 def describe(event: Event) -> dict:
     """Fields of the job record that say what the job is about."""
-    title = {"pull_request": f"pull request {getattr(event, 'action', '')}", "review": "review"}.get(event.kind, "comment")
+    title = {"pull_request": f"pull request {getattr(event, 'action', '')}", "review": "review",
+             "check_run": f"check run: {getattr(event, 'command', '')}"}.get(event.kind, "comment")
     return {"repo": event.repo.id, "pull": event.number, "title": title, "event": event.kind}
 
 

@@ -178,13 +178,52 @@ def command_comment(
         sections = [project_section(command, o, budget, hints) for o in outcomes]
         return redact(head + "\n---\n".join(sections) + "\n---\n" + tail)
 
+    return _fit(build, len(outcomes), limit, "\n\n… comment truncated: see the job log.\n")
+
+
+def _fit(build: Callable[[Optional[int]], str], projects: int, limit: int, cut_note: str) -> str:
+    """build(None) when it fits in limit, else with each project's output cut to a share of it."""
     body = build(None)
     if len(body) <= limit:
         return body
     fixed = len(build(0))
-    per_project = max((limit - fixed - 200) // max(len(outcomes), 1), 0)
+    per_project = max((limit - fixed - 200) // max(projects, 1), 0)
     body = build(per_project)
-    return body if len(body) <= limit else body[: limit - 80] + "\n\n… comment truncated: see the job log.\n"
+    return body if len(body) <= limit else body[: limit - len(cut_note)] + cut_note
+
+
+def check_summary(command: str, outcomes: Sequence[ProjectOutcome], redact: Callable[[str], str],
+                  comment_url: str = "") -> str:
+    """A check run's summary: a row per project (dir, workspace, result, Terraform's summary line
+    or what stopped it), and a link to the pull request comment."""
+    lines = ["| Project | Workspace | Result | Summary |", "|---|---|---|---|"]
+    for outcome in outcomes:
+        p = outcome.project
+        result = outcome.apply if command in APPLIED_COMMANDS and outcome.apply else outcome.plan
+        blocked = " · ❌ policy failed" if command == "plan" and _policy_failed(outcome) else ""
+        said = (result.summary if result and result.summary else "") or outcome.message
+        name = f"`{_cell(p.name)}` · " if p.name else ""
+        lines.append(f"| {name}`{_cell(p.dir)}` | `{_cell(p.workspace)}` | "
+                     f"{STATUS_WORDS.get(outcome.status, outcome.status)}{blocked} | {_cell(said)} |")
+    link = f"\n[The comment on the pull request]({comment_url})\n" if comment_url else ""
+    return redact("\n".join(lines) + "\n" + link)
+
+
+def check_text(command: str, outcomes: Sequence[ProjectOutcome], *, limit: int, redact: Callable[[str], str],
+               log_url: str = "") -> str:
+    """A check run's text: each project's section with its output, never longer than `limit`
+    (outputs are cut, with a link to the job log)."""
+
+    def build(budget: int | None) -> str:
+        return redact("\n---\n".join(project_section(command, o, budget, hints=False) for o in outcomes))
+
+    return _fit(build, len(outcomes), limit, TRUNCATED_NOTE.format(url=log_url))
+
+
+def _cell(text: str) -> str:
+    """One line of text that cannot break a markdown table row."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first.replace("|", "\\|")
 
 
 def _footer(command: str, outcomes: Sequence[ProjectOutcome], running: bool) -> str:

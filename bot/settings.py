@@ -177,11 +177,24 @@ class GitHubSettings:
     webhook_secret: str | None = _secret()
     bot_login: str | None = None  # None = ask the API who we are
     write_interval: float = _meta(1.0, min=0)  # seconds between API writes, as GitHub asks of integrations
+    # auto: check runs when the bot is a GitHub App, else commit statuses; on: check runs (an App is
+    # required); off: commit statuses always. YAML's true/false (and on/off) mean on/off.
+    checks: Literal["auto", "on", "off"] = "auto"
 
     @property
     def configured(self) -> bool:
         """True when a token or a GitHub App is set."""
         return bool(self.token or self.app_id)
+
+    @property
+    def is_app(self) -> bool:
+        """Whether the bot authenticates as a GitHub App (a token, when given too, wins)."""
+        return bool(self.app_id and not self.token)
+
+    @property
+    def uses_checks(self) -> bool:
+        """Check runs instead of commit statuses (only an App may write check runs)."""
+        return self.is_app and self.checks != "off"
 
     @property
     def web_host(self) -> str:
@@ -566,6 +579,9 @@ def validate_for_serve(settings: Settings) -> None:
         raise SettingsError("github.private_key_file is required when github.app_id is set")
     if gh.private_key and not gh.app_id:
         raise SettingsError("github.app_id is required when github.private_key is set")
+    if gh.checks == "on" and gh.configured and not gh.is_app:
+        raise SettingsError("github.checks: on needs a GitHub App (github.app_id and github.private_key_file, "
+                            "no github.token): GitHub lets only Apps write check runs. Use auto or off with a token.")
     if settings.workers < 0:
         raise SettingsError(f"workers: expected an integer >= 0, got {settings.workers}")
     if bool(settings.ui.username) != bool(settings.ui.password):

@@ -242,6 +242,7 @@ def _convert(value: Any, tp: Any, path: str, meta: Mapping[str, Any]) -> Any:
 def _convert_value(value: Any, tp: Any, origin: Any, path: str, meta: Mapping[str, Any]) -> Any:
     if origin is Literal:
         choices = get_args(tp)
+        value = _on_off(value, choices)
         if value not in choices:
             raise _err(path, f"{_show(value, meta)} is not one of {', '.join(choices)}")
         return str(value)
@@ -311,6 +312,18 @@ def _convert_bool(value: Any, path: str) -> bool:
     if isinstance(value, bool):
         return value
     raise _err(path, f"expected true or false, got {_show(value, {})}")
+
+
+def _on_off(value: Any, choices: tuple) -> Any:
+    """A boolean for a choice between on and off: YAML 1.1 reads `on`, `off`, `true` and `false`
+    as booleans, and the environment spells them any of the ways _convert_bool accepts."""
+    if "on" not in choices or "off" not in choices:
+        return value
+    if isinstance(value, _EnvStr) and value.strip().lower() in _TRUE + _FALSE:
+        return "on" if value.strip().lower() in _TRUE else "off"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return value
 
 
 def _convert_float(value: Any, path: str, meta: Mapping[str, Any]) -> float:

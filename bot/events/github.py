@@ -1,6 +1,7 @@
 """GitHub webhooks (`X-GitHub-Event`) read into plain events; pure, no I/O."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -8,6 +9,7 @@ from typing import Any
 from bot.events.base import (
     Headers,
     Ignored,
+    MalformedEvent,
     WebhookSource,
     get_flag,
     get_int,
@@ -21,7 +23,15 @@ from bot.events.base import (
     missing_secret,
     require_object,
 )
-from bot.models import CommentEvent, Event, PullRequest, PullRequestEvent, Repo, ReviewEvent
+from bot.models import (
+    CheckRunEvent,
+    CommentEvent,
+    Event,
+    PullRequest,
+    PullRequestEvent,
+    Repo,
+    ReviewEvent,
+)
 from bot.signatures import verify_github
 
 _GITHUB_PR_ACTIONS = {
@@ -41,11 +51,15 @@ def parse_github(
     allow_draft_prs: bool,
     api_host: str = "github.com",
     delivery_id: str = "",
+    check_prefix: str = "plankeeper/",
+    app_id: int | None = None,
 ) -> Event | Ignored:
     """Translate one GitHub delivery (`X-GitHub-Event` name + JSON body).
 
-    `api_host` is the host used when `repository.html_url` is absent. Raises
-    `MalformedEvent` when a field the bot needs is missing or has the wrong type.
+    `api_host` is the host used when `repository.html_url` is absent. `app_id` is the GitHub
+    App whose check runs are the bot's (None: the bot writes none); a click counts only on one of
+    them named `check_prefix...`. Raises `MalformedEvent` when a field the bot needs is missing
+    or has the wrong type.
     """
     payload = require_object(payload)
     if event_name == "ping":
@@ -53,7 +67,7 @@ def parse_github(
     handler = _GITHUB_HANDLERS.get(event_name)
     if handler is None:
         return Ignored(f"event {event_name} not handled")
-    ctx = _GitHubContext(bot_login, allow_draft_prs, api_host, delivery_id)
+    ctx = _GitHubContext(bot_login, allow_draft_prs, api_host, delivery_id, check_prefix, app_id)
     return handler(get_str(payload, "action"), payload, ctx)
 
 
@@ -63,6 +77,8 @@ class _GitHubContext:
     allow_draft_prs: bool
     api_host: str
     delivery: str
+    check_prefix: str = "plankeeper/"
+    app_id: int | None = None
 
 
 def _github_repo(payload: dict, api_host: str) -> Repo:
@@ -159,10 +175,80 @@ def _github_review(action: str, payload: dict, ctx: _GitHubContext) -> Event | I
                        review_id=str(review.get("id") or ""), commit_sha=str(review.get("commit_id") or ""))
 
 
+# -- clicks on the bot's check runs: Apply (requested_action `apply`) and Re-run (rerequested)
+
+_CHECK_RUN_BUTTONS = {"requested_action": "apply", "rerequested": "plan"}
+_EXTERNAL_PULL = re.compile(r"pull:([1-9][0-9]{0,9})")  # bot.runs.checks.external_id
+
+
+def _github_check_run(action: str, payload: dict, ctx: _GitHubContext) -> Event | Ignored:
+    command = _CHECK_RUN_BUTTONS.get(action)
+    if command is None:
+        return Ignored(f"check_run action {action} not handled")
+    check = get_obj(payload, "check_run")
+    name = get_str(check, "name", "check_run.")
+    if not name.startswith(ctx.check_prefix):
+        return Ignored(f"check run {name!r} is not one of the bot's")
+    if action == "requested_action":
+        identifier = get_str(get_obj(payload, "requested_action"), "identifier", "requested_action.")
+        if identifier != "apply":
+            return Ignored(f"requested action {identifier!r} not handled")
+    return _check_click(payload, ctx, check, "check_run", command)
+
+
+def _github_check_suite(action: str, payload: dict, ctx: _GitHubContext) -> Event | Ignored:
+    if action != "rerequested":
+        return Ignored(f"check_suite action {action} not handled")
+    return _check_click(payload, ctx, get_obj(payload, "check_suite"), "check_suite", "plan")
+
+
+def _check_click(payload: dict, ctx: _GitHubContext, check: dict, where: str, command: str) -> Event | Ignored:
+    """The event of a click on a check run or suite of the bot's, on one pull request."""
+    if ctx.app_id is None:
+        return Ignored("this server writes no check runs (github.checks: as a GitHub App only)")
+    if get_int(get_obj(check, "app", f"{where}."), "id", f"{where}.app.") != ctx.app_id:
+        return Ignored(f"{where} of another GitHub App")
+    head_sha = get_str(check, "head_sha", f"{where}.")
+    number = _check_pull_number(check, head_sha, where)
+    if isinstance(number, Ignored):
+        return number
+    return CheckRunEvent(
+        delivery_id=ctx.delivery, repo=_github_repo(payload, ctx.api_host), pull_number=number, head_sha=head_sha,
+        command=command, sender=get_str(get_obj(payload, "sender"), "login", "sender."),
+        check_id=f"{where}:{get_int(check, 'id', f'{where}.')}",
+    )
+
+
+def _check_pull_number(check: dict, head_sha: str, where: str) -> int | Ignored:
+    """The pull request the check is about: the one the bot named in its external_id, else the
+    only one of `pull_requests` with that head (GitHub lists none for a fork's pull request)."""
+    named = _EXTERNAL_PULL.fullmatch(get_opt_str(check, "external_id", f"{where}."))
+    if named:
+        return int(named.group(1))
+    pulls = check.get("pull_requests")
+    if not isinstance(pulls, list):
+        raise MalformedEvent(f"{where}.pull_requests: expected a list")
+    numbers = sorted({get_int(p, "number", f"{where}.pull_requests[].") for p in pulls
+                      if isinstance(p, dict) and _head_sha(p) == head_sha})
+    if not numbers:
+        return Ignored(f"{where} is on no pull request of this repository")
+    if len(numbers) > 1:
+        listed = ", ".join(f"#{n}" for n in numbers)
+        return Ignored(f"{where} is on several pull requests ({listed}): comment the command instead")
+    return numbers[0]
+
+
+def _head_sha(pull: dict) -> str:
+    head = pull.get("head")
+    return head.get("sha") if isinstance(head, dict) and isinstance(head.get("sha"), str) else ""
+
+
 _GITHUB_HANDLERS: dict[str, Callable[[str, dict, _GitHubContext], Event | Ignored]] = {
     "pull_request": _github_pull_request,
     "issue_comment": _github_comment,
     "pull_request_review": _github_review,
+    "check_run": _github_check_run,
+    "check_suite": _github_check_suite,
 }
 
 
@@ -179,7 +265,9 @@ def _authenticate(section: Any, headers: Headers, body: bytes) -> str | None:
 
 def _read(event_name: str, payload: Any, delivery: str, settings: Any) -> Event | Ignored:
     return parse_github(event_name, payload, bot_login=settings.github.bot_login,
-                        allow_draft_prs=settings.allow_draft_prs, delivery_id=delivery)
+                        allow_draft_prs=settings.allow_draft_prs, delivery_id=delivery,
+                        check_prefix=f"{settings.statuses.prefix}/",
+                        app_id=settings.github.app_id if settings.github.uses_checks else None)
 
 
 SOURCE = WebhookSource("github", "X-GitHub-Event", ("X-GitHub-Delivery",), _authenticate, _read)

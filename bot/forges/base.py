@@ -7,12 +7,13 @@ Retry-After).
 """
 from __future__ import annotations
 
-from typing import Optional, Protocol
+from typing import Optional, Protocol, TypeGuard
 
-from bot.models import Comment, CommentRef, Mergeability, PullRequest, Repo
+from bot.models import CheckReport, Comment, CommentRef, Mergeability, PullRequest, Repo
 
 # Commit status states, forge-neutral; each forge maps them to its own words.
 PENDING, SUCCESS, FAILURE = "pending", "success", "failure"
+NEUTRAL = "neutral"  # check runs only: done, nothing to judge (no project changed)
 
 
 class Forge(Protocol):
@@ -92,3 +93,37 @@ class Forge(Protocol):
     def comments_since(self, pull: PullRequest, since: float) -> list[Comment]:
         """Comments created or edited at or after `since` (epoch seconds), the bot's own too,
         oldest first (by creation); system notes left out."""
+
+
+# -- optional: a forge without these needs no change (the report layer asks `has_checks` and
+# `hides_outdated_comments` first, and falls back to commit statuses and edited comments) --------
+
+
+class CheckRuns(Protocol):
+    """A forge that shows a command's result as a check run (GitHub, as an App)."""
+
+    #: True when check runs replace commit statuses on this forge now.
+    checks_enabled: bool
+
+    def report_check(self, repo: Repo, sha: str, check: CheckReport, check_id: str | None = None) -> str:
+        """Create the check run on sha (check_id None) or update check_id; returns its id."""
+
+
+class OutdatedComments(Protocol):
+    """A forge that can hide an outdated comment instead of editing it (GitHub, as an App)."""
+
+    #: True when this forge hides outdated comments now.
+    hides_outdated_comments: bool
+
+    def hide_outdated_comment(self, pull: PullRequest, comment_id: str) -> None:
+        """Collapse the comment as outdated; a deleted comment is no error."""
+
+
+def has_checks(forge: object) -> TypeGuard[CheckRuns]:
+    """Whether the forge writes check runs (bot.forges.base.CheckRuns) instead of commit statuses."""
+    return bool(getattr(forge, "checks_enabled", False))
+
+
+def hides_outdated_comments(forge: object) -> TypeGuard[OutdatedComments]:
+    """Whether the forge hides outdated comments (OutdatedComments) rather than having them edited."""
+    return bool(getattr(forge, "hides_outdated_comments", False))

@@ -15,9 +15,11 @@ from urllib.parse import quote
 from github import Github
 from github.Repository import Repository
 
+from bot.errors import ForgeError
 from bot.forges.github_auth import GitHubAuth
+from bot.forges.github_checks import minimize_outdated, write_check_run
 from bot.forges.retry import ForgeRequestFailed, call_with_retry
-from bot.models import Comment, CommentRef, Mergeability, PullRequest, Repo
+from bot.models import CheckReport, Comment, CommentRef, Mergeability, PullRequest, Repo
 
 T = TypeVar("T")
 
@@ -52,6 +54,7 @@ class GitHubForge:
         bot_login: Optional[str] = None,
         *,
         write_interval: float = 1.0,
+        checks: str = "auto",
         attempts: int = 4,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
@@ -60,6 +63,8 @@ class GitHubForge:
 
         write_interval: seconds PyGithub waits between two writes, which GitHub asks of
         integrations to avoid secondary rate limits; 0 turns it off (test servers).
+        checks: settings.github.checks; as an App, check runs replace commit statuses unless
+        "off", and outdated comments are minimized instead of edited.
         """
         self.api_url = api_url.rstrip("/")
         self._attempts, self._sleep, self._clock = attempts, sleep, clock
@@ -74,6 +79,8 @@ class GitHubForge:
             write_interval=write_interval,
             clock=clock,
         )
+        self.checks_enabled = self._auth.is_app and checks != "off"  # bot.forges.base.CheckRuns
+        self.hides_outdated_comments = self._auth.is_app  # bot.forges.base.OutdatedComments
 
     @classmethod
     def from_settings(cls, gh: Any, installation_id: Optional[int] = None) -> "GitHubForge":
@@ -86,6 +93,7 @@ class GitHubForge:
             installation_id=installation_id,
             bot_login=getattr(gh, "bot_login", None),
             write_interval=getattr(gh, "write_interval", 1.0),
+            checks=getattr(gh, "checks", "auto"),
         )
 
     def _call(self, action: str, fn: Callable[[], T]) -> T:
@@ -171,6 +179,17 @@ class GitHubForge:
     def _comment(self, pull: PullRequest, comment_id: str) -> Any:
         return self._repo(pull.repo).get_issue(pull.number).get_comment(int(comment_id))
 
+    def hide_outdated_comment(self, pull: PullRequest, comment_id: str) -> None:
+        """Minimize the comment as OUTDATED (GraphQL, by its node id); a deleted one is skipped."""
+        node_id = self._unless_missing(f"read comment {comment_id} on {_ref(pull)}",
+                                       lambda: self._comment(pull, comment_id).node_id, None)
+        if node_id is None:
+            return
+        minimized = self._call(f"minimize comment {comment_id} on {_ref(pull)}",
+                               lambda: minimize_outdated(self._gh(pull.repo).requester, node_id))
+        if not minimized:
+            raise ForgeError(f"GitHub: minimize comment {comment_id} on {_ref(pull)}: the answer says it is not")
+
     # -- statuses, reviews, mergeability --------
 
     def set_status(
@@ -190,6 +209,12 @@ class GitHubForge:
                 .create_status(state, description=text, context=context, **extra)
             ),
         )
+
+    def report_check(self, repo: Repo, sha: str, check: CheckReport, check_id: Optional[str] = None) -> str:
+        """Create the check run (check_id None) or update it; its id. Only an App may (403 otherwise)."""
+        doing = f"update check run {check_id}" if check_id else "create check run"
+        return self._call(f"{doing} {check.name} on {repo.full_name}@{sha[:12]}",
+                          lambda: write_check_run(self._repo(repo), sha, check, check_id))
 
     def approvals(self, pull: PullRequest) -> tuple[list[str], int]:
         """Approvers by their latest approving or blocking review; 1 still required if none.
@@ -237,17 +262,14 @@ class GitHubForge:
         return pr.mergeable, pr.mergeable_state, pr.head.sha, pr.state != "open"
 
     def _only_own_apply_status_blocks(self, repo: Repo, sha: str) -> bool:
-        """Whether the bot's own `{prefix}/apply` is the only status or check run on sha not succeeding."""
+        """Whether the bot's own `{prefix}/apply` (a status, or a check run) is the only status or
+        check run on sha not succeeding."""
 
         def fetch() -> bool:
             commit = self._repo(repo).get_commit(sha)
-            others = [
-                s.context for s in commit.get_combined_status().statuses if s.state != "success"
-            ]
-            checks = [
-                c.name for c in commit.get_check_runs() if c.conclusion not in OK_CHECK_CONCLUSIONS
-            ]
-            return others == [f"{self.status_prefix}/apply"] and not checks
+            blocking = [s.context for s in commit.get_combined_status().statuses if s.state != "success"]
+            blocking += [c.name for c in commit.get_check_runs() if c.conclusion not in OK_CHECK_CONCLUSIONS]
+            return set(blocking) == {f"{self.status_prefix}/apply"}
 
         return self._call(f"read statuses of {repo.full_name}@{sha[:12]}", fetch)
 

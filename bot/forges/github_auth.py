@@ -70,6 +70,11 @@ class GitHubAuth:
             seconds_between_writes=self._write_interval or None,
         )
 
+    @property
+    def is_app(self) -> bool:
+        """Whether calls go as a GitHub App installation (a token, when given, wins)."""
+        return self._client is None
+
     def client(self, repo: Optional[Repo] = None) -> Github:
         """The client to use now. Raises ForgeError when no installation token can be had."""
         if self._client is not None:

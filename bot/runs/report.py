@@ -1,5 +1,6 @@
 """The comment of one command run: posted once, edited in place as projects finish,
-older plan comments of the same pull request marked outdated, plus commit statuses."""
+older plan comments of the same pull request marked outdated (or hidden, where the forge hides
+comments), plus commit statuses (or check runs, where the forge has checks: bot.runs.checks)."""
 from __future__ import annotations
 
 import json
@@ -9,8 +10,9 @@ from typing import Optional, Sequence
 from bot import render
 from bot.context import JobContext
 from bot.errors import ForgeError
-from bot.forges.base import FAILURE, PENDING, SUCCESS
-from bot.models import ProjectOutcome, PullRequest, pull_ref
+from bot.forges.base import FAILURE, PENDING, SUCCESS, Forge, has_checks, hides_outdated_comments
+from bot.models import CheckReport, ProjectOutcome, PullRequest, Repo, pull_ref
+from bot.runs import checks
 from bot.state import keys, reverts
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,7 @@ class CommandReport:
         ref = self.forge.create_comment(self.pull, self._body(outcomes, running=True))
         self.comment_id, self.comment_url = ref.id, ref.url
         try:
-            self.status(PENDING, f"{render.overview(self.command, outcomes, True)}")
+            self.status(PENDING, f"{render.overview(self.command, outcomes, True)}", outcomes)
         except ForgeError as exc:  # the comment is up: run anyway; finish() retries and says so
             log.warning("could not set the pending status on %s#%s: %s", self.pull.repo.id, self.pull.number, exc)
 
@@ -66,7 +68,7 @@ class CommandReport:
             self.forge.update_comment(self.pull, self.comment_id, body)
         failed = any(render.failed(o) for o in outcomes)
         try:
-            self.status(FAILURE if failed else SUCCESS, render.overview(self.command, outcomes, False))
+            self.status(FAILURE if failed else SUCCESS, render.overview(self.command, outcomes, False), outcomes)
         except ForgeError as exc:
             note = (f"\n\n> ⚠️ The commit status could not be set ({exc}): "
                     "comment the command again once the API answers.")
@@ -82,13 +84,22 @@ class CommandReport:
             self.comment_id, self.comment_url = ref.id, ref.url
         else:
             self.forge.update_comment(self.pull, self.comment_id, body)
-        self.status(FAILURE, title)
+        self.status(FAILURE, title, details=message)
 
-    def status(self, state: str, description: str) -> None:
+    def status(self, state: str, description: str, outcomes: Sequence[ProjectOutcome] = (),
+               details: str = "") -> None:
+        """The command's commit status, or its check run (`details`: the summary of a check run
+        without outcomes)."""
         context = self.context
         if not context:
             return
-        self.forge.set_status(self.pull.repo, self.pull.head_sha, context, state, description, self.job_url)
+        if has_checks(self.forge):
+            check = checks.check_report(context, self.command, state, description, outcomes, pull=self.pull,
+                                        job_url=self.job_url, comment_url=self.comment_url, details=details,
+                                        redact=self.redact)
+            checks.publish(self.forge, self.redis, self.job_id, self.pull.repo, self.pull.head_sha, check)
+        else:
+            self.forge.set_status(self.pull.repo, self.pull.head_sha, context, state, description, self.job_url)
         key = keys.PENDING_STATUSES.format(self.job_id)
         if state == PENDING:  # remembered so that a job that dies is never left pending
             self.redis.hset(key, context, self.pull.head_sha)
@@ -102,11 +113,19 @@ class CommandReport:
         self.redis.set(key, json.dumps([self.comment_id]))
         for comment_id in older:
             try:
-                comment = self.forge.comment(self.pull, comment_id)
-                if comment is not None:
-                    self.forge.update_comment(self.pull, comment_id, render.mark_outdated(comment.body, self.comment_url))
+                self._mark_outdated(comment_id)
             except ForgeError:
                 log.warning("could not mark comment %s outdated on %s#%s", comment_id, self.pull.repo.id, self.pull.number)
+
+    def _mark_outdated(self, comment_id: str) -> None:
+        """Hide the older plan comment where the forge can (GitHub as an App minimizes it), else
+        collapse it under a banner linking the newer one."""
+        if hides_outdated_comments(self.forge):
+            self.forge.hide_outdated_comment(self.pull, comment_id)
+            return
+        comment = self.forge.comment(self.pull, comment_id)
+        if comment is not None:
+            self.forge.update_comment(self.pull, comment_id, render.mark_outdated(comment.body, self.comment_url))
 
 
 def rollback_note(r, pull: PullRequest) -> str:
@@ -122,3 +141,12 @@ def rollback_note(r, pull: PullRequest) -> str:
 def pending_statuses(r, job_id: str) -> dict[str, str]:
     """Statuses (context -> sha) the job set pending and has not finished."""
     return {k.decode(): v.decode() for k, v in r.hgetall(keys.PENDING_STATUSES.format(job_id)).items()}
+
+
+def fail_pending(forge: Forge, r, job_id: str, repo: Repo, title: str, job_url: str) -> None:
+    """Fail what the job left pending: its commit statuses, or its check runs (`title` says why)."""
+    for context, sha in pending_statuses(r, job_id).items():
+        if has_checks(forge):
+            checks.publish(forge, r, job_id, repo, sha, CheckReport(context, FAILURE, title, title, details_url=job_url))
+        else:
+            forge.set_status(repo, sha, context, FAILURE, title[:100], job_url)

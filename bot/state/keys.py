@@ -49,6 +49,7 @@ RUN_COMMENT_MUTEX = "pk:run-lock:{}"  # one editor of a run's comment at a time
 RUN_REFRESH = "pk:run-refresh:{}"  # throttles a run's progress edits
 PLAN_COMMENTS = "pk:plan-comments:{repo}#{number}"  # JSON list: the current plan comment's id
 PENDING_STATUSES = "pk:job-pending:{}"  # hash: status context -> sha a job left pending
+JOB_CHECK_RUNS = "pk:job-checks:{}"  # hash: status context -> id of the check run a job left in progress
 
 # jobs, logs, audit (bot.state.joblog, bot.state.audit)
 JOB = "pk:job:{}"  # hash: the job record the UI shows

@@ -3,7 +3,7 @@ closed pull requests, readers' approvals, approvals of an older commit, `/plan -
 from __future__ import annotations
 
 from bot import dispatch
-from bot.models import CommentEvent, ReviewEvent
+from bot.models import CheckRunEvent, CommentEvent, ReviewEvent
 from bot.settings import ProjectDefaults
 from bot.state import artifacts, audit
 from tests.support_jobs import FULL
@@ -100,3 +100,48 @@ def test_an_approval_of_an_older_commit_or_replayed_applies_nothing(bench_factor
     with bench.job("job-b") as ctx:
         assert dispatch.handle(ctx, ReviewEvent("d-2", bench.pull(), "bob", "approved", "r-2", head)) == \
             "ignored: approval r-2 was already acted on"
+
+
+# ---------------------------------------------------------------- buttons on check runs
+
+
+def _click(bench, command: str, sender: str, check_id: str = "check_run:5", head: str = "") -> str:
+    event = CheckRunEvent(f"d-{check_id}-{sender}", bench.repo, 7, head or bench.pull().head_sha, command, sender,
+                          check_id)
+    with bench.job(f"job-{command}-{sender}") as ctx:
+        return dispatch.handle(ctx, event)
+
+
+def test_the_apply_button_is_apply_by_the_clicker_once(bench_factory) -> None:
+    bench = bench_factory(defaults=ProjectDefaults(apply_requirements=()))
+    _planned(bench)
+    bench.fake.set_permission(FULL, "reader", "read")
+    assert _click(bench, "apply", "reader") == "refused: apply refused"
+    assert "@reader cannot `/apply` here: it needs write permission" in bench.last_comment()
+    assert artifacts.get_plan(bench.redis, bench.repo.id, 7, KEY) is not None
+    assert _click(bench, "apply", "alice").startswith("applying 1 project(s)")
+    clicks = audit.entries(bench.redis, filters={"action": "command"})
+    assert [(e["user"], e["detail"]) for e in clicks[:2]] == [
+        ("alice", "/apply (Apply button of check_run:5)"), ("reader", "/apply (Apply button of check_run:5)")]
+    replies = len(bench.bot_comments())
+    assert _click(bench, "apply", "alice") == "ignored: check_run:5 Apply by @alice was already acted on"
+    assert len(bench.bot_comments()) == replies
+
+
+def test_the_apply_button_of_an_older_commit_is_refused(bench_factory) -> None:
+    bench = bench_factory(defaults=ProjectDefaults(apply_requirements=()))
+    _planned(bench)
+    head = bench.pull().head_sha
+    assert _click(bench, "apply", "alice", head="0" * 40) == "refused: the check run is not on the head"
+    assert f"Apply on the check run of 0000000, but the head is now {head[:7]}" in bench.last_comment()
+    assert artifacts.get_plan(bench.redis, bench.repo.id, 7, KEY) is not None
+
+
+def test_rerun_plans_again_as_the_clicker(bench_factory) -> None:
+    bench = bench_factory()
+    bench.open_pull()
+    assert _click(bench, "plan", "alice", "check_suite:9").startswith("planning 1 project(s)")
+    bench.work()
+    assert _click(bench, "plan", "alice", "check_suite:9").startswith("planning 1 project(s)")  # re-run re-runs
+    bench.work()
+    assert _click(bench, "plan", "alice", head="0" * 40).startswith("ignored: Re-run of 0000000")

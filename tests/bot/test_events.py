@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,14 @@ from bot.events import (
     parse_github,
     parse_gitlab,
 )
-from bot.models import CommentEvent, PullRequestEvent, ReviewEvent, event_from_dict, event_to_dict
+from bot.models import (
+    CheckRunEvent,
+    CommentEvent,
+    PullRequestEvent,
+    ReviewEvent,
+    event_from_dict,
+    event_to_dict,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 GITHUB = FIXTURES / "github"
@@ -58,10 +66,12 @@ def gl_fixture(name: str) -> Any:
 # ---------------------------------------------------------------- every fixture, exact outcome
 
 GITHUB_OUTCOMES = {
-    "check_run.created.json": Ignored("event check_run not handled"),
-    "check_run.rerequested.json": Ignored("event check_run not handled"),
-    "check_suite.requested.json": Ignored("event check_suite not handled"),
-    "check_suite.rerequested.json": Ignored("event check_suite not handled"),
+    "check_run.created.json": Ignored("check_run action created not handled"),
+    "check_run.rerequested.json": Ignored("check run 'randscape' is not one of the bot's"),
+    "check_run.requested_action.json": Ignored("check run 'API Review' is not one of the bot's"),
+    "check_suite.requested.json": Ignored("check_suite action requested not handled"),
+    "check_suite.rerequested.json":
+        Ignored("this server writes no check runs (github.checks: as a GitHub App only)"),
     "installation.created.json": Ignored("event installation not handled"),
     "issue_comment.created.json": Ignored("comment on an issue, not a pull request"),
     "issue_comment.created.with-installation.json":
@@ -301,6 +311,94 @@ def test_github_dismissed_review_is_ignored() -> None:
     payload["action"] = "dismissed"
     assert gh("pull_request_review", payload) == Ignored(
         "pull_request_review action dismissed not handled")
+
+
+# ---------------------------------------------------------------- GitHub check run clicks
+
+APP = 4242
+ELECTRON_HEAD = "5bd5f196a46b8222fb7484f05faba41a73cf34bd"
+
+
+def apply_click(**check: Any) -> dict:
+    """Derived: check_run.requested_action.json as if on the bot's plan check run (our App, our name)."""
+    payload = load(GITHUB / "check_run.requested_action.json")
+    payload["check_run"].update(name="plankeeper/plan", **check)
+    payload["check_run"]["app"]["id"] = APP
+    payload["requested_action"]["identifier"] = "apply"
+    return payload
+
+
+def test_github_apply_button_is_an_apply_by_whoever_clicked() -> None:
+    event = gh("check_run", apply_click(), app_id=APP)
+    assert event == CheckRunEvent(
+        delivery_id="d-1", repo=event.repo, pull_number=26764, head_sha=ELECTRON_HEAD, command="apply",
+        sender="codebytere", check_id="check_run:1494503112")
+    assert (event.repo.full_name, event.repo.installation_id, event.number) == ("electron/electron", 690857, 26764)
+    assert event_from_dict(json.loads(json.dumps(event_to_dict(event)))) == event
+
+
+def test_github_rerun_of_a_check_run_is_a_plan() -> None:
+    payload = load(GITHUB / "check_run.rerequested.json")
+    payload["check_run"].update(name="plankeeper/apply", external_id="pull:12")
+    payload["check_run"]["app"]["id"] = APP
+    event = gh("check_run", payload, app_id=APP)
+    assert (event.command, event.pull_number, event.sender, event.check_id) == ("plan", 12, "octocat", "check_run:4")
+    assert event.head_sha == "d6fde92930d4715a2b49857d24b940956b26d2d3"
+
+
+def test_github_rerun_of_the_check_suite_is_a_plan() -> None:
+    payload = load(GITHUB / "check_suite.rerequested.json")
+    event = gh("check_suite", payload, app_id=payload["check_suite"]["app"]["id"])
+    assert isinstance(event, CheckRunEvent)
+    assert (event.command, event.pull_number, event.head_sha, event.check_id) == (
+        "plan", 2, HELLO_HEAD, "check_suite:118578147")
+    assert event.sender == "octocoders-linter[bot]"
+    assert gh("check_suite", payload, app_id=APP) == Ignored("check_suite of another GitHub App")
+
+
+def test_github_external_id_names_the_pull_request_even_from_a_fork() -> None:
+    # a fork's pull request is not in pull_requests; the bot's external_id still names it
+    assert gh("check_run", apply_click(external_id="pull:9", pull_requests=[]), app_id=APP).pull_number == 9
+    assert gh("check_run", apply_click(external_id="pull:0x1", pull_requests=[]), app_id=APP) == Ignored(
+        "check_run is on no pull request of this repository")
+
+
+def test_github_check_run_on_several_pull_requests_is_ignored() -> None:
+    payload = apply_click()
+    second = copy.deepcopy(payload["check_run"]["pull_requests"][0])
+    second["number"] = 26800
+    payload["check_run"]["pull_requests"].append(second)
+    assert gh("check_run", payload, app_id=APP) == Ignored(
+        "check_run is on several pull requests (#26764, #26800): comment the command instead")
+
+
+@pytest.mark.parametrize("change, kw, reason", [
+    (lambda p: p["requested_action"].update(identifier="lgtm|26764"), {"app_id": APP},
+     "requested action 'lgtm|26764' not handled"),
+    (lambda p: p["check_run"]["app"].update(id=29310), {"app_id": APP}, "check_run of another GitHub App"),
+    (lambda p: None, {}, "this server writes no check runs (github.checks: as a GitHub App only)"),
+    (lambda p: None, {"app_id": APP, "check_prefix": "atlantis/"}, "check run 'plankeeper/plan' is not one of the bot's"),
+    (lambda p: p.update(action="completed"), {"app_id": APP}, "check_run action completed not handled"),
+])
+def test_github_clicks_the_bot_does_not_act_on(change: Any, kw: dict, reason: str) -> None:
+    payload = apply_click()
+    change(payload)
+    assert gh("check_run", payload, **kw) == Ignored(reason)
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda p: p["check_run"].pop("head_sha"), "check_run.head_sha: missing"),
+    (lambda p: p["check_run"].update(pull_requests=None), "check_run.pull_requests: expected a list"),
+    (lambda p: p["check_run"]["pull_requests"][0].update(number="1"), "check_run.pull_requests[].number"),
+    (lambda p: p.pop("requested_action"), "requested_action: missing"),
+    (lambda p: p["sender"].pop("login"), "sender.login: missing"),
+    (lambda p: p["check_run"].pop("app"), "check_run.app: missing"),
+])
+def test_github_malformed_clicks_name_the_field(change: Any, field: str) -> None:
+    payload = apply_click()
+    change(payload)
+    with pytest.raises(MalformedEvent, match=re.escape(field)):
+        gh("check_run", payload, app_id=APP)
 
 
 # ---------------------------------------------------------------- GitHub malformed

@@ -51,7 +51,7 @@ def test_example_config_lists_every_top_level_key() -> None:
     expected = {f.name for f in dataclasses.fields(Settings)}
     assert set(data) == expected
     assert set(data["github"]) == {"api_url", "token", "app_id", "private_key_file",
-                                   "webhook_secret", "bot_login", "write_interval"}
+                                   "webhook_secret", "bot_login", "write_interval", "checks"}
 
 
 def test_empty_file_and_null_sections_mean_defaults(tmp_path: Path) -> None:
@@ -350,3 +350,45 @@ def test_validate_for_serve_accepts_complete_forges_and_rejects_negative_workers
     with pytest.raises(SettingsError, match="^ui.username and ui.password"):
         validate_for_serve(dataclasses.replace(
             ok, ui=dataclasses.replace(ok.ui, username="admin")))
+
+
+# --- github.checks ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("yaml_text, env, expected", [
+    ("github:\n  checks: auto\n", {}, "auto"),
+    ("github:\n  checks: on\n", {}, "on"),  # YAML 1.1 reads on/off as booleans
+    ("github:\n  checks: off\n", {}, "off"),
+    ("github:\n  checks: true\n", {}, "on"),
+    ("github:\n  checks: false\n", {}, "off"),
+    ("github:\n  checks: 'off'\n", {}, "off"),
+    ("", {"PLANKEEPER_GITHUB__CHECKS": "no"}, "off"),
+    ("", {"PLANKEEPER_GITHUB__CHECKS": "auto"}, "auto"),
+])
+def test_github_checks_takes_auto_on_off_and_booleans(tmp_path: Path, yaml_text: str, env: dict,
+                                                      expected: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml_text)
+    assert load_settings(path, env).github.checks == expected
+
+
+def test_github_checks_refuses_other_words(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="^github.checks: 'always' is not one of auto, on, off"):
+        load(tmp_path, {"github": {"checks": "always"}})
+
+
+@pytest.mark.parametrize("github, uses_checks", [
+    ({"app_id": 7, "private_key": "k"}, True),
+    ({"app_id": 7, "private_key": "k", "checks": "on"}, True),
+    ({"app_id": 7, "private_key": "k", "checks": "off"}, False),
+    ({"token": "t"}, False),
+    ({"token": "t", "checks": "off"}, False),
+])
+def test_check_runs_only_for_an_app_unless_off(github: dict, uses_checks: bool) -> None:
+    assert GitHubSettings(**github).uses_checks is uses_checks
+
+
+def test_checks_on_with_a_token_is_refused_at_serve() -> None:
+    s = Settings(github=GitHubSettings(token="t", webhook_secret="s", checks="on"))
+    with pytest.raises(SettingsError, match=r"^github.checks: on needs a GitHub App"):
+        validate_for_serve(s)
+    validate_for_serve(Settings(github=GitHubSettings(app_id=7, private_key="k", webhook_secret="s", checks="on")))

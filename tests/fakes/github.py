@@ -20,6 +20,7 @@ from tests.fakes import github_payloads as payloads
 from tests.fakes.github_routes import build_app
 
 API_PREFIX = "/api/v3"
+CI_APP_ID = 15368  # the App of check runs added with add_check_run (GitHub Actions' id on github.com)
 FileSpec = Union[str, dict]
 
 
@@ -105,6 +106,7 @@ class FakeGitHub:
         self.teams: dict[tuple[str, str], set[str]] = {}
         self.all_comments: dict[int, dict] = {}
         self.requests: list[tuple[str, str]] = []
+        self.graphql_calls: list[dict] = []  # {query, variables, viewer} of each POST to the GraphQL endpoint
         self.lock = threading.RLock()
         self._failures: list[_Failure] = []
         self._ids = iter(range(1000, 10**9))
@@ -282,16 +284,10 @@ class FakeGitHub:
         status: str = "completed",
         conclusion: Optional[str] = "success",
     ) -> None:
+        """A check run written by another App (CI)."""
         with self.lock:
-            self.repos[full_name].check_runs.setdefault(sha, []).append(
-                {
-                    "id": self.next_id(),
-                    "name": name,
-                    "status": status,
-                    "conclusion": conclusion,
-                    "created_at": payloads.now_iso(),
-                }
-            )
+            run = self.record_check_run(full_name, sha, name, CI_APP_ID, "ci")
+            run.update(status=status, conclusion=conclusion)
 
     def add_comment(self, full_name: str, number: int, body: str, user: str) -> int:
         """A comment by someone else; returns its id."""
@@ -324,6 +320,19 @@ class FakeGitHub:
                 for c in self.all_comments.values()
                 if c["repo"] == full_name and c["issue_number"] == number
             ]
+
+    def check_runs(self, full_name: str, sha: str) -> list[dict]:
+        """Every check run on sha, oldest first: id, name, status, conclusion, output {title,
+        summary, text}, actions, details_url, external_id, app_id, and history: (status,
+        conclusion) after each create or update through the API."""
+        with self.lock:
+            return [dict(r) for r in self.repos[full_name].check_runs.get(sha, [])]
+
+    def minimized(self, full_name: str, number: int) -> dict[int, str]:
+        """Comment id -> the classifier it was minimized with (GraphQL minimizeComment)."""
+        with self.lock:
+            return {c["id"]: c["minimized"] for c in self.all_comments.values()
+                    if c["repo"] == full_name and c["issue_number"] == number and c.get("minimized")}
 
     def statuses(self, full_name: str, sha: str) -> list[dict]:
         with self.lock:
@@ -362,6 +371,28 @@ class FakeGitHub:
         if pull is not None:
             pull.updated_at = now  # commenting updates the pull request, as on GitHub
         return comment
+
+    def record_check_run(self, full_name: str, sha: str, name: str, app_id: Optional[int], app_slug: str) -> dict:
+        now = payloads.now_iso()
+        run = {"id": self.next_id(), "name": name, "head_sha": sha, "status": "queued", "conclusion": None,
+               "output": {"title": None, "summary": None, "text": None}, "actions": [], "details_url": None,
+               "external_id": "", "app_id": app_id, "app_slug": app_slug, "started_at": now,
+               "completed_at": None, "created_at": now, "history": []}  # (status, conclusion) after each write
+        self.repos[full_name].check_runs.setdefault(sha, []).append(run)
+        return run
+
+    def find_check_run(self, full_name: str, run_id: int) -> Optional[dict]:
+        runs = self.repos[full_name].check_runs.values()
+        return next((r for on_sha in runs for r in on_sha if r["id"] == run_id), None)
+
+    def check_run_pulls(self, repo: FakeRepo, sha: str) -> list[FakePull]:
+        """The open pull requests of the repository itself with that head, as a check run lists them."""
+        return [p for p in repo.pulls.values()
+                if p.head_sha == sha and not p.fork_full_name and not (p.closed or p.merged)]
+
+    def comment_by_node_id(self, node_id: str) -> Optional[dict]:
+        match = re.fullmatch(r"IC_(\d+)", node_id)
+        return self.all_comments.get(int(match.group(1))) if match else None
 
     def record_status(self, full_name: str, sha: str, creator: str, data: dict) -> dict:
         status = {

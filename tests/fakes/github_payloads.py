@@ -303,18 +303,61 @@ def issue_json(repo: dict, issue: dict, user: dict) -> dict:
     }
 
 
-def check_run_json(repo: dict, sha: str, run: dict) -> dict:
+@functools.lru_cache(maxsize=1)
+def _check_run_template() -> dict:
+    return json.loads((_FIXTURES / "check_run.created.json").read_text())["check_run"]
+
+
+def check_run_json(repo: dict, run: dict, pulls: list) -> dict:
+    """A check run object, from the `check_run` of the octokit example `check_run.created.json`;
+    `run` is the fake's record, `pulls` the pull requests it lists (FakePull)."""
+    api_repo, web_repo = repo["url"], repo["html_url"]
+    body = _rebase(
+        {k: v for k, v in _check_run_template().items() if k not in ("app", "pull_requests")},
+        [
+            (f"https://api.github.com/repos/{_TEMPLATE_REPO}", api_repo),
+            (f"https://github.com/{_TEMPLATE_REPO}", web_repo),
+        ],
+    )
+    rid = run["id"]
+    body.update(
+        id=rid,
+        node_id=f"CR_{rid}",
+        head_sha=run["head_sha"],
+        external_id=run["external_id"],
+        url=f"{api_repo}/check-runs/{rid}",
+        html_url=f"{web_repo}/runs/{rid}",
+        details_url=run["details_url"],
+        status=run["status"],
+        conclusion=run["conclusion"],
+        started_at=run["started_at"],
+        completed_at=run["completed_at"],
+        name=run["name"],
+        output={**run["output"], "annotations_count": 0,
+                "annotations_url": f"{api_repo}/check-runs/{rid}/annotations"},
+        app=_app_json(run["app_id"], run["app_slug"]),
+        pull_requests=[_check_run_pull(repo, p) for p in pulls],
+    )
+    body["check_suite"].update(id=stable_id("suite", repo["full_name"], run["head_sha"], run["app_id"]),
+                               head_sha=run["head_sha"], after=run["head_sha"])
+    body["check_suite"].pop("pull_requests", None)
+    body["check_suite"].pop("app", None)
+    return body
+
+
+def _app_json(app_id: Optional[int], slug: str) -> dict:
+    app = dict(json.loads((_FIXTURES / "check_run.created.json").read_text())["check_run"]["app"])
+    app.update(id=app_id, node_id=f"A_{app_id}", name=slug, html_url=f"https://github.com/apps/{slug}")
+    return app
+
+
+def _check_run_pull(repo: dict, pull: Any) -> dict:
+    """A pull request as a check run lists it: number, head and base, each with a short repo."""
+    short = {"id": repo["id"], "url": repo["url"], "name": repo["name"]}
     return {
-        "id": run["id"],
-        "node_id": f"CR_{run['id']}",
-        "head_sha": sha,
-        "name": run["name"],
-        "status": run["status"],
-        "conclusion": run["conclusion"],
-        "url": f"{repo['url']}/check-runs/{run['id']}",
-        "html_url": f"{repo['html_url']}/runs/{run['id']}",
-        "started_at": run["created_at"],
-        "completed_at": run["created_at"] if run["status"] == "completed" else None,
-        "output": {"title": None, "summary": None, "text": None, "annotations_count": 0},
-        "pull_requests": [],
+        "url": f"{repo['url']}/pulls/{pull.number}",
+        "id": stable_id("pull", repo["full_name"], pull.number),
+        "number": pull.number,
+        "head": {"ref": pull.head_ref, "sha": pull.head_sha, "repo": short},
+        "base": {"ref": pull.base_ref, "sha": pull.base_sha, "repo": short},
     }

@@ -18,6 +18,7 @@ from flask import Blueprint, Flask, Response, abort, g, jsonify, request
 
 from tests.fakes import github_payloads as payloads
 from tests.fakes.git_remote import branch_diff
+from tests.fakes.github_checks import register_check_routes, register_graphql
 
 if TYPE_CHECKING:
     from tests.fakes.github import FakeGitHub, FakePull, FakeRepo
@@ -367,13 +368,7 @@ def build_app(fake: "FakeGitHub", prefix: str) -> Flask:
                 latest.append(payloads.status_json(base, sha, status, user(status["creator"])))
         return payloads.combined_status_json(base, sha, latest)
 
-    @api.get("/repos/<owner>/<name>/commits/<sha>/check-runs")
-    def check_runs(owner: str, name: str, sha: str) -> Any:
-        repo = repo_or_404(owner, name)
-        runs = [
-            payloads.check_run_json(repo_body(repo), sha, r) for r in repo.check_runs.get(sha, [])
-        ]
-        return {"total_count": len(runs), "check_runs": runs}
+    register_check_routes(api, fake, repo_or_404, repo_body, _error, _invalid)
 
     # -- permissions, teams --------
 
@@ -439,6 +434,8 @@ def build_app(fake: "FakeGitHub", prefix: str) -> Flask:
         return issue_body(repo, issue)
 
     app.register_blueprint(api)
+    # PyGithub's GraphQL URL: /api/graphql next to a GitHub Enterprise /api/v3, /graphql on github.com
+    register_graphql(app, fake, prefix.removesuffix("/v3") + "/graphql", lambda header: _identify(fake, header))
     return app
 
 
