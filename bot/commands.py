@@ -51,8 +51,8 @@ _USAGES = {
         ),
     ),
     "apply": _Usage(
-        "/apply [-d DIR]... [-w WORKSPACE] [-p PROJECT]... [--auto-merge-disabled] [--queue]"
-        " [--verbose]",
+        "/apply [-d DIR]... [-w WORKSPACE] [-p PROJECT]... [--auto-merge-disabled]"
+        " [--auto-merge-method METHOD] [--queue] [--verbose]",
         "apply the saved plans of this pull request (all planned projects, or the ones named)",
         (
             "-d, --dir DIR            project directory; repeatable; globs allowed",
@@ -60,6 +60,7 @@ _USAGES = {
             "-p, --project NAME       project name from the repo config; repeatable;"
             " not with -d/-w",
             "--auto-merge-disabled    do not merge the pull request after a successful apply",
+            "--auto-merge-method M    how automerge merges: merge, squash or rebase",
             "--queue                  wait for a lock held by another pull request",
             "--verbose                include the full Terraform output",
         ),
@@ -106,12 +107,14 @@ _FLAGS = {
     "--verbose": "verbose",
     "--queue": "queue",
     "--auto-merge-disabled": "auto_merge_disabled",
+    "--auto-merge-method": "auto_merge_method",
 }
-_VALUE_FLAGS = frozenset({"dir", "workspace", "project"})
+_VALUE_FLAGS = frozenset({"dir", "workspace", "project", "auto_merge_method"})
+MERGE_METHODS = ("merge", "squash", "rebase")
 _ALLOWED_FLAGS = {
     "plan": frozenset({"dir", "workspace", "project", "verbose"}),
     "apply": frozenset({"dir", "workspace", "project", "verbose", "queue",
-                        "auto_merge_disabled"}),
+                        "auto_merge_disabled", "auto_merge_method"}),
     "import": frozenset({"dir", "workspace", "project"}),
     "state": frozenset({"dir", "workspace", "project"}),
 }
@@ -282,6 +285,7 @@ def _parse_flags(command: str, tokens: list[str], allowlist: Sequence[str]) -> C
     dirs: list[str] = []
     projects: list[str] = []
     workspace: str | None = None
+    merge_method: str | None = None
     switches: set[str] = set()
     extra: tuple[str, ...] = ()
     i = 0
@@ -308,6 +312,8 @@ def _parse_flags(command: str, tokens: list[str], allowlist: Sequence[str]) -> C
                 dirs.append(_check_dir(value, command))
             elif name == "project":
                 projects.append(_check_project(value, command))
+            elif name == "auto_merge_method":
+                merge_method = _check_merge_method(value, command)
             elif workspace is not None:
                 _fail("`-w` may be given only once.", command)
             else:
@@ -324,7 +330,14 @@ def _parse_flags(command: str, tokens: list[str], allowlist: Sequence[str]) -> C
         extra_args=extra,
         queue="queue" in switches,
         auto_merge_disabled="auto_merge_disabled" in switches,
+        auto_merge_method=merge_method,
     )
+
+
+def _check_merge_method(value: str, command: str) -> str:
+    if value not in MERGE_METHODS:
+        _fail(f"`--auto-merge-method` takes merge, squash or rebase, not `{value[:40]}`.", command)
+    return value
 
 
 def _parse_state_command(command: str, tokens: list[str], allowlist: Sequence[str]) -> Command:

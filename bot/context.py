@@ -16,13 +16,14 @@ import redis
 
 from bot import disk, metrics
 from bot.engines import parent_environment
-from bot.errors import UserFacingError
-from bot.models import PullRequest
+from bot.errors import ForgeError, UserFacingError
+from bot.models import PullRequest, Repo
 from bot.redact import Redactor, settings_secrets
 from bot.settings import Settings
 from bot.state import cancel, joblog
 from bot.state.joblog import JobLog
 from runners.git import GitError, MergeConflict, RepoCache
+from runners.git_credentials import GitCredentials, origin_of
 from runners.workspace import PathEscape, Workspace, check_symlinks, create_workspace
 
 if TYPE_CHECKING:  # the web process builds a Runtime too, and needs no forge client library
@@ -133,6 +134,23 @@ class JobContext:
                                   (login, f"{login}@users.noreply.{pull.repo.host}"),
                                   auth=self.forge.clone_auth(pull.repo))
         self.log(f"merged {pull.base_ref} ({base[:12]}) into {pull.head_sha[:12]} (checkout_strategy: merge)")
+
+    def git_credentials(self, repo: Repo) -> Optional[GitCredentials]:
+        """The bot's credentials for Terraform modules on the repository's own forge
+        (`terraform.git_credentials`), asked of the forge when an init starts; None when the
+        setting is off or the clone URL is not http(s)."""
+        origin = origin_of(repo.clone_url)
+        if origin is None or not self.settings.terraform.git_credentials:
+            return None
+
+        def fetch() -> Optional[tuple[str, str]]:
+            try:
+                return self.forge.clone_auth(repo)
+            except ForgeError as exc:
+                self.log(f"the bot's git credentials are not offered to init: {exc}")
+                return None
+
+        return GitCredentials(origin, fetch, self.workspace.root)
 
     def should_stop(self, pull: PullRequest) -> Callable[[], bool]:
         """A StopCheck: True once a /cancel newer than this job arrived (polled, cached 1 s)."""

@@ -24,6 +24,7 @@ from bot.settings import Settings
 from runners.base import Runner
 from runners.embedded_terraform import embedded_paths
 from runners.environment import minimal_env, path_values
+from runners.git_credentials import HELPER as GIT_CREDENTIAL_HELPER, GitCredentials
 from runners.models import Project
 from runners.repo_config_schema import EffectiveProject
 from runners.sandbox import BUBBLEWRAP, NO_SANDBOX, NONE, Sandbox, probe
@@ -93,12 +94,13 @@ def repo_env(settings: Settings, repo_id: Optional[str]) -> dict[str, str]:
 def runner_for(project: Project, settings: Settings, workspace: Workspace,
                effective: Optional[EffectiveProject] = None, step_env: Optional[Mapping[str, str]] = None,
                terraform_version: Optional[str] = None, project_dir: Optional[Path] = None,
-               repo_id: Optional[str] = None) -> Runner:
+               repo_id: Optional[str] = None, git_credentials: Optional[GitCredentials] = None) -> Runner:
     """The runner for the project's engine, with a private HOME/TMPDIR in the workspace.
 
     project_dir (the project's directory in the checkout) lets an exact `required_version` of its
     .tf files pick the version when terraform_version is unset. repo_id adds that repository's
-    repos[].env to a Terraform project's environment. Raises UserFacingError when no
+    repos[].env to a Terraform project's environment; git_credentials are offered to git during
+    its inits (JobContext.git_credentials). Raises UserFacingError when no
     configured binary fits the project's terraform_version or terraform_distribution, when its
     download fails, when the kubectl binary is missing, or when a repos[].env file is unreadable.
     """
@@ -111,7 +113,7 @@ def runner_for(project: Project, settings: Settings, workspace: Workspace,
     argv0 = _terraform_argv(settings, env.get("PATH", ""), version, distribution, project_dir)
     terraform = TerraformRunner(argv0, env, settings.terraform.timeout,
                                 plugin_cache_dir=workspace.root / PLUGIN_CACHE, cli_config=cli_config(settings),
-                                sandbox=job_sandbox(settings, workspace, argv0[:1]))
+                                sandbox=job_sandbox(settings, workspace, argv0[:1]), git_credentials=git_credentials)
     if effective is None or effective.workflow.is_default:
         return terraform
     step = dict(step_env or {})
@@ -294,7 +296,8 @@ def job_sandbox(settings: Settings, workspace: Workspace, programs: Sequence[str
                                   title="No sandbox")
         return NO_SANDBOX
     read_only = [Path(f(p)) for p in programs if "/" in p for f in (os.path.abspath, os.path.realpath)]
-    read_only += [*embedded_paths(), cli_config(settings), Path(settings.data_dir).resolve() / PROVIDER_MIRROR]
+    read_only += [*embedded_paths(), cli_config(settings), Path(settings.data_dir).resolve() / PROVIDER_MIRROR,
+                  GIT_CREDENTIAL_HELPER]
     read_only += path_values(minimal_env(parent_environment(), workspace.home, workspace.tmp))
     # the checkouts' .git stay read-only: the bot runs git there later, outside the sandbox, and a
     # .git/config written by a pull request (core.fsmonitor, core.sshCommand) would run its code

@@ -7,6 +7,7 @@ run engine logs its traceback and reports an internal error with the job id.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Optional, Sequence
@@ -18,7 +19,7 @@ from bot.engines import render_base_dir, runner_for, step_env_for
 from bot.errors import UserFacingError
 from bot.models import PullRequest
 from bot.redact import Redactor
-from bot.state import artifacts
+from bot.state import artifacts, keys
 from runners.models import ApplyResult, PlanResult, Project
 from runners.repo_config import CONFIG_FILES, find_config_file
 from runners.repo_config_merge import project_defaults
@@ -78,6 +79,27 @@ def write_repo_config(ctx: JobContext, pull: PullRequest, repo_dir: str, name: s
     path.write_text(text, encoding="utf-8")
 
 
+def remember_repo_config(ctx: JobContext, pull: PullRequest, generated: tuple[str, str]) -> None:
+    """Keep the repo config a pre-workflow hook generated for this head's plan, for the commands
+    that follow it on the same head (/apply, /import, /state rm, automerge), which run no hooks;
+    forget an older one when the hooks generated none this time."""
+    key = keys.PLAN_CONFIG.format(repo=pull.repo.id, number=pull.number)
+    if not generated[0]:
+        ctx.redis.delete(key)
+        return
+    record = {"head_sha": pull.head_sha, "file": generated[0], "text": generated[1]}
+    ctx.redis.set(key, json.dumps(record), ex=artifacts.RETENTION_SECONDS)
+
+
+def use_plan_repo_config(ctx: JobContext, pull: PullRequest, repo_dir: str) -> None:
+    """Write the repo config the plan of the pull request's head was read with into this
+    checkout, when a pre-workflow hook generated it (the hooks are not run again)."""
+    raw = ctx.redis.get(keys.PLAN_CONFIG.format(repo=pull.repo.id, number=pull.number))
+    record = json.loads(raw) if raw else None
+    if record and record["head_sha"] == pull.head_sha:
+        write_repo_config(ctx, pull, repo_dir, record["file"], record["text"])
+
+
 def plan_in(ctx: JobContext, pull: PullRequest, repo_dir: str, effective: EffectiveProject,
             extra_args: Sequence[str] = (), actor: str = "") -> PlanResult:
     """Plan one project of a checkout with its engine or workflow."""
@@ -89,7 +111,7 @@ def plan_in(ctx: JobContext, pull: PullRequest, repo_dir: str, effective: Effect
         check_path_args(selection.repo_workspace(ctx.workspace, repo_dir), project, extra_args)
         runner = runner_for(project, ctx.settings, ctx.workspace, effective,
                             step_env_for(pull, project, project.dir, extra_args, actor), project_dir=project_dir,
-                            repo_id=pull.repo.id)
+                            repo_id=pull.repo.id, git_credentials=ctx.git_credentials(pull.repo))
     except SETUP_ERRORS as exc:
         return PlanResult(ok=False, failed_step="setup", error=getattr(exc, "message", str(exc)))
     base_dir = render_base_dir(ctx, pull, repo_dir, project)  # render-only kubectl: diff base and head
@@ -147,7 +169,7 @@ def apply_in(ctx: JobContext, pull: PullRequest, repo_dir: str, plan: artifacts.
         plan_file = artifacts.write_plan_file(ctx.redis, plan, ctx.workspace.resolve(f"plans/{plan.sha256[:16]}"))
         runner = runner_for(project, ctx.settings, ctx.workspace, effective,
                             step_env_for(pull, project, project.dir, (), actor), project_dir=project_dir,
-                            repo_id=pull.repo.id)
+                            repo_id=pull.repo.id, git_credentials=ctx.git_credentials(pull.repo))
     except artifacts.ArtifactCorrupt as exc:
         return ApplyResult(ok=False, failed_step="verify", error=f"{exc}: comment `/plan` to plan again.")
     except SETUP_ERRORS as exc:

@@ -266,6 +266,7 @@ class Command:
     extra_args: tuple[str, ...] = ()
     queue: bool = False
     auto_merge_disabled: bool = False
+    auto_merge_method: Optional[str] = None  # merge | squash | rebase: overrides automerge_method
     args: tuple[str, ...] = ()  # positional arguments: /import ADDRESS ID, /state rm ADDRESS...
 
     def to_dict(self) -> dict:

@@ -179,16 +179,23 @@ def blocking(r: redis.Redis, plan: PlanArtifact, configured: bool) -> list[str]:
 
 # -- the plan and /approve_policies -----------------------------------------------------------
 
+def sets_for(settings: Any, repo_id: str) -> tuple[PolicySet, ...]:
+    """The policy sets that run on a repository's plans: none where the server's repos[] entry
+    says `policy_check: false`."""
+    return tuple(settings.policies.sets) if settings.repo_settings(repo_id).policy_check else ()
+
+
 def check_plan(ctx: JobContext, pull: PullRequest, project_key: str, plan_json: dict | None,
-               plan_sha256: str, actor: str) -> list[dict]:
+               plan_sha256: str, actor: str, enabled: bool = True) -> list[dict]:
     """Run every configured set on a plan just stored; record and audit the results.
 
-    A plan without `terraform show -json` (a Kubernetes project) has nothing to check: an
-    empty result is recorded so that its apply is not refused as unchecked."""
-    sets = ctx.settings.policies.sets
+    A plan without `terraform show -json` (a Kubernetes project), or of a project whose
+    `policy_check` is off (enabled=False), is not checked: an empty result is recorded so that
+    its apply is not refused as unchecked."""
+    sets = sets_for(ctx.settings, pull.repo.id)
     if not sets:
         return []
-    if plan_json is None:
+    if plan_json is None or not enabled:
         record_results(ctx.redis, pull.repo.id, pull.number, project_key, plan_sha256, [])
         return []
     results = evaluate(sets, plan_json)
@@ -208,14 +215,14 @@ def check_plan(ctx: JobContext, pull: PullRequest, project_key: str, plan_json: 
 
 
 def merged_plan_blocking(ctx: JobContext, pull: PullRequest, reviewed: PlanArtifact, merged: PlanArtifact,
-                         plan_json: dict | None, actor: str) -> list[str]:
+                         plan_json: dict | None, actor: str, enabled: bool = True) -> list[str]:
     """Merge-to-deploy: check the merge commit's plan (stored as `merged`, found identical to the
     `reviewed` one attribute by attribute) like any plan; the sets owners approved on the reviewed
     plan stay approved. Returns why policies block applying it, one line per set ([] when nothing does)."""
-    if not ctx.settings.policies.sets:
+    if not sets_for(ctx.settings, pull.repo.id):
         return []
     approved = approved_sets(ctx.redis, reviewed.repo_id, reviewed.pull_number, reviewed.project_key, reviewed.sha256)
-    check_plan(ctx, pull, merged.project_key, plan_json, merged.sha256, actor)  # drops the reviewed plan's approvals
+    check_plan(ctx, pull, merged.project_key, plan_json, merged.sha256, actor, enabled)  # drops the reviewed approvals
     if approved:
         _approve_sets(ctx.redis, merged.repo_id, merged.pull_number, merged.project_key, merged.sha256,
                       sorted(approved))
@@ -268,7 +275,7 @@ def _approval_reply(actor: str, approved: list[str], others: list[str]) -> str:
 
 def apply_refusal(ctx: JobContext, pull: PullRequest, plans: Sequence[PlanArtifact], actor: str) -> str:
     """The refusal text when a failed policy set of these plans is unapproved (audited), else ""."""
-    configured = bool(ctx.settings.policies.sets)
+    configured = bool(sets_for(ctx.settings, pull.repo.id))
     problems = [line for plan in plans for line in blocking(ctx.redis, plan, configured)]
     if not problems:
         return ""

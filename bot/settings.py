@@ -31,9 +31,11 @@ COMMANDS = ("plan", "apply", "unlock", "cancel", "approve_policies", "help", "ve
 
 Requirement = Literal["approved", "mergeable", "undiverged"]
 Override = Literal[
-    "apply_requirements", "workflow", "apply_on_approval", "apply_on_merge", "automerge",
-    "autoplan", "drift",
+    "apply_requirements", "plan_requirements", "import_requirements", "workflow", "apply_on_approval",
+    "apply_on_merge", "automerge", "autoplan", "drift", "delete_source_branch_on_merge", "policy_check",
 ]
+MergeMethod = Literal["merge", "squash", "rebase"]
+Silenceable = Literal["plan", "apply"]
 NotificationEvent = Literal["apply", "failure", "drift"]
 
 # A user name (an email or DOMAIN\user on Azure DevOps), team:ORG/SLUG (Azure DevOps team names may
@@ -340,9 +342,14 @@ class AzureDevOpsSettings:
 class ProjectDefaults:
     autoplan: bool = True
     apply_requirements: tuple[Requirement, ...] = ("approved", "mergeable")
+    plan_requirements: tuple[Requirement, ...] = ()  # checked before /plan and autoplan
+    import_requirements: tuple[Requirement, ...] | None = None  # /import, /state rm; None = apply_requirements
     apply_on_approval: bool = False
     apply_on_merge: bool = False
     automerge: bool = False
+    automerge_method: MergeMethod = "merge"
+    delete_source_branch_on_merge: bool = False  # when the bot merges (automerge)
+    silence_pr_comments: tuple[Silenceable, ...] = ()  # no comment for these commands; statuses still set
     # Keys that protect what gets applied come from the server unless it lets a repository's own
     # config (read from the pull request's branch, so written by its author) set them (as Atlantis).
     allowed_overrides: tuple[Override, ...] = ()
@@ -373,9 +380,15 @@ class RepoEntry:
     id: str = _meta(check=_check_repo_id)
     autoplan: bool | None = None
     apply_requirements: tuple[Requirement, ...] | None = None
+    plan_requirements: tuple[Requirement, ...] | None = None
+    import_requirements: tuple[Requirement, ...] | None = None
     apply_on_approval: bool | None = None
     apply_on_merge: bool | None = None
     automerge: bool | None = None
+    automerge_method: MergeMethod | None = None
+    delete_source_branch_on_merge: bool | None = None
+    policy_check: bool | None = None  # False: the server's policy sets skip this repository
+    silence_pr_comments: tuple[Silenceable, ...] | None = None
     allowed_overrides: tuple[Override, ...] | None = None
     workflow: str | None = None  # default workflow name, as in Atlantis' repos.yaml
     allow_custom_workflows: bool | None = None
@@ -403,9 +416,15 @@ class ResolvedRepoSettings:
     repo_id: str
     autoplan: bool
     apply_requirements: tuple[Requirement, ...]
+    plan_requirements: tuple[Requirement, ...]
+    import_requirements: tuple[Requirement, ...]
     apply_on_approval: bool
     apply_on_merge: bool
     automerge: bool
+    automerge_method: MergeMethod
+    delete_source_branch_on_merge: bool
+    policy_check: bool
+    silence_pr_comments: tuple[Silenceable, ...]
     allowed_overrides: tuple[Override, ...]
     workflow: str | None
     allow_custom_workflows: bool
@@ -431,6 +450,9 @@ class TerraformSettings:
     tofu_download_url: str = _meta("https://github.com/opentofu/opentofu/releases/download", check=_check_url)
     # names or globs passed from the server's environment, on top of runners.environment's own
     env_passthrough: tuple[str, ...] = _meta((), each=_check_passthrough)
+    # modules on the repository's own forge fetched with the bot's credentials during init
+    # (runners.git_credentials): never on disk, in argv or in Terraform's environment
+    git_credentials: bool = True
 
 
 @dataclass(frozen=True)
@@ -541,7 +563,7 @@ class Settings:
         values: dict[str, Any] = dataclasses.asdict(self.defaults)
         values.update(workflow=None, allow_custom_workflows=False, allowed_workflows=(),
                       workflows={}, pre_workflow_hooks=(), post_workflow_hooks=(),
-                      repo_config_file=None)
+                      repo_config_file=None, policy_check=True)
         kube: dict[str, Any] = {"context": self.kubectl.context, "namespace": None}
         drift: dict[str, Any] = {"schedule": self.drift.schedule,
                                  "remediate": self.drift.remediate}
@@ -559,6 +581,8 @@ class Settings:
             for target, part in ((kube, entry.kubectl), (drift, entry.drift)):
                 if part is not None:
                     target.update({k: v for k, v in vars(part).items() if v is not None})
+        if values["import_requirements"] is None:  # Atlantis' default: the same as apply_requirements
+            values["import_requirements"] = values["apply_requirements"]
         return ResolvedRepoSettings(
             repo_id=repo_id, **values, kubectl=RepoKubectl(**kube), drift=RepoDrift(**drift),
             matched_ids=tuple(matched), env=env)

@@ -135,6 +135,26 @@ class RepoCache:
             raise
         return base
 
+    def diverged_from(self, dest: Path, clone_url: str, branch: str, head: str,
+                      auth: Optional[tuple[str, str]] = None) -> Optional[str]:
+        """The remote tip of `branch` when the checkout's commit `head` does not contain it
+        (the `undiverged` requirement), None when it does. Raises GitError."""
+        url, auth = _split_auth(clone_url, auth)
+        g = git.Git(str(dest))
+        env = self._env(url, auth)
+        _git(g, ["check-ref-format", "--branch", branch], env, f"read the branch name {branch!r}")
+        ref = "refs/plankeeper/undiverged-base"
+        _git(g, ["fetch", "--quiet", "--no-write-fetch-head", url, f"+refs/heads/{branch}:{ref}"], env,
+             f"fetch {branch}")
+        tip = _git(g, ["rev-parse", ref], env, f"read {branch}").strip()
+        try:
+            g.execute(["git", "merge-base", "--is-ancestor", tip, head], env=self.base_env)
+        except git.GitCommandError as exc:
+            if exc.status == 1:  # not an ancestor: the base moved on without the pull request
+                return tip
+            raise GitError(strip_credentials(f"could not compare {branch} with {head[:12]}: exit {exc.status}")) from exc
+        return None
+
     def branch_head(self, clone_url: str, branch: str, auth: Optional[tuple[str, str]] = None) -> str:
         """The commit at the head of `branch` on the remote (git ls-remote). Raises GitError."""
         url, auth = _split_auth(clone_url, auth)

@@ -2,30 +2,33 @@
 
 `load_repo_config()` returns None when the repo has no config file, a RepoConfig when it is
 valid, and raises RepoConfigError (file, line, key path, message) when it is not.
-`merge_with_server()` (runners/repo_config_merge.py) then applies the server-side settings.
+`merge_with_server()` (runners/repo_config_merge.py) then applies the server-side settings;
+workflows are read by runners/repo_config_workflows.py, glob dirs expanded by
+runners/repo_config_globs.py.
 """
 from __future__ import annotations
 
 import dataclasses
 import posixpath
 import re
-import shlex
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import yaml
 from croniter import croniter
 
-from runners.repo_config_nodes import Reader, did_you_mean, join_key, line_of
+from runners.repo_config_globs import expand_globs, is_glob, pattern_problem
+from runners.repo_config_nodes import Reader, did_you_mean, join_key, line_of, null_node
 from runners.repo_config_schema import (
-    REQUIREMENTS, STAGES, Autodiscover, DriftConfig, KubectlConfig, ProjectConfig, RepoConfig,
-    RepoConfigError, Step, Workflow,
+    MERGE_METHODS, REQUIREMENTS, SILENCEABLE, Autodiscover, DriftConfig, KubectlConfig, ProjectConfig,
+    RepoConfig, RepoConfigError, Workflow,
 )
+from runners.repo_config_workflows import parse_server_workflows, parse_workflows
 from runners.yaml_bounds import BoundedSafeLoader
 
 CONFIG_FILES = ("plankeeper.yaml", "atlantis.yaml")
 MAX_BYTES = 5 * 1024 * 1024
-TOP_KEYS = ("version", "automerge", "delete_source_branch_on_merge", "parallel_plan", "parallel_apply",
+TOP_KEYS = ("version", "automerge", "automerge_method", "delete_source_branch_on_merge", "parallel_plan", "parallel_apply",
             "parallel_policy_check", "abort_on_execution_order_fail", "autodiscover", "projects",
             "workflows", "allowed_regexp_prefixes", "repo_locks", "silence_pr_comments", "policies",
             "emoji_reaction")
@@ -33,16 +36,14 @@ PROJECT_KEYS = ("name", "dir", "workspace", "branch", "autoplan", "apply_require
                 "import_requirements", "workflow", "terraform_version", "terraform_distribution",
                 "depends_on", "execution_order_group", "repo_locks", "repo_locking", "silence_pr_comments",
                 "custom_policy_check", "policy_check", "delete_source_branch_on_merge", "engine",
-                "apply_on_approval", "apply_on_merge", "drift", "kubectl")
-STEP_KEYS = {"init": ("extra_args",), "plan": ("extra_args",), "apply": ("extra_args",),
-             "show": ("extra_args",), "import": ("extra_args",), "state_rm": ("extra_args",),
-             "policy_check": ("extra_args",), "version": (),
-             "run": ("command", "output", "shell", "shell_args", "shellArgs"),
-             "multienv": ("command", "output", "shell", "shell_args", "shellArgs"),
-             "env": ("name", "value", "command", "shell", "shell_args", "shellArgs")}
-SILENCE_WARNING = "accepted but not honoured: Plankeeper comments on every plan and apply"
-OUTPUT_MODES = ("show", "hide", "strip_refreshing")
+                "apply_on_approval", "apply_on_merge", "drift", "kubectl", "glob_file_match")
+CUSTOM_POLICY_WARNING = ("ignored: Plankeeper runs the server's Rego policy sets (`policies.sets`) on each plan; "
+                         "a workflow's own policy check is not run")
+PARALLEL_POLICY_WARNING = "has no effect: policy checks run inside each project's plan job"
+LOCKS_DISABLED_WARNING = ("partly honoured: plans take no lock, but an apply still locks the project "
+                          "(Plankeeper never applies a project another pull request may be applying)")
 _BAD_WORKSPACE = re.compile(r"[/\\$\s]|\.\.")
+_URL_SAFE_NAME = re.compile(r"[A-Za-z0-9._~/-]+")  # Atlantis: URL-safe, slashes allowed
 _VERSION_PART = re.compile(r"^\s*(=|!=|>=|<=|>|<|~>)?\s*v?\d+(\.\d+){0,2}(-[\w.]+)?\s*$")
 
 
@@ -72,7 +73,7 @@ def load_repo_config(repo_root: Path, config_file: Optional[str] = None) -> Opti
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RepoConfigError(f"cannot read the file: {exc}", rel) from None
-    return parse_repo_config(text, rel, require_version=path.name != "plankeeper.yaml")
+    return expand_globs(parse_repo_config(text, rel, require_version=path.name != "plankeeper.yaml"), repo_root)
 
 
 def parse_repo_config(text: str, file: str = "atlantis.yaml", require_version: bool = True) -> RepoConfig:
@@ -95,13 +96,18 @@ def parse_repo_config(text: str, file: str = "atlantis.yaml", require_version: b
                 "abort_on_execution_order_fail"):
         if key in top and not reader.is_null(top[key]):
             values[key] = reader.boolean(top[key], key)
+    if "automerge_method" in top and not reader.is_null(top["automerge_method"]):
+        values["automerge_method"] = reader.choice(top["automerge_method"], "automerge_method", MERGE_METHODS)
+    if "parallel_policy_check" in top and not reader.is_null(top["parallel_policy_check"]):
+        reader.boolean(top["parallel_policy_check"], "parallel_policy_check")
+        reader.warn_at_key("parallel_policy_check", PARALLEL_POLICY_WARNING)
     if "autodiscover" in top:
         values["autodiscover"] = _autodiscover(reader, top["autodiscover"])
     if "allowed_regexp_prefixes" in top:
         values["allowed_regexp_prefixes"] = reader.strings(top["allowed_regexp_prefixes"], "allowed_regexp_prefixes")
     workflows = parse_workflows(reader, top["workflows"], "workflows", "repo") if "workflows" in top else {}
     projects = tuple(_project(reader, node, i) for i, node in
-                     enumerate(reader.sequence(top.get("projects", _null()), "projects")))
+                     enumerate(reader.sequence(top.get("projects", null_node()), "projects")))
     _check_projects(reader, projects)
     projects = _top_level_defaults(reader, top, values, projects)
     return RepoConfig(file=file, projects=projects, workflows=workflows, lines=dict(reader.lines),
@@ -121,11 +127,11 @@ def _top_level_defaults(reader: Reader, top: dict[str, yaml.Node], values: dict[
     if "policies" in top:
         if not reader.is_null(top["policies"]):
             reader.mapping(top["policies"], "policies", None)
-        _warn_key(reader, "policies", "ignored: Plankeeper takes policy sets from the server settings "
+        reader.warn_at_key("policies", "ignored: Plankeeper takes policy sets from the server settings "
                     "(`policies.sets`), never from a repository")
     if "emoji_reaction" in top and not reader.is_null(top["emoji_reaction"]):
         values["emoji_reaction"] = reader.string(top["emoji_reaction"], "emoji_reaction")
-        _warn_key(reader, "emoji_reaction", "ignored: commands are acknowledged with the "
+        reader.warn_at_key("emoji_reaction", "ignored: commands are acknowledged with the "
                     "server's reaction (eyes)")
     out = []
     for p in projects:
@@ -134,33 +140,9 @@ def _top_level_defaults(reader: Reader, top: dict[str, yaml.Node], values: dict[
     return tuple(out)
 
 
-def parse_server_workflows(raw: Mapping[str, Any], where: str = "server settings") -> dict[str, Workflow]:
-    """Server-side `workflows` (plain dicts from the settings file) as Workflow objects."""
-    if not raw:
-        return {}
-    node = yaml.compose(yaml.safe_dump(dict(raw)), Loader=yaml.SafeLoader)
-    return parse_workflows(_Lineless(where), node, "workflows", "server")
-
-
-class _Lineless(Reader):
-    """Errors without line numbers: the values were re-serialised and lines would mislead."""
-
-    def error(self, node: Optional[yaml.Node], key: str, message: str) -> RepoConfigError:
-        return RepoConfigError(message, self.file, None, key)
-
-
-def _null() -> yaml.Node:
-    return yaml.ScalarNode("tag:yaml.org,2002:null", "")
-
-
-def _warn_key(reader: Reader, key: str, message: str) -> None:
-    """A warning at the line of the key itself (its value may start on a later line)."""
-    reader.warnings.append(str(RepoConfigError(message, reader.file, reader.lines.get(key), key)))
-
-
 def _check_version(reader: Reader, top: dict[str, yaml.Node], required: bool) -> None:
     node = top.get("version")
-    if node is None:
+    if node is None or reader.is_null(node):
         if required:
             raise RepoConfigError("required: add `version: 3` at the top of the file", reader.file, 1, "version")
         return
@@ -174,107 +156,11 @@ def _autodiscover(reader: Reader, node: yaml.Node) -> Autodiscover:
     keys = reader.mapping(node, "autodiscover", ("mode", "ignore_paths"))
     mode = reader.choice(keys["mode"], "autodiscover.mode", ("auto", "enabled", "disabled")) if "mode" in keys else "auto"
     paths = reader.strings(keys["ignore_paths"], "autodiscover.ignore_paths") if "ignore_paths" in keys else ()
+    for i, pattern in enumerate(paths):
+        problem = "pattern must not begin with a slash '/'" if pattern.startswith("/") else pattern_problem(pattern)
+        if problem:
+            raise reader.error(keys["ignore_paths"].value[i], f"autodiscover.ignore_paths[{i}]", problem)
     return Autodiscover(mode=mode, ignore_paths=paths)
-
-
-def parse_workflows(reader: Reader, node: yaml.Node, path: str, source: str) -> dict[str, Workflow]:
-    """`workflows: {name: {plan: {steps: [...]}, apply: ...}}` -> {name: Workflow}."""
-    if reader.is_null(node):
-        return {}
-    entries = reader.mapping(node, path, None)
-    workflows = {}
-    for name, body in entries.items():
-        key = join_key(path, name)
-        stages = reader.mapping(body, key, STAGES) if not reader.is_null(body) else {}
-        parsed = {stage: _steps(reader, stage_node, join_key(key, stage), stage) for stage, stage_node in stages.items()}
-        extra = {k: v for k, v in parsed.items() if k not in ("plan", "apply")}
-        workflows[name] = Workflow(name=name, stages=extra, source=source,
-                                   **{k: v for k, v in parsed.items() if k in ("plan", "apply")})
-    return workflows
-
-
-def _steps(reader: Reader, node: yaml.Node, path: str, stage: str) -> tuple[Step, ...]:
-    if reader.is_null(node):
-        return ()
-    keys = reader.mapping(node, path, ("steps",))
-    steps = tuple(_step(reader, item, f"{path}.steps[{i}]")
-                  for i, item in enumerate(reader.sequence(keys.get("steps", _null()), f"{path}.steps")))
-    wrong = {"plan": "apply", "apply": "plan"}.get(stage)
-    for i, step in enumerate(steps):
-        if step.kind == wrong:
-            raise reader.error(keys["steps"].value[i], f"{path}.steps[{i}]",
-                               f"a `{wrong}` step cannot run in the {stage} stage")
-    return steps
-
-
-def _step(reader: Reader, node: yaml.Node, path: str) -> Step:
-    if hasattr(node, "value") and isinstance(node.value, str):
-        kind = reader.choice(node, path, tuple(k for k, v in STEP_KEYS.items() if "extra_args" in v or not v))
-        return Step(kind)
-    entries = reader.mapping(node, path, tuple(STEP_KEYS))
-    if len(entries) != 1:
-        raise reader.error(node, path, "a step has exactly one key, e.g. `- run: make plan`")
-    kind, body = next(iter(entries.items()))
-    key = join_key(path, kind)
-    if kind in ("run", "multienv") and isinstance(body, yaml.ScalarNode) and not reader.is_null(body):
-        return Step(kind, command=_command(reader, body, key, v2_words=kind == "run"))
-    fields = reader.mapping(body, key, STEP_KEYS[kind])
-    _shell(reader, fields, key)
-    if kind == "env":
-        return _env_step(reader, body, fields, key)
-    if kind in ("run", "multienv"):
-        if "command" not in fields:
-            raise reader.error(body, key, "`command` is required")
-        output = reader.choice(fields["output"], join_key(key, "output"), OUTPUT_MODES) if "output" in fields else "show"
-        return Step(kind, command=_command(reader, fields["command"], join_key(key, "command"), kind == "run"),
-                    output=output)
-    extra = reader.strings(fields["extra_args"], join_key(key, "extra_args")) if "extra_args" in fields else ()
-    return Step(kind, extra_args=extra)
-
-
-def _command(reader: Reader, node: yaml.Node, path: str, v2_words: bool = False) -> str:
-    """The command text; a `run` command of a version 2 file is read as Atlantis reads it (split
-    into shell words, quotes and escapes removed, joined by spaces), then run with /bin/sh -c."""
-    command = reader.string(node, path)
-    if not command.strip():
-        raise reader.error(node, path, "must not be empty")
-    if v2_words and reader.version == 2:
-        try:
-            return " ".join(shlex.split(command))
-        except ValueError as exc:
-            raise reader.error(node, path, f"cannot be split into words as version 2 does: {exc}") from None
-    return command
-
-
-def _shell(reader: Reader, fields: dict[str, yaml.Node], key: str) -> None:
-    """`shell` / `shell_args` (`shellArgs`, Atlantis' documented spelling): accepted; anything but
-    Atlantis' default `sh -c` is reported, as steps always run with /bin/sh -c."""
-    if "shell_args" in fields and "shellArgs" in fields:
-        raise reader.error(fields["shellArgs"], join_key(key, "shellArgs"), "give only one of shell_args and shellArgs")
-    if "shell" in fields:
-        shell = reader.string(fields["shell"], join_key(key, "shell"))
-        if shell not in ("sh", "/bin/sh"):
-            reader.warn(fields["shell"], join_key(key, "shell"), f"{shell!r} is ignored: steps run with /bin/sh -c")
-    for name in ("shell_args", "shellArgs"):
-        if name in fields:
-            node = fields[name]
-            args = (reader.strings(node, join_key(key, name)) if isinstance(node, yaml.SequenceNode)
-                    else tuple(reader.string(node, join_key(key, name)).split()))
-            if args != ("-c",):
-                reader.warn(node, join_key(key, name), f"{' '.join(args)!r} is ignored: steps run with /bin/sh -c")
-
-
-def _env_step(reader: Reader, body: yaml.Node, fields: dict[str, yaml.Node], key: str) -> Step:
-    if "name" not in fields:
-        raise reader.error(body, key, "`name` is required")
-    name = reader.string(fields["name"], join_key(key, "name"))
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise reader.error(fields["name"], join_key(key, "name"), f"{name!r} is not a valid variable name")
-    if ("value" in fields) == ("command" in fields):
-        raise reader.error(body, key, "give exactly one of `value` and `command`")
-    if "value" in fields:
-        return Step("env", name=name, value=reader.string(fields["value"], join_key(key, "value"), allow_numbers=True))
-    return Step("env", name=name, command=_command(reader, fields["command"], join_key(key, "command")))
 
 
 def _project(reader: Reader, node: yaml.Node, index: int) -> ProjectConfig:
@@ -289,7 +175,20 @@ def _project(reader: Reader, node: yaml.Node, index: int) -> ProjectConfig:
     engine = values.get("engine", "terraform")
     if values.get("kubectl") is not None and engine != "kubectl":
         raise reader.error(keys["kubectl"], f"{path}.kubectl", "only for projects with `engine: kubectl`")
+    _check_glob_dir(reader, keys, values, path)
     return ProjectConfig(**values)
+
+
+def _check_glob_dir(reader: Reader, keys: dict[str, yaml.Node], values: dict[str, Any], path: str) -> None:
+    """As Atlantis: a glob `dir` makes one project per matching directory, so it takes no name;
+    glob_file_match only goes with a glob dir."""
+    glob = is_glob(values["dir"])  # (a name cannot hold one: names are URL-safe)
+    if glob and values.get("name") is not None:
+        raise reader.error(keys["name"], f"{path}.name", "cannot be used with a glob `dir`: the glob makes several "
+                           "projects, which cannot share a name")
+    if values.get("glob_file_match") is not None and not glob:
+        raise reader.error(keys["glob_file_match"], f"{path}.glob_file_match",
+                           "can only be used when `dir` contains a glob pattern")
 
 
 def _project_value(reader: Reader, key: str, node: yaml.Node, path: str) -> dict[str, Any]:
@@ -298,6 +197,9 @@ def _project_value(reader: Reader, key: str, node: yaml.Node, path: str) -> dict
         value = reader.string(node, path, allow_numbers=True)
         if not value.strip() or "\n" in value:
             raise reader.error(node, path, "must be a non-empty single line")
+        if key == "name" and not _URL_SAFE_NAME.fullmatch(value):
+            raise reader.error(node, path, f"{value!r} is not allowed: use only letters, digits and - _ . ~ / "
+                               "(a name is written in `-p NAME` and in URLs)")
         return {key: value}
     if key == "workspace":
         return {key: _workspace(reader, node, path)}
@@ -317,24 +219,45 @@ def _project_value(reader: Reader, key: str, node: yaml.Node, path: str) -> dict
         return {key: reader.integer(node, path)}
     if key == "repo_locks":
         mode = reader.mapping(node, path, ("mode",)).get("mode")
-        return {"repo_locks_mode": reader.choice(mode, f"{path}.mode", ("disabled", "on_plan", "on_apply"))} if mode else {}
+        if not mode:
+            return {}
+        value = reader.choice(mode, f"{path}.mode", ("disabled", "on_plan", "on_apply"))
+        if value == "disabled":
+            reader.warn(mode, f"{path}.mode", LOCKS_DISABLED_WARNING)
+        return {"repo_locks_mode": value}
     if key == "repo_locking":  # Atlantis' older spelling
-        return {"repo_locks_mode": "on_plan" if reader.boolean(node, path) else "disabled"}
+        enabled = reader.boolean(node, path)
+        if not enabled:
+            reader.warn(node, path, LOCKS_DISABLED_WARNING)
+        return {"repo_locks_mode": "on_plan" if enabled else "disabled"}
     if key == "silence_pr_comments":
-        value = reader.strings(node, path, ("plan", "apply"))
+        return {key: reader.strings(node, path, SILENCEABLE)}
+    if key == "custom_policy_check":
+        value = reader.boolean(node, path)
         if value:
-            reader.warn(node, path, SILENCE_WARNING)
+            reader.warn(node, path, CUSTOM_POLICY_WARNING)
         return {key: value}
-    if key in ("custom_policy_check", "apply_on_approval", "apply_on_merge"):
+    if key in ("apply_on_approval", "apply_on_merge", "policy_check", "delete_source_branch_on_merge"):
         return {key: reader.boolean(node, path)}
-    if key in ("policy_check", "delete_source_branch_on_merge"):
-        reader.boolean(node, path)  # Atlantis keys we accept and leave to the server
-        return {}
     if key == "engine":
         return {key: reader.choice(node, path, ("terraform", "kubectl"))}
     if key == "drift":
         return {key: _drift(reader, node, path)}
+    if key == "glob_file_match":
+        return {key: _file_patterns(reader, node, path)}
     return {key: _kubectl(reader, node, path)}
+
+
+def _file_patterns(reader: Reader, node: yaml.Node, path: str) -> tuple[str, ...]:
+    patterns = reader.strings(node, path)
+    if not patterns:
+        raise reader.error(node, path, "cannot be an empty list; leave it out for the default (Terraform files)")
+    for i, pattern in enumerate(patterns):
+        problem = ("must not be empty" if not pattern else pattern_problem(pattern)
+                   or ("must be a file name pattern without `/`" if "/" in pattern else ""))
+        if problem:
+            raise reader.error(node.value[i], f"{path}[{i}]", problem)
+    return patterns
 
 
 def _dir(reader: Reader, node: yaml.Node, path: str) -> str:
@@ -347,12 +270,16 @@ def _dir(reader: Reader, node: yaml.Node, path: str) -> str:
     norm = posixpath.normpath(raw)
     if norm == ".." or norm.startswith("../"):
         raise reader.error(node, path, f"{raw!r} leaves the repository")
+    if is_glob(norm) and pattern_problem(norm):
+        raise reader.error(node, path, pattern_problem(norm))
     return norm
 
 
 def _workspace(reader: Reader, node: yaml.Node, path: str) -> str:
     value = reader.string(node, path, allow_numbers=True)
-    if not value or _BAD_WORKSPACE.search(value) or value.startswith(("-", "~")):
+    if value == "":
+        return "default"  # as Atlantis reads `workspace: ""`
+    if _BAD_WORKSPACE.search(value) or value.startswith(("-", "~")):
         bad = "/" if "/" in value else None
         reason = f"must not contain '{bad}'" if bad else (
             "must be a name without `/`, `\\`, `..`, `$` or whitespace, not starting with `-` or `~`")
@@ -378,12 +305,15 @@ def _autoplan(reader: Reader, node: yaml.Node, path: str) -> dict[str, Any]:
         out["autoplan_enabled"] = reader.boolean(keys["enabled"], f"{path}.enabled")
     if "when_modified" in keys:
         patterns = reader.strings(keys["when_modified"], f"{path}.when_modified")
-        for i, pattern in enumerate(patterns):
-            if not pattern.lstrip("!").strip() or pattern.startswith("/"):
-                raise reader.error(keys["when_modified"].value[i], f"{path}.when_modified[{i}]",
-                                   f"{pattern!r}: give a glob relative to the project's dir")
-        out["when_modified"] = patterns
+        # as Atlantis joins them to the project's dir: an empty pattern matches nothing, a leading
+        # slash is still relative to the dir
+        out["when_modified"] = tuple(_relative_glob(p) for p in patterns if p.lstrip("!").strip())
     return out
+
+
+def _relative_glob(pattern: str) -> str:
+    negate = "!" if pattern.startswith("!") else ""
+    return negate + pattern[len(negate):].lstrip("/")
 
 
 def _version(reader: Reader, node: yaml.Node, path: str) -> str:

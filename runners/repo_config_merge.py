@@ -1,8 +1,9 @@
 """Combine a repo config with the server-side repo settings into EffectiveProjects.
 
 The server decides what a repo file may change: a restricted key set in the repo file must be
-listed in the server's `allowed_overrides` (unless it only repeats the server's value, or
-disables autoplan, which only restricts); workflows defined in the repo file need
+listed in the server's `allowed_overrides` (unless it only repeats the server's value, or only
+restricts: disables autoplan, turns policy checks on, or adds to the server's plan, apply or
+import requirements); workflows defined in the repo file need
 `allow_custom_workflows`; a named workflow must be in `allowed_workflows` when that is set.
 Violations raise RepoConfigError naming the server setting that forbids them.
 """
@@ -12,11 +13,11 @@ import dataclasses
 from typing import Any, Optional
 
 from runners.models import Project
-from runners.repo_config import parse_server_workflows
 from runners.repo_config_schema import (
     DEFAULT_WORKFLOW, DriftConfig, EffectiveProject, KubectlConfig, ProjectConfig, RepoConfig,
     RepoConfigError, Workflow,
 )
+from runners.repo_config_workflows import parse_server_workflows
 
 
 def merge_with_server(repo_config: Optional[RepoConfig], resolved: Any) -> list[EffectiveProject]:
@@ -42,9 +43,16 @@ def project_defaults(project: Project, resolved: Any,
     workflows = server_workflows if server_workflows is not None else available_workflows(None, resolved)
     name = getattr(resolved, "workflow", None)
     kube = getattr(resolved, "kubectl", None)
+    apply_requirements = tuple(getattr(resolved, "apply_requirements", ("approved", "mergeable")))
+    import_requirements = getattr(resolved, "import_requirements", None)
     return EffectiveProject(
         project=project,
-        apply_requirements=tuple(getattr(resolved, "apply_requirements", ("approved", "mergeable"))),
+        apply_requirements=apply_requirements,
+        plan_requirements=tuple(getattr(resolved, "plan_requirements", ()) or ()),
+        import_requirements=tuple(import_requirements) if import_requirements is not None else apply_requirements,
+        policy_check=bool(getattr(resolved, "policy_check", True)),
+        delete_source_branch_on_merge=bool(getattr(resolved, "delete_source_branch_on_merge", False)),
+        silence_pr_comments=tuple(getattr(resolved, "silence_pr_comments", ()) or ()),
         apply_on_approval=bool(getattr(resolved, "apply_on_approval", False)),
         apply_on_merge=bool(getattr(resolved, "apply_on_merge", False)),
         autoplan=bool(getattr(resolved, "autoplan", True)),
@@ -81,6 +89,21 @@ def _check_top_level(repo_config: RepoConfig, resolved: Any) -> None:
     if repo_config.automerge is not None:
         _require_override(repo_config, resolved, "automerge", "automerge", repo_config.automerge,
                           getattr(resolved, "automerge", False))
+    if repo_config.delete_source_branch_on_merge is not None:
+        _require_override(repo_config, resolved, "delete_source_branch_on_merge", "delete_source_branch_on_merge",
+                          repo_config.delete_source_branch_on_merge,
+                          getattr(resolved, "delete_source_branch_on_merge", False))
+
+
+def automerge_settings(repo_config: Optional[RepoConfig], resolved: Any) -> tuple[bool, str]:
+    """(automerge on?, merge method) for a pull request: the repo file's top-level keys (automerge
+    needs allowed_overrides, checked by merge_with_server), else the server's."""
+    enabled = getattr(resolved, "automerge", False)
+    method = getattr(resolved, "automerge_method", "merge")
+    if repo_config is not None:
+        enabled = repo_config.automerge if repo_config.automerge is not None else enabled
+        method = repo_config.automerge_method or method
+    return bool(enabled), method
 
 
 # Manifests, kustomizations, charts and their values: what a change to a kubectl project touches.
@@ -91,11 +114,15 @@ def _effective(repo_config: RepoConfig, p: ProjectConfig, resolved: Any,
                workflows: dict[str, Workflow], server_workflows: dict[str, Workflow]) -> EffectiveProject:
     base = project_defaults(p.project, resolved, server_workflows)
     values: dict[str, Any] = {"configured": True, "branch": p.branch}
-    for attr in ("apply_requirements", "apply_on_approval", "apply_on_merge"):
+    for attr in ("apply_requirements", "plan_requirements", "import_requirements", "apply_on_approval",
+                 "apply_on_merge"):
         value = getattr(p, attr)
         if value is not None:
-            _require_override(repo_config, resolved, attr, f"{p.key_path}.{attr}", value, getattr(base, attr))
+            server_value = getattr(base, attr)
+            if not (attr.endswith("_requirements") and set(value) >= set(server_value)):  # more only restricts
+                _require_override(repo_config, resolved, attr, f"{p.key_path}.{attr}", value, server_value)
             values[attr] = tuple(value) if isinstance(value, tuple) else value
+    values.update(_merge_keys(repo_config, p, resolved, base))
     if p.autoplan_enabled is not None:
         if p.autoplan_enabled:  # disabling autoplan only restricts, so it is always allowed
             _require_override(repo_config, resolved, "autoplan", f"{p.key_path}.autoplan.enabled", True, base.autoplan)
@@ -114,13 +141,33 @@ def _effective(repo_config: RepoConfig, p: ProjectConfig, resolved: Any,
         # context and namespace always come from the server: a repo file must not pick the cluster
         values["kubectl"] = dataclasses.replace(p.kubectl, context=base.kubectl.context,
                                                 namespace=base.kubectl.namespace)
-    for attr in ("plan_requirements", "import_requirements", "terraform_version"):
-        if getattr(p, attr) is not None:
-            values[attr] = getattr(p, attr)
+    if p.terraform_version is not None:
+        values["terraform_version"] = p.terraform_version
     values.update(terraform_distribution=p.terraform_distribution or "terraform", depends_on=p.depends_on,
-                  execution_order_group=p.execution_order_group, silence_pr_comments=p.silence_pr_comments,
+                  execution_order_group=p.execution_order_group,
+                  silence_pr_comments=p.silence_pr_comments or base.silence_pr_comments,
                   repo_locks_mode=p.repo_locks_mode or "on_plan")
     return dataclasses.replace(base, **values)
+
+
+def _merge_keys(repo_config: RepoConfig, p: ProjectConfig, resolved: Any, base: EffectiveProject) -> dict[str, Any]:
+    """policy_check (turning it off needs allowed_overrides) and delete_source_branch_on_merge
+    (the project's, else the file's top-level one)."""
+    values: dict[str, Any] = {}
+    if p.policy_check is not None:
+        if not p.policy_check:  # turning policy checks on only restricts, so it is always allowed
+            _require_override(repo_config, resolved, "policy_check", f"{p.key_path}.policy_check", False,
+                              base.policy_check)
+        values["policy_check"] = p.policy_check
+    delete = p.delete_source_branch_on_merge
+    if delete is not None:
+        _require_override(repo_config, resolved, "delete_source_branch_on_merge",
+                          f"{p.key_path}.delete_source_branch_on_merge", delete, base.delete_source_branch_on_merge)
+    elif repo_config.delete_source_branch_on_merge is not None:
+        delete = repo_config.delete_source_branch_on_merge  # checked in _check_top_level
+    if delete is not None:
+        values["delete_source_branch_on_merge"] = delete
+    return values
 
 
 def _workflow(repo_config: RepoConfig, p: ProjectConfig, resolved: Any, workflows: dict[str, Workflow],

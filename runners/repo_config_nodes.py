@@ -27,6 +27,11 @@ def join_key(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def null_node() -> yaml.Node:
+    """A YAML null, for a key left out."""
+    return yaml.ScalarNode(_NULL, "")
+
+
 def did_you_mean(word: str, options: Sequence[str]) -> str:
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f" (did you mean {close[0]}?)" if close else ""
@@ -43,6 +48,10 @@ class Reader:
 
     def warn(self, node: Optional[yaml.Node], key: str, message: str) -> None:
         self.warnings.append(str(RepoConfigError(message, self.file, line_of(node) if node is not None else None, key)))
+
+    def warn_at_key(self, key: str, message: str) -> None:
+        """A warning at the line of the key itself (its value may start on a later line)."""
+        self.warnings.append(str(RepoConfigError(message, self.file, self.lines.get(key), key)))
 
     def error(self, node: Optional[yaml.Node], key: str, message: str) -> RepoConfigError:
         return RepoConfigError(message, self.file, line_of(node) if node is not None else None, key)

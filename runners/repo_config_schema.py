@@ -15,6 +15,8 @@ STEP_NAMES = ("init", "plan", "apply", "show", "run", "env", "multienv", "policy
               "state_rm", "version")
 STAGES = ("plan", "apply", "policy_check", "import", "state_rm")
 REQUIREMENTS = ("approved", "mergeable", "undiverged", "policies_passed")
+SILENCEABLE = ("plan", "apply")  # the commands whose comment silence_pr_comments can leave out
+MERGE_METHODS = ("merge", "squash", "rebase")
 
 
 class RepoConfigError(ValueError):
@@ -104,11 +106,14 @@ class ProjectConfig:
     repo_locks_mode: Optional[str] = None
     silence_pr_comments: tuple[str, ...] = ()
     custom_policy_check: Optional[bool] = None
+    policy_check: Optional[bool] = None
+    delete_source_branch_on_merge: Optional[bool] = None
     engine: str = "terraform"
     apply_on_approval: Optional[bool] = None
     apply_on_merge: Optional[bool] = None
     drift: Optional[DriftConfig] = None
     kubectl: Optional[KubectlConfig] = None
+    glob_file_match: Optional[tuple[str, ...]] = None  # a glob dir: the files a matching dir must hold
     line: int = 0  # where the entry starts in the file, for later errors
     index: int = 0  # position in projects[]
 
@@ -128,6 +133,7 @@ class RepoConfig:
     file: str  # the file name it came from, e.g. atlantis.yaml
     version: int = 3
     automerge: Optional[bool] = None
+    automerge_method: Optional[str] = None  # one of MERGE_METHODS
     delete_source_branch_on_merge: Optional[bool] = None
     parallel_plan: bool = False
     parallel_apply: bool = False
@@ -164,6 +170,8 @@ class EffectiveProject:
     execution_order_group: int = 0
     repo_locks_mode: str = "on_plan"
     silence_pr_comments: tuple[str, ...] = ()
+    policy_check: bool = True  # False: the server's policy sets do not run on its plans
+    delete_source_branch_on_merge: bool = False  # when the bot merges the pull request (automerge)
     drift: DriftConfig = field(default_factory=DriftConfig)
     kubectl: KubectlConfig = field(default_factory=KubectlConfig)
     branch: Optional[str] = None

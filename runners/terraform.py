@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
 
 from runners.embedded_terraform import embedded_argv
+from runners.git_credentials import GitCredentials, merge_git_config, served
 from runners.models import ApplyResult, LineSink, PlanResult, ResourceChange, StopCheck
 from runners.process import ExecutableNotFound, ProcessResult, run
 from runners.sandbox import NO_SANDBOX, Sandbox
@@ -289,7 +290,8 @@ class TerraformRunner:
     """Runs one Terraform/OpenTofu binary with a fixed environment and per-step timeout.
 
     cli_config (TF_CLI_CONFIG_FILE) and plugin_cache_dir are pinned: a workflow's `env` step
-    cannot change them for Terraform steps. Every process runs in `sandbox`.
+    cannot change them for Terraform steps. Every process runs in `sandbox`. git_credentials,
+    when given, are offered to git during `init` only (runners.git_credentials).
     """
 
     def __init__(
@@ -300,8 +302,10 @@ class TerraformRunner:
         plugin_cache_dir: Optional[Path] = None,
         cli_config: Optional[Path] = None,
         sandbox: Sandbox = NO_SANDBOX,
+        git_credentials: Optional[GitCredentials] = None,
     ) -> None:
         self.argv0 = list(argv0)
+        self.git_credentials = git_credentials
         self.timeout = timeout
         self.sandbox = sandbox
         self.env = dict(env)
@@ -410,7 +414,10 @@ class TerraformRunner:
             _remove(data_dir)
         self.initialized.add(data_dir.resolve())
         args = ["init", "-input=false", "-no-color", *extra_args]
-        return self._step("init", project_dir, args, on_line, should_stop)
+        with served(self.git_credentials, self.sandbox.python) as git_env:
+            if git_env and on_line is not None and self.git_credentials is not None:
+                on_line(f"$ git credentials of the bot offered for {self.git_credentials.origin} during init")
+            return self._step("init", project_dir, args, on_line, should_stop, git_env=git_env)
 
     def select_workspace(self, project_dir: Path, workspace: str, on_line: Optional[LineSink] = None,
                          should_stop: Optional[StopCheck] = None) -> Optional["StepRun"]:
@@ -498,12 +505,13 @@ class TerraformRunner:
         on_line: Optional[LineSink],
         should_stop: Optional[StopCheck],
         ok_codes: Sequence[int] = (0,),
+        git_env: Mapping[str, str] = {},
     ) -> _Step:
         if on_line is not None:
             on_line(f"$ terraform {' '.join(args)}")
         try:
             argv = [*self.argv0, *args]
-            env = {**self.env, **self.pinned}
+            env = merge_git_config({**self.env, **self.pinned}, git_env)
             result = run(argv, Path(project_dir), env, self.timeout, on_line, should_stop, sandbox=self.sandbox)
         except (ExecutableNotFound, NotADirectoryError) as exc:
             return _Step(name, None, str(exc))

@@ -226,6 +226,8 @@ class _State:
         self.outputs.append(done.result.output)
 
     def _import(self, step: Step) -> None:
+        if len(self.state_args) != 2:
+            raise StepFailed("import", "an `import` step runs only in a workflow's import stage (`/import`)")
         self._select()
         address, resource_id = self.state_args
         done = self._check(self._tf().import_step(self.dir, address, resource_id,
@@ -234,11 +236,24 @@ class _State:
         self.outputs.append(done.result.output)
 
     def _state_rm(self, step: Step) -> None:
+        if not self.state_args:
+            raise StepFailed("state_rm", "a `state_rm` step runs only in a workflow's state_rm stage (`/state rm`)")
         self._select()
         done = self._check(self._tf().state_rm_step(self.dir, self.state_args,
                                                     [*_split(step.extra_args), *self.extra_args], self.on_line,
                                                     self.should_stop))
         self.outputs.append(done.result.output)
+
+    def _version(self, step: Step) -> None:
+        version = self._tf().version()
+        if self.on_line:
+            self.on_line(f"$ terraform version: {version}")
+        self.outputs.append(version)
+
+    def _policy_check(self, step: Step) -> None:
+        """Policies are the server's Rego sets, run on every plan (bot.policies): nothing to do here."""
+        if self.on_line:
+            self.on_line("$ policy_check: the server's policy sets run on the plan once it is saved")
 
     # ------------------------------------------------------------------------ shell steps
 

@@ -99,7 +99,7 @@ def check_project(ctx: JobContext, repo: Repo, head: str, repo_dir: str, project
     """Plan one project at head, store its status, report the issue, remediate if asked."""
     previous = get_status(ctx.redis, repo.id, project.key) or {}
     version = (configured or {}).get("terraform_version")
-    result = _plan(ctx, repo_dir, project, version, repo.id)
+    result = _plan(ctx, repo_dir, project, version, repo)
     status: dict[str, Any] = {
         "repo": repo.id, "project": project.key, "dir": project.dir, "workspace": project.workspace,
         "checked_at": time.time(), "commit": head, "job_id": ctx.job_id, "drifted": False,
@@ -126,13 +126,13 @@ def check_project(ctx: JobContext, repo: Repo, head: str, repo_dir: str, project
 
 
 def _plan(ctx: JobContext, repo_dir: str, project: Project, terraform_version: Optional[str],
-          repo_id: Optional[str] = None) -> PlanResult:
+          repo: Repo) -> PlanResult:
     sink = ctx.log.with_prefix(f"[{project.label}] ")
     sink(f"checking {project.dir} (workspace {project.workspace}) for drift")
     try:
         project_dir = selection.project_dir(ctx.workspace, repo_dir, project)
         runner = runner_for(project, ctx.settings, ctx.workspace, terraform_version=terraform_version,
-                            project_dir=project_dir, repo_id=repo_id)
+                            project_dir=project_dir, repo_id=repo.id, git_credentials=ctx.git_credentials(repo))
     except SETUP_ERRORS as exc:  # reported in the status
         return PlanResult(ok=False, failed_step="setup", error=getattr(exc, "message", str(exc)))
     return runner.plan(project_dir, project.workspace, output_dir(ctx, project), (), on_line=sink)

@@ -58,8 +58,10 @@ class Forge(Protocol):
     def in_group(self, repo: Repo, login: str, group: str) -> bool:
         """Whether the user is in a team (`team:org/slug`) or group (`group:path`)."""
 
-    def merge(self, pull: PullRequest, delete_source_branch: bool = False) -> None:
-        """Merge the pull request."""
+    def merge(self, pull: PullRequest, delete_source_branch: bool = False, method: str = "merge") -> None:
+        """Merge exactly pull.head_sha with `method` (merge | squash | rebase), then delete the
+        source branch when asked (never a fork's). ForgeError when the forge refuses, or cannot
+        merge with that method (the message says which it can)."""
 
     def create_pull_request(self, repo: Repo, head_branch: str, base_branch: str, title: str,
                             body: str) -> PullRequest:

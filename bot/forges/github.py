@@ -312,11 +312,12 @@ class GitHubForge:
 
     # -- merging --------
 
-    def merge(self, pull: PullRequest, delete_source_branch: bool = False) -> None:
-        """Merge exactly pull.head_sha (GitHub refuses with 409 if the head moved)."""
+    def merge(self, pull: PullRequest, delete_source_branch: bool = False, method: str = "merge") -> None:
+        """Merge exactly pull.head_sha (GitHub refuses with 409 if the head moved) with GitHub's
+        merge_method of the same name (405 when the repository does not allow it)."""
         self._call(
-            f"merge {_ref(pull)}",
-            lambda: self._repo(pull.repo).get_pull(pull.number).merge(sha=pull.head_sha),
+            f"merge {_ref(pull)} ({method})",
+            lambda: self._repo(pull.repo).get_pull(pull.number).merge(sha=pull.head_sha, merge_method=method),
         )
         if delete_source_branch and not pull.is_fork:
             path = f"/repos/{pull.repo.full_name}/git/refs/heads/{quote(pull.head_ref)}"

@@ -252,10 +252,17 @@ class GitLabForge:
         return self._call(f"read {login}'s membership of {path}", fetch)
 
     # ---- merging, git, issues ------------------------------------------------------
-    def merge(self, pull: PullRequest, delete_source_branch: bool = False) -> None:
-        """Merge exactly the head the bot knows (sha); ForgeError when GitLab refuses."""
-        self._call(f"merge {_ref(pull)}", lambda: self._mr(pull).merge(
-            should_remove_source_branch=delete_source_branch, sha=pull.head_sha))
+    def merge(self, pull: PullRequest, delete_source_branch: bool = False, method: str = "merge") -> None:
+        """Merge exactly the head the bot knows (sha); ForgeError when GitLab refuses. `squash`
+        squashes the commits; `rebase` is refused: GitLab's rebase rewrites the merge request's
+        head, which would then no longer be the commit that was planned and applied."""
+        if method == "rebase":
+            raise ForgeError(f"GitLab cannot merge {_ref(pull)} by rebasing without rewriting the commit that was "
+                             "applied: use --auto-merge-method merge or squash (or set the project's merge method "
+                             "to fast-forward in GitLab, which `merge` then follows)")
+        squash = {"squash": True} if method == "squash" else {}
+        self._call(f"merge {_ref(pull)} ({method})", lambda: self._mr(pull).merge(
+            should_remove_source_branch=delete_source_branch, sha=pull.head_sha, **squash))
 
     def clone_auth(self, repo: Repo) -> Optional[tuple[str, str]]:
         return ("oauth2", self._token) if self._token else None

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from typing import Optional, Sequence
+from typing import Optional
 
-from bot import notify, policies, selection
+from bot import notify, policies, requirements, selection
 from bot.context import JobContext
 from bot.errors import ApplyRefused
-from bot.execution import apply_in, effective_for
+from bot.execution import apply_in, effective_for, use_plan_repo_config
 from bot.handlers.base import Handler, Request, Started, Trigger
 from bot.models import ApplyResult, Command, OutcomeStatus, ProjectOutcome, PullRequest, RunKind, pull_ref
 from bot.runs.model import NewRun, Run
+from bot.runs.report import silenced_projects
 from bot.state import artifacts, audit, deployments, keys, leases, locks, reverts
 from runners.models import Project
+from runners.repo_config_merge import automerge_settings
+from runners.repo_config_schema import EffectiveProject, RepoConfig
 
 LOCK_WAIT_POLL_SECONDS = 2
 
@@ -40,13 +43,15 @@ class ApplyHandler(Handler):
                 return "not applied: policy checks failed"
             raise ApplyRefused(refusal, title="Apply refused")
         repo_dir = ctx.checkout(pull)
+        use_plan_repo_config(ctx, pull, repo_dir)  # a hook's generated config, as the plan read it
         config, _ = selection.load_effective(ctx.workspace, repo_dir, ctx.settings.repo_settings(pull.repo.id))
         effective = [effective_for(ctx, pull, repo_dir, project_of(p)) for p in plans]
         if by_approval:
             effective = [ep for ep in effective if ep.apply_on_approval]
             if not effective:
                 return "ignored: apply_on_approval is off for every planned project"
-        problems = unmet_requirements(ctx, pull, sorted({r for ep in effective for r in ep.apply_requirements}))
+        problems = requirements.unmet(ctx, pull, sorted({r for ep in effective for r in ep.apply_requirements}),
+                                      repo_dir)
         if problems:
             audit.record(ctx.redis, "apply_refused", user=actor, repo=pull.repo.id, pull=pull.number,
                          commit=pull.head_sha, result="; ".join(problems), job_id=ctx.job_id)
@@ -57,7 +62,9 @@ class ApplyHandler(Handler):
         run = Run(id=f"{ctx.job_id}-apply", kind=RunKind.APPLY, pull=pull, command=command, actor=actor,
                   projects=[ep.project for ep in effective], coordinator_job=ctx.job_id,
                   abort_on_fail=bool(config and config.abort_on_execution_order_fail),
-                  via=via_for(ctx, pull, deployments.Via.APPROVAL if by_approval else deployments.Via.COMMENT))
+                  via=via_for(ctx, pull, deployments.Via.APPROVAL if by_approval else deployments.Via.COMMENT),
+                  silenced=silenced_projects(effective, "apply"),
+                  automerge=automerge_plan(ctx, pull, command, config, effective))
         return NewRun(run, effective, parallel=bool(config and config.parallel_apply))
 
     def project(self, ctx: JobContext, run: Run, outcome: ProjectOutcome) -> None:
@@ -84,7 +91,9 @@ class ApplyHandler(Handler):
                 outcome.status = OutcomeStatus.SKIPPED
                 outcome.message = "This plan was already applied (or replaced) by another job."
                 return
-            result = apply_in(ctx, pull, ctx.checkout(pull), current, outcome.project, run.actor)
+            repo_dir = ctx.checkout(pull)
+            use_plan_repo_config(ctx, pull, repo_dir)
+            result = apply_in(ctx, pull, repo_dir, current, outcome.project, run.actor)
             outcome.apply = result
             outcome.status = OutcomeStatus.APPLIED if result.ok else (
                 OutcomeStatus.CANCELLED if result.cancelled else OutcomeStatus.FAILED)
@@ -99,7 +108,7 @@ class ApplyHandler(Handler):
         """Notify, then automerge when everything applied."""
         notify.apply_finished(ctx.settings, run.pull, outcomes, ctx.url_of(run.coordinator_job), run.actor)
         if all(o.status is OutcomeStatus.APPLIED for o in outcomes):
-            maybe_automerge(ctx, run.pull, run.command)
+            maybe_automerge(ctx, run)
 
 
 def via_for(ctx: JobContext, pull: PullRequest, usual: deployments.Via) -> deployments.Via:
@@ -123,25 +132,6 @@ def record_deployment(ctx: JobContext, run: Run, project_key: str, plan_sha256: 
 
 def deployment_result(result: ApplyResult) -> str:
     return "success" if result.ok else f"failed: {result.failed_step or 'apply'}"
-
-
-def unmet_requirements(ctx: JobContext, pull: PullRequest, requirements: Sequence[str]) -> list[str]:
-    """Each requirement that does not hold now, in words, asked of the forge live."""
-    problems = []
-    if "approved" in requirements:
-        approvers, missing = ctx.forge.approvals(pull)
-        approvers = [a for a in approvers if a.lower() != pull.author.lower()
-                     and ctx.forge.has_write_permission(pull.repo, a)]  # a reader's approval counts for nothing
-        if missing > 0 or not approvers:
-            needed = max(missing, 1)
-            problems.append(f"needs {needed} approval{'s' if needed > 1 else ''}, has {len(approvers)}")
-    if "mergeable" in requirements or "undiverged" in requirements:
-        state = ctx.forge.mergeability(pull)
-        if "mergeable" in requirements and not state.mergeable:
-            problems.append(f"not mergeable: {state.reason}")
-        if "undiverged" in requirements and "behind" in state.reason:
-            problems.append("diverged: the base branch has commits the pull request lacks; merge or rebase it")
-    return problems
 
 
 def selected_plans(plans: list[artifacts.PlanArtifact], command: Command) -> list[artifacts.PlanArtifact]:
@@ -176,13 +166,27 @@ def hold_lock(ctx: JobContext, pull: PullRequest, project_key: str, queue: bool)
         time.sleep(LOCK_WAIT_POLL_SECONDS)
 
 
-def maybe_automerge(ctx: JobContext, pull: PullRequest, command: Command) -> None:
-    if not ctx.settings.repo_settings(pull.repo.id).automerge or command.auto_merge_disabled:
+def automerge_plan(ctx: JobContext, pull: PullRequest, command: Command, config: Optional[RepoConfig],
+                   effective: list[EffectiveProject]) -> dict:
+    """How the pull request is merged once every planned project applied: automerge (the repo
+    config's, else the server's), the method (`--auto-merge-method`, else automerge_method) and
+    whether the source branch goes (delete_source_branch_on_merge of any project applied)."""
+    enabled, method = automerge_settings(config, ctx.settings.repo_settings(pull.repo.id))
+    return {"enabled": enabled and not command.auto_merge_disabled, "method": command.auto_merge_method or method,
+            "delete_source_branch": any(ep.delete_source_branch_on_merge for ep in effective)}
+
+
+def maybe_automerge(ctx: JobContext, run: Run) -> None:
+    pull, plan = run.pull, run.automerge
+    if not plan.get("enabled"):
         return
     if artifacts.pull_plans(ctx.redis, pull.repo.id, pull.number):
         return  # some planned project is still unapplied
+    method, delete = plan.get("method", "merge"), bool(plan.get("delete_source_branch"))
     try:
-        ctx.forge.merge(pull)
-        ctx.forge.create_comment(pull, "**Plankeeper** merged this pull request: every planned project applied.")
+        ctx.forge.merge(pull, delete_source_branch=delete, method=method)
+        deleted = f" and deleted `{pull.head_ref}`" if delete and not pull.is_fork else ""
+        ctx.forge.create_comment(pull, f"**Plankeeper** merged this pull request ({method}){deleted}: every planned "
+                                 "project applied.")
     except Exception as exc:  # the merge is a courtesy: say why it did not happen, keep the apply's result
-        ctx.forge.create_comment(pull, f"**Plankeeper** could not automerge: {ctx.redact(str(exc))}")
+        ctx.forge.create_comment(pull, f"**Plankeeper** could not automerge ({method}): {ctx.redact(str(exc))}")

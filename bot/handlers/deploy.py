@@ -22,10 +22,10 @@ from typing import Optional, Sequence
 
 import yaml
 
-from bot import policies, redact
+from bot import policies, redact, requirements
 from bot.context import JobContext
 from bot.execution import apply_in, effective_for, plan_in, store_plan
-from bot.handlers.apply import ApplyHandler, apply_lease, project_of, record_deployment, unmet_requirements, via_for
+from bot.handlers.apply import ApplyHandler, apply_lease, project_of, record_deployment, via_for
 from bot.handlers.base import Handler, Request, Started
 from bot.handlers.unlock import release_pull_request
 from bot.models import Command, OutcomeStatus, ProjectOutcome, PullRequest, RunKind
@@ -72,7 +72,7 @@ class DeployHandler(Handler):
         repo_dir = ctx.checkout(merged, sha=merged.head_sha, subdir=MERGED_DIR)
         effective = effective_for(ctx, merged, repo_dir, outcome.project)
         # approvals are of the reviewed head (a GitHub approval names its commit), asked of the forge now
-        unmet = unmet_requirements(ctx, replace(merged, head_sha=reviewed.head_sha),
+        unmet = requirements.unmet(ctx, replace(merged, head_sha=reviewed.head_sha),
                                    [req for req in effective.apply_requirements if req == "approved"])
         if unmet:
             refuse(ctx, run, outcome, "apply requirements not met at merge: " + "; ".join(unmet), (
@@ -103,7 +103,8 @@ class DeployHandler(Handler):
             outcome.status = OutcomeStatus.FAILED
             outcome.message = "The merge commit's plan left no plan file to apply."
             return
-        blocked = policies.merged_plan_blocking(ctx, merged, reviewed, saved, fresh.plan_json, run.actor)
+        blocked = policies.merged_plan_blocking(ctx, merged, reviewed, saved, fresh.plan_json, run.actor,
+                                                effective.policy_check)
         if blocked:
             refuse(ctx, run, outcome, "policy checks failed on the merged plan: " + "; ".join(blocked), (
                 "Policy checks failed on the plan of the merge commit and were not approved on the reviewed "

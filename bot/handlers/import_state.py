@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from bot import selection
+from bot import requirements, selection
 from bot.context import JobContext
 from bot.engines import runner_for, step_env_for
 from bot.errors import ApplyRefused, UserFacingError
-from bot.execution import SETUP_ERRORS, effective_for
-from bot.handlers.apply import apply_lease, hold_lock, unmet_requirements
+from bot.execution import SETUP_ERRORS, effective_for, use_plan_repo_config
+from bot.handlers.apply import apply_lease, hold_lock
 from bot.handlers.base import Handler, Request, Started
 from bot.models import ApplyResult, OutcomeStatus, ProjectOutcome, RunKind, pull_ref
 from bot.runs.model import NewRun, Run
@@ -31,6 +31,7 @@ class _StateHandler(Handler):
     def start(self, ctx: JobContext, request: Request) -> Started:
         pull, command, actor = request.pull, request.command, request.actor
         repo_dir = ctx.checkout(pull)
+        use_plan_repo_config(ctx, pull, repo_dir)  # a hook's generated config, as the plan read it
         resolved = ctx.settings.repo_settings(pull.repo.id)
         config, effective = selection.load_effective(ctx.workspace, repo_dir, resolved)
         chosen = selection.select_effective(ctx.workspace, repo_dir, command, ctx.forge.changed_files(pull), config,
@@ -43,7 +44,7 @@ class _StateHandler(Handler):
         if ep.project.engine != "terraform":
             raise UserFacingError(f"`{self.shown}` is for Terraform projects; {ep.project.label} is "
                                   f"{ep.project.engine}.", title=f"{self.shown} refused")
-        problems = unmet_requirements(ctx, pull, sorted(ep.import_requirements))
+        problems = requirements.unmet(ctx, pull, sorted(ep.import_requirements), repo_dir)
         if problems:
             audit.record(ctx.redis, f"{self.stage}_refused", user=actor, repo=pull.repo.id, pull=pull.number,
                          commit=pull.head_sha, project=ep.project.key, result="; ".join(problems), job_id=ctx.job_id)
@@ -82,10 +83,12 @@ class _StateHandler(Handler):
         sink = ctx.log.with_prefix(f"[{project.label}] ")
         try:
             repo_dir = ctx.checkout(pull)
+            use_plan_repo_config(ctx, pull, repo_dir)
             effective = effective_for(ctx, pull, repo_dir, project)
             project_dir = selection.project_dir(ctx.workspace, repo_dir, project)
             step_env = step_env_for(pull, project, project.dir, command.extra_args, run.actor)
-            runner = runner_for(project, ctx.settings, ctx.workspace, effective, step_env, repo_id=pull.repo.id)
+            runner = runner_for(project, ctx.settings, ctx.workspace, effective, step_env, repo_id=pull.repo.id,
+                                git_credentials=ctx.git_credentials(pull.repo))
         except SETUP_ERRORS as exc:
             return ApplyResult(ok=False, failed_step="setup", error=getattr(exc, "message", str(exc)))
         if isinstance(runner, TerraformRunner) and self.stage in effective.workflow.stages:

@@ -2,17 +2,17 @@
 stores the plan and checks policies."""
 from __future__ import annotations
 
-from bot import hooks, policies, redact, selection
+from bot import hooks, policies, redact, requirements, selection
 from bot.context import JobContext
 from bot.drift.status import base_drift
 from bot.errors import UserFacingError
-from bot.execution import (effective_for, generated_repo_config, plan_in, repo_config_text, store_plan,
-                           write_repo_config)
+from bot.execution import (effective_for, generated_repo_config, plan_in, remember_repo_config, repo_config_text,
+                           store_plan, write_repo_config)
 from bot.forges.base import SUCCESS
 from bot.handlers.base import Handler, Request, Started, Trigger
 from bot.models import OutcomeStatus, ProjectOutcome, PullRequest, RunKind, pull_ref
 from bot.runs.model import NewRun, Run
-from bot.runs.report import CommandReport
+from bot.runs.report import CommandReport, silenced_projects
 from bot.state import locks
 from runners.repo_config_schema import EffectiveProject
 
@@ -36,6 +36,7 @@ class PlanHandler(Handler):
             before = repo_config_text(ctx, repo_dir, resolved)
             hooks.run_pre_workflow_hooks(ctx, pull, repo_dir)  # before the config: a hook may generate it
             generated = generated_repo_config(ctx, repo_dir, resolved, before)
+            remember_repo_config(ctx, pull, generated)
             config, effective = selection.load_effective(ctx.workspace, repo_dir, resolved)
             chosen = selection.select_effective(
                 ctx.workspace, repo_dir, request.command, ctx.forge.changed_files(pull), config, effective,
@@ -54,7 +55,8 @@ class PlanHandler(Handler):
                   actor=request.actor or pull.author, projects=[ep.project for ep in chosen],
                   coordinator_job=ctx.job_id, autoplan=autoplan,
                   abort_on_fail=bool(config and config.abort_on_execution_order_fail),
-                  repo_config_file=generated[0], repo_config_override=generated[1])
+                  repo_config_file=generated[0], repo_config_override=generated[1],
+                  silenced=silenced_projects(chosen, "plan"))
         return NewRun(run, chosen, parallel=config.parallel_plan if config else True)
 
     def project(self, ctx: JobContext, run: Run, outcome: ProjectOutcome) -> None:
@@ -63,7 +65,11 @@ class PlanHandler(Handler):
         repo_dir = ctx.checkout(pull)
         write_repo_config(ctx, pull, repo_dir, run.repo_config_file, run.repo_config_override)
         effective = effective_for(ctx, pull, repo_dir, project)
-        self._plan(ctx, run, outcome, repo_dir, effective)
+        unmet = requirements.unmet(ctx, pull, effective.plan_requirements, repo_dir)  # none: no forge call
+        if unmet:
+            outcome.status, outcome.message = OutcomeStatus.FAILED, plan_refused(effective.plan_requirements, unmet)
+        else:
+            self._plan(ctx, run, outcome, repo_dir, effective)
         if project == run.projects[0]:  # once per comment, under the first project
             outcome.message = "\n\n".join(m for m in (outcome.message, config_warnings(ctx, pull, repo_dir)) if m)
 
@@ -89,7 +95,7 @@ class PlanHandler(Handler):
             outcome.drift, outcome.message = base_drift(ctx.redis, pull.repo.id, project.key, result)
             if saved is not None:
                 outcome.policies = policies.check_plan(ctx, pull, project.key, result.plan_json, saved.sha256,
-                                                       run.actor)
+                                                       run.actor, enabled=effective.policy_check)
 
     def finish(self, ctx: JobContext, run: Run, outcomes: list[ProjectOutcome]) -> None:
         """Post-workflow hooks; a failure is reported, the plans stand."""
@@ -98,6 +104,13 @@ class PlanHandler(Handler):
         problem = hooks.run_post_workflow_hooks(ctx, run.pull, ctx.checkout(run.pull))
         if problem:
             ctx.forge.create_comment(run.pull, ctx.redact(f"**Post-workflow hook failed**\n\n{problem}"))
+
+
+def plan_refused(required: tuple[str, ...], unmet: list[str]) -> str:
+    """Why a project was not planned: which plan requirement does not hold, and what to do."""
+    return ("Not planned: this project's plan requirements (" + ", ".join(f"`{r}`" for r in required)
+            + ") do not hold:\n" + "\n".join(f"- {p}" for p in unmet)
+            + "\n\nOnce they hold, comment `/plan` (the server's `plan_requirements`, or the repo config's).")
 
 
 def config_warnings(ctx: JobContext, pull: PullRequest, repo_dir: str) -> str:

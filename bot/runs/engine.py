@@ -35,7 +35,7 @@ def start(ctx: JobContext, new: NewRun) -> str:
     run = new.run
     outcomes = [ProjectOutcome(p, OutcomeStatus.QUEUED, log_url=ctx.url_of(run.project_job_id(i)))
                 for i, p in enumerate(run.projects)]
-    report = CommandReport(ctx, run.pull, run.report_command)
+    report = CommandReport(ctx, run.pull, run.report_command, run.silenced)
     report.start(outcomes)
     run.comment_id, run.comment_url = report.comment_id or "", report.comment_url
     store.save(ctx.redis, run)
@@ -172,7 +172,7 @@ def _comment_lease(ctx: JobContext, run: Run):
 
 
 def _report(ctx: JobContext, run: Run) -> CommandReport:
-    report = CommandReport(ctx, run.pull, run.report_command)
+    report = CommandReport(ctx, run.pull, run.report_command, run.silenced)
     report.comment_id, report.comment_url = run.comment_id or None, run.comment_url
     # the coordinator set the pending status and links the comment: finishing is on its behalf
     report.job_id, report.job_url = run.coordinator_job, ctx.url_of(run.coordinator_job)

@@ -28,6 +28,8 @@ class Run:
     via: str = ""  # an apply's path, as bot.state.deployments.Via: comment, approval, merge, ...
     repo_config_file: str = ""  # a repo config a pre-workflow hook generated: its file name ...
     repo_config_override: str = ""  # ... and its text, written into every project job's checkout
+    silenced: list[int] = field(default_factory=list)  # projects silence_pr_comments leaves out of the comment
+    automerge: dict = field(default_factory=dict)  # an apply's {enabled, method, delete_source_branch}
 
     def __post_init__(self) -> None:
         self.kind = RunKind(self.kind)

@@ -11,9 +11,10 @@ from bot import render
 from bot.context import JobContext
 from bot.errors import ForgeError
 from bot.forges.base import FAILURE, PENDING, SUCCESS, Forge, has_checks, hides_outdated_comments
-from bot.models import CheckReport, ProjectOutcome, PullRequest, Repo, pull_ref
+from bot.models import CheckReport, OutcomeStatus, ProjectOutcome, PullRequest, Repo, pull_ref
 from bot.runs import checks
 from bot.state import keys, reverts
+from runners.repo_config_schema import EffectiveProject
 
 log = logging.getLogger(__name__)
 STATUS_COMMANDS = ("plan", "apply")  # the commands with a commit status: `{statuses.prefix}/{command}`
@@ -25,26 +26,35 @@ def status_context(settings, command: str) -> Optional[str]:
 
 
 class CommandReport:
-    """One command's comment and status on one pull request."""
+    """One command's comment and status on one pull request. `silenced` are the indexes of the
+    projects `silence_pr_comments` leaves out of the comment (their statuses still count); with
+    every project silenced, no comment is posted at all."""
 
-    def __init__(self, ctx: JobContext, pull: PullRequest, command: str):
+    def __init__(self, ctx: JobContext, pull: PullRequest, command: str, silenced: Sequence[int] = ()):
         self.forge, self.redis, self.pull, self.command = ctx.forge, ctx.redis, pull, command
         self.job_id, self.job_url, self.redact = ctx.job_id, ctx.job_url, ctx.redact
         self.context = status_context(ctx.settings, command)
         self.comment_id: Optional[str] = None
         self.comment_url = ""
         self.preface = rollback_note(self.redis, pull)
+        self.silenced = frozenset(silenced)
+
+    def _shown(self, outcomes: Sequence[ProjectOutcome]) -> list[ProjectOutcome]:
+        """What the comment shows: silenced projects are left out, unless another pull request's
+        lock stopped them (as Atlantis: that needs someone to act)."""
+        return [o for i, o in enumerate(outcomes) if i not in self.silenced or o.status is OutcomeStatus.LOCKED]
 
     def _body(self, outcomes: Sequence[ProjectOutcome], running: bool, footer: str = "") -> str:
         return render.command_comment(
-            self.command, self.pull, outcomes, running=running, limit=self.forge.comment_limit,
+            self.command, self.pull, self._shown(outcomes), running=running, limit=self.forge.comment_limit,
             redact=self.redact, footer=footer, preface=self.preface,
         )
 
     def start(self, outcomes: Sequence[ProjectOutcome]) -> None:
-        """Post the comment (every project queued) and the pending status."""
-        ref = self.forge.create_comment(self.pull, self._body(outcomes, running=True))
-        self.comment_id, self.comment_url = ref.id, ref.url
+        """Post the comment (every project queued; none when all are silenced) and the pending status."""
+        if self._shown(outcomes):
+            ref = self.forge.create_comment(self.pull, self._body(outcomes, running=True))
+            self.comment_id, self.comment_url = ref.id, ref.url
         try:
             self.status(PENDING, f"{render.overview(self.command, outcomes, True)}", outcomes)
         except ForgeError as exc:  # the comment is up: run anyway; finish() retries and says so
@@ -61,19 +71,23 @@ class CommandReport:
 
     def finish(self, outcomes: Sequence[ProjectOutcome], footer: str = "") -> None:
         body = self._body(outcomes, running=False, footer=footer)
-        if self.comment_id is None:
+        if self.comment_id is None and self._shown(outcomes):
             ref = self.forge.create_comment(self.pull, body)
             self.comment_id, self.comment_url = ref.id, ref.url
-        else:
+        elif self.comment_id is not None:
             self.forge.update_comment(self.pull, self.comment_id, body)
         failed = any(render.failed(o) for o in outcomes)
         try:
             self.status(FAILURE if failed else SUCCESS, render.overview(self.command, outcomes, False), outcomes)
         except ForgeError as exc:
+            if self.comment_id is None:  # silenced: nowhere to say it but the log
+                log.warning("could not set the %s status on %s#%s: %s", self.command, self.pull.repo.id,
+                            self.pull.number, exc)
+                return
             note = (f"\n\n> ⚠️ The commit status could not be set ({exc}): "
                     "comment the command again once the API answers.")
             self.forge.update_comment(self.pull, self.comment_id, body + note)
-        if self.command == "plan":
+        if self.command == "plan" and self.comment_id is not None:
             self._supersede_older_plans()
 
     def fail(self, title: str, message: str) -> None:
@@ -126,6 +140,11 @@ class CommandReport:
         comment = self.forge.comment(self.pull, comment_id)
         if comment is not None:
             self.forge.update_comment(self.pull, comment_id, render.mark_outdated(comment.body, self.comment_url))
+
+
+def silenced_projects(effective: Sequence[EffectiveProject], command: str) -> list[int]:
+    """Indexes of the projects whose comment `silence_pr_comments` leaves out for command."""
+    return [i for i, ep in enumerate(effective) if command in ep.silence_pr_comments]
 
 
 def rollback_note(r, pull: PullRequest) -> str:

@@ -30,6 +30,7 @@ CANCEL = "pk:cancel:{repo}#{number}"  # time of the pull request's last /cancel
 # plans and what was applied (bot.state.artifacts, bot.state.deployments)
 PLAN = "pk:plan:{repo}#{number}:{project}"  # hash: meta, plan bytes, secrets
 PULL_PLANS = "pk:pull-plans:{repo}#{number}"  # set of project keys with a stored plan
+PLAN_CONFIG = "pk:plan-config:{repo}#{number}"  # JSON: the repo config a pre-workflow hook generated for the plan
 LAST_APPLIED = "pk:last-applied:{repo}:{project}"  # commit whose code is live
 DEPLOYMENT = "pk:deployment"  # hash: deployment id -> Deployment JSON
 DEPLOYMENTS = "pk:deployments:{repo}"  # stream of deployment ids, oldest first

@@ -68,6 +68,8 @@ VALID = [
     ("/plan -- -var-file=env/dev.tfvars -var-file ../common.tfvars",
      Command(name="plan", extra_args=("-var-file=env/dev.tfvars", "-var-file", "../common.tfvars"))),
     ("/apply -d net -w prod", Command(name="apply", dirs=("net",), workspace="prod")),
+    ("/apply --auto-merge-method squash", Command(name="apply", auto_merge_method="squash")),
+    ("/apply -p vpc --auto-merge-method=rebase", Command(name="apply", projects=("vpc",), auto_merge_method="rebase")),
     ("/apply --dir=a --dir=b", Command(name="apply", dirs=("a", "b"))),
 ]
 
@@ -87,6 +89,9 @@ INVALID = [
     ("/plan --queue", "Unknown flag `--queue` for `/plan`."),
     ("/plan --auto-merge-disabled", "Unknown flag `--auto-merge-disabled`"),
     ("/apply --bogus", "Unknown flag `--bogus` for `/apply`."),
+    ("/apply --auto-merge-method fast-forward", "`--auto-merge-method` takes merge, squash or rebase"),
+    ("/apply --auto-merge-method", "Flag `--auto-merge-method` needs a value."),
+    ("/plan --auto-merge-method merge", "Unknown flag `--auto-merge-method` for `/plan`."),
     ("/plan -d", "Flag `-d` needs a value."),
     ("/plan -d -w x", "Flag `-d` needs a value."),
     ("/plan -w", "Flag `-w` needs a value."),

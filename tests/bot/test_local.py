@@ -108,3 +108,17 @@ def test_local_footer_after_a_failure_or_no_changes():
     assert local_footer([failed, unchanged]) == "Fix the failing project(s) and run `plankeeper plan` again.\n"
     assert local_footer([unchanged]) == ""
     assert "run `kubectl apply` yourself" in local_footer([unchanged, kube])
+
+
+def test_check_names_every_key_it_accepts_but_does_not_fully_honour(settings, repo, capsys):
+    (repo.work / "atlantis.yaml").write_text(
+        "version: 3\nemoji_reaction: thumbsup\nparallel_policy_check: true\n"
+        "projects:\n- dir: app\n  custom_policy_check: true\n  repo_locks: {mode: disabled}\n"
+        "- dir: 'stacks/*'\n"
+        "workflows:\n  w:\n    policy_check:\n      steps: [policy_check]\n    plan:\n      steps:\n"
+        "      - run: {command: make plan, shell: bash}\n")
+    assert check_repo(settings, repo.work, None, None) == 0
+    warned = [line.split(": ")[2] for line in capsys.readouterr().out.splitlines() if line.startswith("Warning:")]
+    assert sorted(warned) == sorted(["emoji_reaction", "parallel_policy_check", "projects[0].custom_policy_check",
+                                     "projects[0].repo_locks.mode", "workflows.w.policy_check",
+                                     "workflows.w.plan.steps[0].run.shell", "projects[1].dir"])

@@ -2,6 +2,7 @@
 (users and GitHub teams) asked of the fake GitHub through the real GitHubForge."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +14,7 @@ from bot.forges.github import GitHubForge
 from bot.models import ProjectOutcome, PullRequest, Repo
 from bot.redact import Redactor
 from bot.render import overview, project_section
-from bot.settings import PolicySet, PolicySettings
+from bot.settings import PolicySet, PolicySettings, RepoEntry, Settings
 from runners.models import PlanResult, Project
 from tests.fakes.github import FakeGitHub
 
@@ -84,7 +85,7 @@ def fake():
 @pytest.fixture
 def ctx(fake, redis_db, tmp_path: Path):
     sets = (PolicySet("deny", DATA / "deny", ("carol", "team:acme/security")), PolicySet("warn", DATA / "warn"))
-    settings = SimpleNamespace(policies=PolicySettings(sets))
+    settings = Settings(policies=PolicySettings(sets))
     lines: list[str] = []
     forge = GitHubForge(fake.api_url, token=TOKEN, write_interval=0, sleep=lambda s: None)
     return SimpleNamespace(redis=redis_db, settings=settings, forge=forge,
@@ -148,7 +149,23 @@ def test_passing_and_warning_sets_do_not_block(ctx, pull, tmp_path: Path) -> Non
 def test_a_plan_without_policy_results_is_refused_when_policies_are_configured(ctx, pull, tmp_path: Path) -> None:
     plan = stored_plan(ctx, pull, tmp_path, b"unchecked")
     assert "did not run on this plan" in policies.apply_refusal(ctx, pull, [plan], "alice")
-    ctx.settings.policies = PolicySettings(())
+    ctx.settings = replace(ctx.settings, policies=PolicySettings(()))
+    assert policies.apply_refusal(ctx, pull, [plan], "alice") == ""
+
+
+def test_a_repository_with_policy_check_off_is_not_checked(ctx, pull, tmp_path: Path) -> None:
+    ctx.settings = replace(ctx.settings, repos=(RepoEntry(id="/github.com/acme/.*/", policy_check=False),))
+    plan = stored_plan(ctx, pull, tmp_path, b"forbidden but unchecked")
+    assert policies.check_plan(ctx, pull, PROJECT, FORBIDDEN_PLAN, plan.sha256, "alice") == []
+    assert policies.stored_results(ctx.redis, pull.repo.id, 7, PROJECT) is None
+    assert policies.apply_refusal(ctx, pull, [plan], "alice") == ""
+    other = replace(pull, repo=replace(pull.repo, full_name="other/infra"))
+    assert policies.sets_for(ctx.settings, other.repo.id)  # the other repositories still are
+
+
+def test_a_project_with_policy_check_off_is_recorded_as_checked(ctx, pull, tmp_path: Path) -> None:
+    plan = stored_plan(ctx, pull, tmp_path, b"forbidden, project opted out")
+    assert policies.check_plan(ctx, pull, PROJECT, FORBIDDEN_PLAN, plan.sha256, "alice", enabled=False) == []
     assert policies.apply_refusal(ctx, pull, [plan], "alice") == ""
 
 

@@ -392,3 +392,36 @@ def test_checks_on_with_a_token_is_refused_at_serve() -> None:
     with pytest.raises(SettingsError, match=r"^github.checks: on needs a GitHub App"):
         validate_for_serve(s)
     validate_for_serve(Settings(github=GitHubSettings(app_id=7, private_key="k", webhook_secret="s", checks="on")))
+
+
+def test_plan_and_import_requirements_and_merge_keys_per_repository(tmp_path: Path) -> None:
+    s = load(tmp_path, {
+        "defaults": {"apply_requirements": ["approved"], "plan_requirements": ["mergeable"]},
+        "repos": [
+            {"id": "github.com/acme/infra", "apply_requirements": ["undiverged"], "automerge_method": "squash",
+             "delete_source_branch_on_merge": True, "policy_check": False},
+            {"id": "github.com/acme/strict", "import_requirements": ["approved", "mergeable"],
+             "plan_requirements": []},
+        ],
+    })
+    infra = s.repo_settings("github.com/acme/infra")
+    assert infra.plan_requirements == ("mergeable",)
+    assert infra.import_requirements == ("undiverged",)  # unset: the same as apply_requirements
+    assert (infra.automerge_method, infra.delete_source_branch_on_merge, infra.policy_check) == ("squash", True, False)
+    strict = s.repo_settings("github.com/acme/strict")
+    assert (strict.plan_requirements, strict.import_requirements) == ((), ("approved", "mergeable"))
+    assert (strict.automerge_method, strict.delete_source_branch_on_merge, strict.policy_check) == (
+        "merge", False, True)
+    assert s.terraform.git_credentials is True
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"defaults": {"plan_requirements": ["approve"]}}, "defaults.plan_requirements"),
+    ({"repos": [{"id": "github.com/a/b", "import_requirements": ["policies"]}]}, "repos[0].import_requirements"),
+    ({"defaults": {"automerge_method": "fast-forward"}}, "defaults.automerge_method"),
+    ({"terraform": {"git_credentials": "maybe"}}, "terraform.git_credentials"),
+    ({"defaults": {"allowed_overrides": ["silence"]}}, "defaults.allowed_overrides"),
+])
+def test_bad_new_keys_name_the_key(tmp_path: Path, data: dict, message: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        load(tmp_path, data)

@@ -5,6 +5,7 @@ credential helpers). Every request is recorded so a test can see what authentica
 from __future__ import annotations
 
 import base64
+import hmac
 import os
 import subprocess
 import threading
@@ -42,6 +43,11 @@ class GitHttpServer:
     def clone_url(self, full_name: str) -> str:
         return f"{self.url}/{full_name}.git"
 
+    @classmethod
+    def with_token(cls, root: Path, token: str) -> GitHttpServer:
+        """A private repository's server: any user name, `token` as the password."""
+        return cls(root, lambda _user, password: hmac.compare_digest(password.encode(), token.encode()))
+
     def start(self) -> GitHttpServer:
         self._thread.start()
         return self
@@ -49,6 +55,16 @@ class GitHttpServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def __enter__(self) -> GitHttpServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def fetched(self, repo_path: str) -> list[GitRequest]:
+        """The authorised requests that read repo_path (e.g. "acme/modules.git")."""
+        return [r for r in self.requests if r.status == 200 and r.path.startswith(f"/{repo_path}/")]
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         outer = self

@@ -42,6 +42,7 @@ class FakePull:
     merged: bool = False
     merged_at: Optional[str] = None
     merge_commit_sha: Optional[str] = None
+    merge_method: Optional[str] = None  # how the API merged it: merge, squash or rebase
     mergeable: Optional[bool] = True
     mergeable_state: str = "clean"
     pending_polls: int = 0  # the next N reads answer mergeable=null ("still computing")

@@ -231,7 +231,11 @@ def build_app(fake: "FakeGitHub", prefix: str) -> Flask:
             return _error(405, "Pull Request is not mergeable")
         if data.get("sha") and data["sha"] != pull.head_sha:
             return _error(409, "Head branch was modified. Review and try the merge again.")
+        method = data.get("merge_method", "merge")
+        if method not in ("merge", "squash", "rebase"):
+            return _invalid({"resource": "PullRequest", "code": "invalid", "field": "merge_method"})
         fake.set_state(f"{owner}/{name}", number, closed=True, merged=True)
+        pull.merge_method = method
         return {
             "sha": pull.merge_commit_sha,
             "merged": True,

@@ -116,7 +116,8 @@ class GitLabRoutes:
         if body.get("sha") and body["sha"] != mr["sha"]:
             raise Abort(409, "SHA does not match HEAD of source branch")
         remove = body.get("should_remove_source_branch") in (True, "true", "True", "1")
-        mr.update(state="merged", should_remove_source_branch=remove, merged_at=now_iso(),
+        squash = body.get("squash") in (True, "true", "True", "1")
+        mr.update(state="merged", should_remove_source_branch=remove, squash=squash, merged_at=now_iso(),
                   updated_at=now_iso(),
                   merge_commit_sha=hashlib.sha1(mr["sha"].encode()).hexdigest())
         if remove:

@@ -171,3 +171,21 @@ def test_merge_branch_conflict_names_the_files_and_leaves_the_head(tmp_path: Pat
         cache.merge_branch(dest, str(bare), "main", ("bot", "bot@example.com"))
     assert caught.value.files == ["infra/main.tf"]
     assert gitrun(dest, "rev-parse", "HEAD") == head and (dest / "infra" / "main.tf").read_text() == "# head\n"
+
+
+def test_diverged_from_names_the_base_tip_the_head_lacks(tmp_path: Path, upstream, commit, gitrun) -> None:
+    work, bare = upstream
+    gitrun(work, "checkout", "-q", "-b", "feature")
+    head = commit(work, {"infra/main.tf": "# head\n"})
+    gitrun(work, "push", "-q", "origin", "feature")
+    cache = RepoCache(tmp_path / "cache", PARENT)
+    dest = tmp_path / "ws"
+    cache.checkout(str(bare), head, dest)
+    assert cache.diverged_from(dest, str(bare), "main", head) is None  # main's tip is in the head
+
+    gitrun(work, "checkout", "-q", "main")
+    tip = commit(work, {"other.txt": "base moved\n"})
+    gitrun(work, "push", "-q", "origin", "main")
+    assert cache.diverged_from(dest, str(bare), "main", head) == tip
+    with pytest.raises(GitError, match="no-such-branch"):
+        cache.diverged_from(dest, str(bare), "no-such-branch", head)

@@ -10,13 +10,14 @@ import pytest
 from bot.settings import Settings
 from bot.settings_loader import load_settings
 from runners.repo_config import RepoConfigError, load_repo_config, parse_repo_config
-from runners.repo_config_merge import merge_with_server, project_defaults
+from runners.repo_config_merge import automerge_settings, merge_with_server, project_defaults
 from runners.models import Project
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "repo_configs"
 RESOLVED = Settings().repo_settings("github.com/acme/infra")
-OPEN = replace(RESOLVED, allowed_overrides=("apply_requirements", "workflow", "apply_on_approval",
-                                            "apply_on_merge", "automerge", "autoplan", "drift"),
+OPEN = replace(RESOLVED, allowed_overrides=("apply_requirements", "plan_requirements", "import_requirements",
+                                            "workflow", "apply_on_approval", "apply_on_merge", "automerge",
+                                            "autoplan", "drift", "delete_source_branch_on_merge", "policy_check"),
                allow_custom_workflows=True)
 
 # (id, text, check on the parsed RepoConfig)
@@ -78,8 +79,14 @@ VALID = [
     ("version 2", "version: 2\nprojects:\n- dir: a\n", lambda c: (c.version, c.projects[0].dir, c.warnings) == (2, "a", ())),
     ("v3 run kept as written", "version: 3\nworkflows:\n  w:\n    plan:\n      steps:\n      - run: \"printf 'a  b'\"\n",
      lambda c: c.workflows["w"].plan[0].command == "printf 'a  b'"),
+    ("when_modified as Atlantis joins it to the dir",
+     "version: 3\nprojects:\n- dir: a\n  autoplan: {when_modified: ['/x', '', '!/y/*.tf']}\n",
+     lambda c: c.projects[0].when_modified == ("x", "!y/*.tf")),
     ("top repo_locks", "version: 3\nrepo_locks: {mode: disabled}\nprojects:\n- dir: a\n",
-     lambda c: (c.repo_locks_mode, c.projects[0].repo_locks_mode, c.warnings) == ("disabled", "disabled", ())),
+     lambda c: (c.repo_locks_mode, c.projects[0].repo_locks_mode) == ("disabled", "disabled")
+     and c.warnings == (("atlantis.yaml:2: repo_locks.mode: partly honoured: plans take no lock, but an apply "
+                         "still locks the project (Plankeeper never applies a project another pull request may be "
+                         "applying)"),)),
     ("default shell is no warning", ("version: 3\nworkflows:\n  w:\n    plan:\n      steps:\n"
                                      "      - run: {command: x, shell: sh, shellArgs: -c}\n"), lambda c: c.warnings == ()),
 ]
@@ -115,8 +122,6 @@ INVALID = [
     ("bad autoplan", "version: 3\nprojects:\n- dir: a\n  autoplan: {enabled: maybe}\n", "projects[0].autoplan.enabled"),
     ("when_modified not list", "version: 3\nprojects:\n- dir: a\n  autoplan: {when_modified: '*.tf'}\n",
      "projects[0].autoplan.when_modified: expected a list"),
-    ("absolute glob", "version: 3\nprojects:\n- dir: a\n  autoplan: {when_modified: ['/x']}\n",
-     "projects[0].autoplan.when_modified[0]"),
     ("branch without slashes", "version: 3\nprojects:\n- dir: a\n  branch: main\n", "projects[0].branch: 'main': write the regex"),
     ("branch bad regex", "version: 3\nprojects:\n- dir: a\n  branch: /[/\n", "projects[0].branch: invalid regex"),
     ("bad requirement", "version: 3\nprojects:\n- dir: a\n  apply_requirements: [aproved]\n",
@@ -191,8 +196,7 @@ def test_real_world_files_parse_and_merge(name):
 def test_real_world_files_without_unsupported_keys_have_no_warnings():
     for name in ("anchors", "calebsargeant-terragrunt", "convex-infra", "gaucho-racing"):
         assert parse_repo_config((DATA / f"{name}.atlantis.yaml").read_text()).warnings == ()
-    [warning] = parse_repo_config((DATA / "ordering.atlantis.yaml").read_text()).warnings
-    assert "projects[2].silence_pr_comments: accepted but not honoured" in warning
+    assert parse_repo_config((DATA / "ordering.atlantis.yaml").read_text()).warnings == ()  # silence_pr_comments
 
 
 def test_version_2_run_commands_are_split_into_words_as_atlantis_did():
@@ -216,7 +220,8 @@ def test_top_level_atlantis_keys():
     assert (app.repo_locks_mode, db.repo_locks_mode) == ("on_apply", "disabled")
     assert app.silence_pr_comments == db.silence_pr_comments == ("apply",)
     assert config.emoji_reaction == "thumbsup"
-    assert sorted(w.split(": ")[1] for w in config.warnings) == ["emoji_reaction", "policies", "silence_pr_comments"]
+    assert sorted(w.split(": ")[1] for w in config.warnings) == ["emoji_reaction", "policies",
+                                                                 "projects[1].repo_locks.mode"]
     assert "atlantis.yaml:7: policies: ignored: Plankeeper takes policy sets from the server settings" in "\n".join(
         config.warnings)
 
@@ -384,3 +389,35 @@ def test_billion_laughs_repo_config_fails_fast_with_a_clear_error():
 def test_an_alias_containing_itself_is_refused():
     with pytest.raises(RepoConfigError, match="an alias refers to a node that contains it"):
         parse_repo_config("version: 3\nworkflows: &w {x: *w}\n")
+
+
+def test_a_repo_config_may_ask_for_more_requirements_without_allowed_overrides():
+    config = parse_repo_config("version: 3\nprojects:\n- dir: a\n  plan_requirements: [approved]\n"
+                               "  apply_requirements: [approved, mergeable, undiverged]\n  policy_check: true\n")
+    [ep] = merge_with_server(config, RESOLVED)  # nothing allowed
+    assert (ep.plan_requirements, ep.apply_requirements, ep.import_requirements) == (
+        ("approved",), ("approved", "mergeable", "undiverged"), ("approved", "mergeable"))
+    with pytest.raises(RepoConfigError, match="may not set apply_requirements"):
+        merge_with_server(parse_repo_config("version: 3\nprojects:\n- dir: a\n  apply_requirements: [approved]\n"),
+                          RESOLVED)
+
+
+def test_delete_source_branch_and_automerge_come_from_the_file_when_allowed():
+    config = parse_repo_config("version: 3\nautomerge: true\nautomerge_method: squash\n"
+                               "delete_source_branch_on_merge: true\nprojects:\n- dir: a\n- dir: b\n"
+                               "  delete_source_branch_on_merge: false\n")
+    with pytest.raises(RepoConfigError, match="may not set delete_source_branch_on_merge"):
+        merge_with_server(config, replace(RESOLVED, allowed_overrides=("automerge",)))
+    a, b = merge_with_server(config, OPEN)
+    assert (a.delete_source_branch_on_merge, b.delete_source_branch_on_merge) == (True, False)
+    assert automerge_settings(config, RESOLVED) == (True, "squash")
+    assert automerge_settings(None, replace(RESOLVED, automerge=True, automerge_method="rebase")) == (True, "rebase")
+    assert automerge_settings(parse_repo_config("version: 3\n"), RESOLVED) == (False, "merge")
+
+
+def test_server_side_silence_and_policy_check_are_every_projects_default():
+    resolved = replace(RESOLVED, silence_pr_comments=("plan",), policy_check=False)
+    config = parse_repo_config("version: 3\nprojects:\n- dir: a\n- dir: b\n  silence_pr_comments: [apply]\n")
+    a, b = merge_with_server(config, resolved)
+    assert (a.silence_pr_comments, b.silence_pr_comments) == (("plan",), ("apply",))
+    assert not a.policy_check and project_defaults(Project("c"), resolved).silence_pr_comments == ("plan",)

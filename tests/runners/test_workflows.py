@@ -124,3 +124,15 @@ def test_import_and_state_rm_stages(runner, make_root, tmp_path):
     assert "before-rm" in removed.output and removed.summary.startswith("Successfully removed 1 resource")
     missing = runner.state_rm(root, "default", ["terraform_data.x"])
     assert not missing.ok and missing.failed_step == "state_rm" and "state rm" in missing.error
+
+
+def test_version_and_policy_check_steps_run_and_an_import_step_outside_its_stage_fails(runner, make_root, tmp_path):
+    root = make_root({"main.tf": TF})
+    wf = workflow("  w:\n    plan:\n      steps:\n      - version\n      - init\n      - plan\n      - policy_check\n")
+    result = WorkflowRunner(runner, wf, STEP_ENV, timeout=120).plan(root, "default", tmp_path / "out")
+    assert result.ok, result.error
+    assert result.output.startswith("Terraform v") and result.has_changes
+    wf = workflow("  w:\n    plan:\n      steps:\n      - init\n      - import\n")
+    result = WorkflowRunner(runner, wf, STEP_ENV, timeout=120).plan(root, "default", tmp_path / "out2")
+    assert (result.ok, result.failed_step) == (False, "import")
+    assert "runs only in a workflow's import stage" in result.error

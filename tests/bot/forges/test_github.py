@@ -327,6 +327,12 @@ def test_merge_deletes_the_head_branch_when_asked(
     assert ("DELETE", f"/repos/{FULL}/git/refs/heads/feature") in fake.requests
 
 
+@pytest.mark.parametrize("method", ["merge", "squash", "rebase"])
+def test_merge_uses_the_method_asked_for(fake: FakeGitHub, forge: GitHubForge, pull: PullRequest, method: str) -> None:
+    forge.merge(pull, method=method)
+    assert (fake.pull(FULL, 3).merged, fake.pull(FULL, 3).merge_method) == (True, method)
+
+
 def test_merge_never_deletes_a_forks_branch(
     fake: FakeGitHub, forge: GitHubForge, repo: Repo
 ) -> None:
@@ -340,7 +346,7 @@ def test_merge_refuses_when_the_head_moved(
     fake: FakeGitHub, forge: GitHubForge, pull: PullRequest
 ) -> None:
     fake.push(FULL, 3, "c" * 40)
-    with pytest.raises(ForgeError, match=r"merge acme/infra#3 failed: HTTP 409"):
+    with pytest.raises(ForgeError, match=r"merge acme/infra#3 \(merge\) failed: HTTP 409"):
         forge.merge(pull)
     assert not fake.pull(FULL, 3).merged
 

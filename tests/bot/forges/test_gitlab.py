@@ -272,6 +272,19 @@ def test_merge_keeps_the_source_branch(fake: FakeGitLab, forge: GitLabForge, pro
     assert fake.deleted_branches(project_id) == []
 
 
+def test_merge_squashes_when_asked(fake: FakeGitLab, forge: GitLabForge, project_id: int,
+                                   pull: PullRequest) -> None:
+    forge.merge(pull, method="squash")
+    assert (fake.mr(project_id, 7)["state"], fake.mr(project_id, 7)["squash"]) == ("merged", True)
+
+
+def test_merge_by_rebase_is_refused_saying_what_works(fake: FakeGitLab, forge: GitLabForge, project_id: int,
+                                                      pull: PullRequest) -> None:
+    with pytest.raises(ForgeError, match="use --auto-merge-method merge or squash"):
+        forge.merge(pull, method="rebase")
+    assert fake.mr(project_id, 7)["state"] == "opened"
+
+
 def test_merge_refuses_a_moved_head(fake: FakeGitLab, forge: GitLabForge, project_id: int,
                                     pull: PullRequest) -> None:
     fake.push(project_id, 7, "d" * 40, ["stacks/a/main.tf"])

@@ -8,7 +8,7 @@ from bot.handlers.apply import apply_lease
 from bot.models import Command, OutcomeStatus, ProjectOutcome, ReviewEvent, RunKind
 from bot.runs import store
 from bot.runs.model import Run
-from bot.settings import ProjectDefaults
+from bot.settings import Hook, ProjectDefaults, RepoEntry
 from bot.state import artifacts, audit, deployments, keys, leases, locks
 from runners.models import Project
 from tests.support_jobs import FULL
@@ -192,4 +192,96 @@ def test_automerge_after_every_planned_project_applied(fake, bench_factory) -> N
 
     assert apply_outcome(bench).status is OutcomeStatus.APPLIED
     assert fake.pull(FULL, 7).merged is True
-    assert bench.last_comment() == "**Plankeeper** merged this pull request: every planned project applied."
+    assert bench.last_comment() == "**Plankeeper** merged this pull request (merge): every planned project applied."
+    assert fake.pull(FULL, 7).merge_method == "merge" and "feature" in fake.repos[FULL].branches
+
+
+def test_automerge_with_the_commands_method_deletes_the_branch_when_the_server_says_so(fake, bench_factory) -> None:
+    bench = planned(bench_factory, defaults=ProjectDefaults(apply_requirements=(), automerge=True,
+                                                           delete_source_branch_on_merge=True))
+    bench.comment("/apply --auto-merge-method squash", "alice", job_id="job-2")
+    bench.work()
+
+    assert (fake.pull(FULL, 7).merged, fake.pull(FULL, 7).merge_method) == (True, "squash")
+    assert "feature" not in fake.repos[FULL].branches
+    assert bench.last_comment() == ("**Plankeeper** merged this pull request (squash) and deleted `feature`: "
+                                    "every planned project applied.")
+
+
+def test_the_repo_config_turns_automerge_on_with_its_method_and_a_projects_branch_deletion(fake, bench_factory) -> None:
+    config = ("version: 3\nautomerge: true\nautomerge_method: rebase\nprojects:\n- dir: infra/app\n"
+              "  delete_source_branch_on_merge: true\n")
+    bench = with_config(bench_factory, config, defaults=ProjectDefaults(
+        apply_requirements=(), allowed_overrides=("automerge", "delete_source_branch_on_merge")))
+    bench.comment("/apply", "alice", job_id="job-2")
+    bench.work()
+
+    assert (fake.pull(FULL, 7).merged, fake.pull(FULL, 7).merge_method) == (True, "rebase")
+    assert "feature" not in fake.repos[FULL].branches
+
+
+def test_auto_merge_disabled_keeps_the_pull_request_open(fake, bench_factory) -> None:
+    bench = planned(bench_factory, defaults=ProjectDefaults(apply_requirements=(), automerge=True))
+    bench.comment("/apply --auto-merge-disabled", "alice", job_id="job-2")
+    bench.work()
+    assert apply_outcome(bench).status is OutcomeStatus.APPLIED and fake.pull(FULL, 7).merged is False
+
+
+def with_config(bench_factory, config: str, **settings):
+    """A bench whose pull request #7 also commits `atlantis.yaml`, planned by alice (job-1)."""
+    bench = bench_factory(**settings)
+    bench.open_pull()
+    bench.push_commit({"atlantis.yaml": config})
+    assert bench.comment("/plan", "alice", job_id="job-1") == "planning 1 project(s) in run job-1-plan"
+    bench.work()
+    return bench
+
+
+def test_undiverged_is_asked_of_git_against_the_base_branch(fake, bench_factory) -> None:
+    bench = planned(bench_factory, defaults=ProjectDefaults(apply_requirements=("undiverged",)))
+    tip = bench.commit_to_base({"README.md": "the base moved on\n"})
+    assert fake.pull(FULL, 7).mergeable_state == "clean"  # the forge does not say "behind"
+    bench.comment("/apply", "alice", job_id="job-2")
+
+    body = bench.last_comment()
+    assert "Apply requirements do not hold" in body
+    assert f"diverged: `main` is at {tip[:7]}, which the head {bench.head[:7]} does not contain" in body
+    assert artifacts.get_plan(bench.redis, bench.repo.id, 7, KEY) is not None  # nothing applied
+
+
+def test_an_undiverged_pull_request_applies(fake, bench_factory) -> None:
+    bench = planned(bench_factory, defaults=ProjectDefaults(apply_requirements=("undiverged",)))
+    bench.comment("/apply", "alice", job_id="job-2")
+    bench.work()
+    assert apply_outcome(bench).status is OutcomeStatus.APPLIED
+
+
+def test_silence_pr_comments_apply_posts_no_comment_and_sets_the_status(fake, bench_factory) -> None:
+    bench = with_config(bench_factory, "version: 3\nsilence_pr_comments: [apply]\nprojects:\n- dir: infra/app\n",
+                        defaults=NO_REQUIREMENTS)
+    comments = len(bench.comments())
+    assert bench.comment("/apply", "alice", job_id="job-2") == "applying 1 project(s) in run job-2-apply"
+    bench.work()
+
+    assert apply_outcome(bench).status is OutcomeStatus.APPLIED
+    assert [b for b in bench.comments()[comments:] if "Plankeeper apply" in b] == []
+    assert bench.statuses(bench.pull().head_sha, STATUS)[-1] == ("success", "1 project: 1 applied, 0 failed")
+
+
+def test_apply_reads_the_config_a_hook_generated_for_the_plan_without_running_the_hook(fake, bench_factory,
+                                                                                      tmp_path) -> None:
+    runs = tmp_path / "hook-runs"
+    generate = (f"echo ran >> {runs}/log && printf 'version: 3\\nprojects:\\n- dir: infra/app\\n  workflow: gen\\n"
+                "workflows:\\n  gen:\\n    apply:\\n      steps:\\n      - run: echo applied-by-the-generated-workflow"
+                "\\n      - apply\\n' > atlantis.yaml")
+    repo = RepoEntry(id="github.com/acme/infra", pre_workflow_hooks=(Hook(run=generate),), allow_custom_workflows=True)
+    bench = planned(bench_factory, repos=(repo,), sandbox_paths=(f"{runs}:rw",),
+                    defaults=ProjectDefaults(apply_requirements=(), allowed_overrides=("workflow",)))
+    assert (runs / "log").read_text() == "ran\n"
+    bench.comment("/apply", "alice", job_id="job-2")
+    bench.work()
+
+    outcome = apply_outcome(bench)
+    assert outcome.status is OutcomeStatus.APPLIED, outcome.apply
+    assert "applied-by-the-generated-workflow" in outcome.apply.output
+    assert (runs / "log").read_text() == "ran\n"  # the hook did not run again

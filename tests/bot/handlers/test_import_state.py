@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from bot.runs import store
+from bot.settings import ProjectDefaults
 from bot.state import artifacts, audit
 from tests.support import tf_data
 from tests.support_jobs import FULL
@@ -14,9 +15,12 @@ ID = "11111111-2222-3333-4444-555555555555"
 
 
 def with_state(bench_factory, tmp_path, **settings):
-    """A bench whose pull request #7 keeps its state at tmp_path/state/terraform.tfstate."""
+    """A bench whose pull request #7 keeps its state at tmp_path/state/terraform.tfstate; the
+    server asks nothing before /import and /state rm unless settings say otherwise (by default
+    import_requirements are the apply_requirements)."""
     state = tmp_path / "state" / "terraform.tfstate"
     state.parent.mkdir()
+    settings.setdefault("defaults", ProjectDefaults(import_requirements=()))
     bench = bench_factory(sandbox_paths=(f"{state.parent}:rw",), **settings)
     backend = f'terraform {{\n  backend "local" {{\n    path = "{state}"\n  }}\n}}\n'
     bench.head = bench.git.commit({"infra/app/main.tf": backend + tf_data("x") + tf_data("y", "b")}, "state",
@@ -108,6 +112,13 @@ def test_import_requirements_approved_refuses_without_approval(fake, bench_facto
     assert bench.comment(f"/import terraform_data.y {ID}", "alice", job_id="job-2").startswith("importing")
     bench.work()
     assert addresses(state) == ["terraform_data.y"]
+
+
+def test_import_requirements_default_to_the_apply_requirements(fake, bench_factory, tmp_path) -> None:
+    bench, state = with_state(bench_factory, tmp_path, defaults=ProjectDefaults(apply_requirements=("approved",)))
+    assert bench.comment("/state rm terraform_data.y", "alice") == "refused: /state rm refused"
+    assert "Import requirements do not hold" in bench.last_comment() and "needs 1 approval" in bench.last_comment()
+    assert not state.exists()
 
 
 def test_import_needs_exactly_one_project(fake, bench_factory, tmp_path) -> None:

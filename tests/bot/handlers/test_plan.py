@@ -6,7 +6,7 @@ from bot import dispatch
 from bot.handlers import HANDLERS, Request, Trigger
 from bot.models import Command, OutcomeStatus, PullRequestEvent
 from bot.runs import store
-from bot.settings import Hook, RepoEntry, StatusSettings
+from bot.settings import Hook, ProjectDefaults, RepoEntry, StatusSettings
 from bot.state import artifacts, keys, locks
 from runners.models import ResourceChange
 from tests.support import tf_data
@@ -265,3 +265,62 @@ def test_a_hook_that_links_the_repo_config_out_of_the_checkout_is_refused(bench_
     bench.open_pull()
     assert bench.comment("/plan", "alice") == "failed: Repo config refused"
     assert "resolves through a symlink to outside the repository" in bench.last_comment()
+
+
+def test_plan_requirements_refuse_the_plan_saying_which_and_what_to_do(fake, bench_factory) -> None:
+    bench = bench_factory(defaults=ProjectDefaults(plan_requirements=("approved",)))
+    pull = bench.open_pull()
+    bench.comment("/plan", "alice")
+    bench.work()
+
+    [outcome] = store.outcomes(bench.redis, store.load(bench.redis, "job-1-plan"))
+    assert outcome.status is OutcomeStatus.FAILED and outcome.plan is None
+    assert "Not planned: this project's plan requirements (`approved`) do not hold" in outcome.message
+    assert "- needs 1 approval, has 0" in outcome.message and "comment `/plan`" in outcome.message
+    assert "needs 1 approval, has 0" in bench.last_comment()
+    assert artifacts.pull_plans(bench.redis, bench.repo.id, 7) == []
+    assert bench.statuses(pull.head_sha, STATUS)[-1][0] == "failure"
+
+    fake.add_review(FULL, 7, "bob")
+    fake.set_permission(FULL, "bob", "write")
+    bench.comment("/plan", "alice", job_id="job-2")
+    bench.work()
+    [outcome] = store.outcomes(bench.redis, store.load(bench.redis, "job-2-plan"))
+    assert outcome.status is OutcomeStatus.PLANNED
+
+
+def test_autoplan_honours_plan_requirements_too(bench_factory) -> None:
+    bench = bench_factory(defaults=ProjectDefaults(plan_requirements=("approved",)))
+    pull = bench.open_pull()
+    with bench.job() as ctx:
+        dispatch.handle(ctx, PullRequestEvent("d1", "opened", pull, "alice"))
+    bench.work()
+    assert artifacts.pull_plans(bench.redis, bench.repo.id, 7) == []
+    assert "plan requirements (`approved`) do not hold" in bench.last_comment()
+
+
+def test_silence_pr_comments_plan_posts_no_comment_but_sets_the_status(bench_factory) -> None:
+    bench = bench_factory()
+    bench.open_pull()
+    head = bench.push_commit({"atlantis.yaml": "version: 3\nprojects:\n- dir: infra/app\n  silence_pr_comments: [plan]\n"})
+    assert bench.comment("/plan", "alice") == "planning 1 project(s) in run job-1-plan"
+    bench.work()
+
+    [outcome] = store.outcomes(bench.redis, store.load(bench.redis, "job-1-plan"))
+    assert outcome.status is OutcomeStatus.PLANNED
+    assert bench.bot_comments() == []
+    assert bench.statuses(head, STATUS) == [("pending", ("1 project: 0 with changes, 0 without, 0 failed "
+                                                         "(1 still running)")),
+                                            ("success", "1 project: 1 with changes, 0 without, 0 failed")]
+
+
+def test_a_silenced_project_locked_by_another_pull_request_is_still_reported(bench_factory) -> None:
+    bench = bench_factory()
+    bench.open_pull()
+    bench.push_commit({"atlantis.yaml": "version: 3\nsilence_pr_comments: [plan]\nprojects:\n- dir: infra/app\n"})
+    locks.try_lock(bench.redis, locks.new_lock(bench.repo.id, KEY, 8, "https://example.com/pull/8", "bob"))
+    bench.comment("/plan", "alice")
+    bench.work()
+
+    [comment] = bench.bot_comments()
+    assert "locked by" in comment["body"] and "#8" in comment["body"]
