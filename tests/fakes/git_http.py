@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Self
 from urllib.parse import urlsplit
 
 Authorize = Callable[[str, str], bool]  # (username, password) -> may read
@@ -56,7 +57,7 @@ class GitHttpServer:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> GitHttpServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
