@@ -137,6 +137,22 @@ def resolve_env(container: dict, secrets: dict[tuple[str, str], str]) -> dict[st
     return env
 
 
+def secret_volume_files(pod_spec: dict, container: dict, secrets: dict[tuple[str, str], str]) -> dict[str, dict[str, str]]:
+    """What the kubelet puts in the container's Secret volumes: mount path -> {file name: value},
+    each value looked up in secrets ((secret name, key) -> value) by the volume's secretName and
+    item key. A key missing from secrets raises KeyError, as a missing key stops the pod."""
+    volumes = {v["name"]: v["secret"] for v in pod_spec["volumes"] if "secret" in v}
+    files: dict[str, dict[str, str]] = {}
+    for mount in container["volumeMounts"]:
+        volume = volumes.get(mount["name"])
+        if volume is None:
+            continue
+        name = volume["secretName"]
+        items = volume.get("items") or [{"key": key, "path": key} for (secret, key) in secrets if secret == name]
+        files[mount["mountPath"]] = {item["path"]: secrets[(name, item["key"])] for item in items}
+    return files
+
+
 def write_secret_files(config_text: str, mounts: dict[str, dict[str, str]], into: Path) -> str:
     """config.yaml with the pods' secrets directory moved into `into`, where the files of
     mounts (mount path -> {file name: content}) are written: what the Secret volumes hold."""

@@ -29,6 +29,7 @@ from tests.deploy.chart import (
     render,
     resolve_env,
     run_helm,
+    secret_volume_files,
     write_secret_files,
 )
 from tests.runners.conftest_kube import helm_path
@@ -50,8 +51,37 @@ EVERYTHING_ON = {
     "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
 }
 NO_SANDBOX = {"sandbox": {"mode": "none", "acceptUnsandboxedJobs": True}}
+FORGES = ("github", "gitlab", "bitbucket", "gitea", "azuredevops")
+# Every forge from a Secret of its own (GitHub as an App with check runs; Gitea's webhook secret
+# under a key name of its own), every non-secret forge key through config.
+ALL_FORGES = {
+    "secrets": {"github": {"existingSecret": "gh-app", "tokenKey": "", "privateKeyKey": "app.pem"},
+                "gitlab": {"existingSecret": "gl-creds"},
+                "bitbucket": {"existingSecret": "bb-creds"},
+                "gitea": {"existingSecret": "gt-creds", "webhookSecretKey": "hook"},
+                "azuredevops": {"existingSecret": "ado-creds"},
+                "ui": {"existingSecret": "ui-creds"}},
+    "config": {"github": {"api_url": "https://ghe.example.com/api/v3", "app_id": 42, "checks": "on",
+                          "bot_login": "pk-app[bot]"},
+               "gitlab": {"url": "https://gitlab.example.com", "bot_login": "pk-bot"},
+               "bitbucket": {"url": "https://bitbucket.example.com", "username": "pk-bot", "bot_login": "pk-bot"},
+               "gitea": {"url": "https://codeberg.org", "bot_login": "pk"},
+               "azuredevops": {"org_url": "https://dev.azure.com/acme", "webhook_username": "hooks",
+                               "bot_login": "pk@acme.com", "work_item_type": "Bug"}},
+}
 VALUE_SETS = {"defaults": {}, "external redis url": EXTERNAL_URL, "external redis secret": EXTERNAL_SECRET,
-              "everything on": EVERYTHING_ON, "no sandbox": NO_SANDBOX}
+              "everything on": EVERYTHING_ON, "no sandbox": NO_SANDBOX, "all five forges": ALL_FORGES}
+# What the Secrets hold: (Secret name, key) -> value, for every Secret the value sets name
+SECRET_DATA = {
+    ("gh-creds", "token"): "gh-token", ("gh-creds", "webhook-secret"): "gh-hook", ("gh-creds", "app.pem"): "PEM",
+    ("gh-app", "webhook-secret"): "app-hook", ("gh-app", "app.pem"): "APP-PEM",
+    ("gl-creds", "token"): "gl-token", ("gl-creds", "webhook-secret"): "gl-hook",
+    ("bb-creds", "token"): "bb-token", ("bb-creds", "webhook-secret"): "bb-hook",
+    ("gt-creds", "token"): "gt-token", ("gt-creds", "hook"): "gt-hook",
+    ("ado-creds", "token"): "ado-token", ("ado-creds", "webhook-password"): "ado-hook",
+    ("ui-creds", "username"): "admin", ("ui-creds", "password"): "pw", ("ui-creds", "api-token"): "api",
+    (f"{RELEASE}-plankeeper-redis", "redis-password"): "redispw", ("redis-conn", "redis-url"): "redis://:pw@r:6379/1",
+}
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +114,7 @@ def test_every_rendered_object_validates_against_the_kubernetes_schemas(helm, va
                 pytest.fail(f"{obj['kind']} {obj['metadata']['name']} is invalid for Kubernetes {version}: {exc}")
 
 
-@pytest.mark.parametrize("values", [{}, EVERYTHING_ON], ids=["defaults", "everything on"])
+@pytest.mark.parametrize("values", [{}, EVERYTHING_ON, ALL_FORGES], ids=["defaults", "everything on", "all five forges"])
 def test_helm_lint_passes_strictly(helm, values):
     out = run_helm(helm, "lint", "--strict", str(CHART), values_json=json.dumps(values))
     assert "0 chart(s) failed" in out
@@ -190,17 +220,20 @@ def test_service_links_are_off_so_kubernetes_sets_no_plankeeper_variables(helm):
 
 # --- secrets -------------------------------------------------------------------------------------
 
-def test_secrets_are_mounted_from_the_named_secrets_and_named_in_the_config(helm):
-    rendered = render(helm, EVERYTHING_ON)
+@pytest.mark.parametrize("values", [EVERYTHING_ON, ALL_FORGES], ids=["everything on", "all five forges"])
+def test_secrets_are_mounted_from_the_named_secrets_and_named_in_the_config(helm, values):
+    rendered = render(helm, values)
     volumes = {v["name"]: v for v in rendered.pod_spec("worker")["volumes"]}
     mounts = {m["name"]: m["mountPath"] for m in rendered.container("worker")["volumeMounts"]}
     config = rendered.config()
-    for group, secret in (("github", "gh-creds"), ("gitlab", "gl-creds"), ("ui", "ui-creds")):
+    for group, source in values["secrets"].items():
         volume = volumes[f"secrets-{group}"]["secret"]
-        assert volume["secretName"] == secret
+        assert volume["secretName"] == source["existingSecret"]
+        assert mounts[f"secrets-{group}"] == f"/run/secrets/plankeeper/{group}"
         files = {item["path"] for item in volume["items"]}
         named = {v for k, v in config[group].items() if k.endswith("_file")}
         assert named == {f"{mounts[f'secrets-{group}']}/{f}" for f in files}
+    assert not {g for g in FORGES if g not in values["secrets"]} & {v.removeprefix("secrets-") for v in volumes}
     username = next(e for e in rendered.container("web")["env"] if e["name"] == "PLANKEEPER_UI__USERNAME")
     assert username["valueFrom"]["secretKeyRef"] == {"name": "ui-creds", "key": "username"}
 
@@ -223,19 +256,65 @@ def test_a_key_left_empty_is_neither_mounted_nor_configured(helm):
 GITHUB_APP = {**EVERYTHING_ON,
               "secrets": {**SECRETS, "github": {"existingSecret": "gh-creds", "tokenKey": "", "privateKeyKey": "app.pem"}},
               "config": {**EVERYTHING_ON["config"], "github": {"app_id": 42}}}
-# What the Secret volumes hold (mount path -> files), and the secretKeyRef values of the env
-MOUNTED = {"/run/secrets/plankeeper/github": {"webhook-secret": "gh-hook", "private-key.pem": "PEM"},
-           "/run/secrets/plankeeper/gitlab": {"token": "gl-token", "webhook-secret": "gl-hook"},
-           "/run/secrets/plankeeper/ui": {"password": "pw", "api-token": "api"}}
-REFERENCED = {(f"{FULLNAME}-redis", "redis-password"): "redispw", ("ui-creds", "username"): "admin"}
+
+
+def loaded_settings(rendered: Rendered, component: str, into: Path):
+    """What a pod of the component loads: the rendered config.yaml with the files of its Secret
+    volumes (from SECRET_DATA, by Secret name and key), and its environment; checked as `serve`
+    checks it."""
+    pod, container = rendered.pod_spec(component), rendered.container(component)
+    into.mkdir()
+    config = into / "config.yaml"
+    mounted = secret_volume_files(pod, container, SECRET_DATA)
+    config.write_text(write_secret_files(rendered.config_text(), mounted, into))
+    settings = load_settings(config, resolve_env(container, SECRET_DATA))
+    validate_for_serve(settings)
+    return settings
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_every_value_set_renders_a_config_plankeeper_loads_and_serves_with(helm, values, tmp_path):
+    rendered = render(helm, values)
+    for component in ("web", "worker"):
+        settings = loaded_settings(rendered, component, tmp_path / component)
+        configured = {forge for forge, section in settings.forges().items() if section.configured}
+        assert configured == {f for f in FORGES if f in values.get("secrets", {})}
+        assert (settings.host, settings.port, str(settings.data_dir)) == ("0.0.0.0", 4141, "/data/plankeeper")
+
+
+# forge -> its settings that come from its Secret (SECRET_DATA under ALL_FORGES' Secret names)
+FORGE_SECRET_VALUES = {
+    "github": {"token": None, "private_key": "APP-PEM", "webhook_secret": "app-hook"},
+    "gitlab": {"token": "gl-token", "webhook_secret": "gl-hook"},
+    "bitbucket": {"token": "bb-token", "webhook_secret": "bb-hook"},
+    "gitea": {"token": "gt-token", "webhook_secret": "gt-hook"},
+    "azuredevops": {"token": "ado-token", "webhook_password": "ado-hook"},
+}
+
+
+@pytest.mark.parametrize("forge", FORGES)
+def test_each_forge_takes_its_secrets_from_its_named_secret_and_the_rest_from_config(helm, forge, tmp_path):
+    rendered = render(helm, ALL_FORGES)
+    volume = next(v for v in rendered.pod_spec("worker")["volumes"] if v["name"] == f"secrets-{forge}")
+    assert volume["secret"]["secretName"] == ALL_FORGES["secrets"][forge]["existingSecret"]
+    section = getattr(loaded_settings(rendered, "worker", tmp_path / "worker"), forge)
+    assert section.configured
+    secrets = FORGE_SECRET_VALUES[forge]
+    assert {key: getattr(section, key) for key in secrets} == secrets
+    plain = ALL_FORGES["config"][forge]
+    assert {key: getattr(section, key) for key in plain} == plain
+    assert not any(key in rendered.config()[forge] for key in secrets)  # only their *_file keys
+
+
+@pytest.mark.parametrize("checks, expected", [(True, "on"), (False, "off"), ("auto", "auto")])
+def test_github_checks_written_as_yaml_reads_on_and_off_reach_plankeeper(helm, checks, expected, tmp_path):
+    values = {**ALL_FORGES, "config": {**ALL_FORGES["config"], "github": {"app_id": 7, "checks": checks}}}
+    settings = loaded_settings(render(helm, values), "web", tmp_path / "web")
+    assert (settings.github.checks, settings.github.uses_checks) == (expected, expected != "off")
 
 
 def test_the_rendered_config_and_environment_are_what_plankeeper_loads(helm, tmp_path):
-    rendered = render(helm, GITHUB_APP)
-    config = tmp_path / "config.yaml"
-    config.write_text(write_secret_files(rendered.config_text(), MOUNTED, tmp_path))
-    settings = load_settings(config, resolve_env(rendered.container("worker"), REFERENCED))
-    validate_for_serve(settings)
+    settings = loaded_settings(render(helm, GITHUB_APP), "worker", tmp_path / "worker")
     github, gitlab, ui = settings.github, settings.gitlab, settings.ui
     assert (github.app_id, github.private_key, github.webhook_secret) == (42, "PEM", "gh-hook")
     assert (gitlab.token, gitlab.webhook_secret) == ("gl-token", "gl-hook")
@@ -382,6 +461,13 @@ def test_the_install_notes_warn_loudly_about_jobs_without_a_sandbox(helm):
     assert "https://pk.example.com/events" in notes and "7 worker pod(s)" in notes
 
 
+def test_the_install_notes_name_the_configured_forges_or_warn_of_none(helm):
+    assert "Forges: github, gitlab, bitbucket, gitea, azuredevops" in install_notes(helm, ALL_FORGES)
+    notes = install_notes(helm, {})
+    assert "WARNING: no forge is configured" in notes
+    assert all(forge in notes for forge in FORGES)
+
+
 # --- refusals: a clear message at install time, not a pod that cannot start -------------------
 
 REFUSED = {
@@ -406,6 +492,35 @@ REFUSED = {
     "both forms of a secret": ({"secrets": SECRETS, "config": {"github": {"token_file": "/x"}}},
                                "config.github.token_file and secrets.github.tokenKey both give github.token"),
     "a misspelt value": ({"worker": {"replica": 3}}, "'replica' not allowed"),
+    "bitbucket token in config": ({"config": {"bitbucket": {"token": "x"}}},
+                                  ("config.bitbucket.token: a secret value would be stored in a ConfigMap; put it in "
+                                   "a Secret and name it in secrets.bitbucket.existingSecret (its key in "
+                                   "secrets.bitbucket.tokenKey)")),
+    "bitbucket webhook secret in config": ({"config": {"bitbucket": {"webhook_secret": "x"}}},
+                                           "secrets.bitbucket.webhookSecretKey"),
+    "gitea token in config": ({"config": {"gitea": {"url": "https://g.example.com", "token": "x"}}},
+                              "config.gitea.token: a secret value"),
+    "gitea webhook secret in config": ({"config": {"gitea": {"webhook_secret": "x"}}},
+                                       "name it in secrets.gitea.existingSecret"),
+    "azure devops token in config": ({"config": {"azuredevops": {"token": "x"}}},
+                                     ("name it in secrets.azuredevops.existingSecret (its key in "
+                                      "secrets.azuredevops.tokenKey)")),
+    "azure devops webhook password in config": ({"config": {"azuredevops": {"webhook_password": "x"}}},
+                                                "secrets.azuredevops.webhookPasswordKey"),
+    "gitea without its url": ({"secrets": {"gitea": {"existingSecret": "gt-creds"}}}, "config.gitea.url is required"),
+    "azure devops without its organization": ({"secrets": {"azuredevops": {"existingSecret": "ado-creds"}}},
+                                              "config.azuredevops.org_url is required"),
+    "azure devops without its hooks' user": ({"secrets": {"azuredevops": {"existingSecret": "ado-creds"}},
+                                              "config": {"azuredevops": {"org_url": "https://dev.azure.com/acme"}}},
+                                             "config.azuredevops.webhook_username is required"),
+    "check runs with a token": ({"secrets": SECRETS, "config": {"github": {"checks": True}}},
+                                "config.github.checks: on needs a GitHub App"),
+    "check runs spelt wrong": ({"config": {"github": {"checks": "yes"}}}, "/config/github/checks"),
+    "both forms of a forge secret": ({"secrets": {"bitbucket": {"existingSecret": "bb-creds"}},
+                                      "config": {"bitbucket": {"webhook_secret_file": "/x"}}},
+                                     "config.bitbucket.webhook_secret_file and secrets.bitbucket.webhookSecretKey"),
+    "a misspelt forge secret key": ({"secrets": {"azuredevops": {"webhookSecretKey": "x"}}},
+                                    "'webhookSecretKey' not allowed"),
     "a sandbox mode Plankeeper lacks": ({"sandbox": {"mode": "gvisor"}}, "/sandbox/mode"),
 }
 

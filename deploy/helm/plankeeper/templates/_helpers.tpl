@@ -68,6 +68,15 @@ github:
 gitlab:
   - {setting: token, keyValue: tokenKey, file: token}
   - {setting: webhook_secret, keyValue: webhookSecretKey, file: webhook-secret}
+bitbucket:
+  - {setting: token, keyValue: tokenKey, file: token}
+  - {setting: webhook_secret, keyValue: webhookSecretKey, file: webhook-secret}
+gitea:
+  - {setting: token, keyValue: tokenKey, file: token}
+  - {setting: webhook_secret, keyValue: webhookSecretKey, file: webhook-secret}
+azuredevops:
+  - {setting: token, keyValue: tokenKey, file: token}
+  - {setting: webhook_password, keyValue: webhookPasswordKey, file: webhook-password}
 ui:
   - {setting: password, keyValue: passwordKey, file: password}
   - {setting: api_token, keyValue: apiTokenKey, file: api-token}
@@ -115,11 +124,11 @@ ui:
 {{- fail (printf "config.%s is set by the chart, from %s: remove it from config" $key $from) }}
 {{- end }}
 {{- end }}
-{{- range $group, $names := dict "github" (list "token" "webhook_secret" "private_key") "gitlab" (list "token" "webhook_secret") "ui" (list "password" "api_token") }}
+{{- range $group, $files := (include "plankeeper.secretFiles" . | fromYaml) }}
 {{- $section := get $cfg $group | default dict }}
-{{- range $names }}
-{{- if get $section . }}
-{{- fail (printf "config.%s.%s: a secret value would be stored in a ConfigMap; put it in a Secret and name it in secrets.%s.existingSecret" $group . $group) }}
+{{- range $files }}
+{{- if get $section .setting }}
+{{- fail (printf "config.%s.%s: a secret value would be stored in a ConfigMap; put it in a Secret and name it in secrets.%s.existingSecret (its key in secrets.%s.%s)" $group .setting $group $group .keyValue) }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -150,6 +159,25 @@ ui:
 {{- end }}
 {{- if and .Values.externalRedis.url (regexMatch "^rediss?://[^/@]*:[^/@]*@" .Values.externalRedis.url) }}
 {{- fail "externalRedis.url holds a password: put the whole URL in a Secret and name it in externalRedis.existingSecret" }}
+{{- end }}
+{{- end }}
+{{- $gh := .Values.secrets.github }}
+{{- $ghConfig := get $cfg "github" | default dict }}
+{{- if and (has (toString (get $ghConfig "checks")) (list "on" "true")) (or (and $gh.existingSecret $gh.tokenKey) (get $ghConfig "token_file")) }}
+{{- fail "config.github.checks: on needs a GitHub App (GitHub lets only Apps write check runs), and a token wins over an App: set secrets.github.tokenKey to \"\", secrets.github.privateKeyKey and config.github.app_id, or use checks auto or off with a token" }}
+{{- end }}
+{{- $gitea := .Values.secrets.gitea }}
+{{- if and $gitea.existingSecret $gitea.tokenKey (not (get (get $cfg "gitea" | default dict) "url")) }}
+{{- fail "config.gitea.url is required with secrets.gitea (Gitea has no default server): the server's root URL, e.g. https://gitea.example.com or https://codeberg.org" }}
+{{- end }}
+{{- $ado := .Values.secrets.azuredevops }}
+{{- $adoConfig := get $cfg "azuredevops" | default dict }}
+{{- if and $ado.existingSecret $ado.tokenKey }}
+{{- if not (get $adoConfig "org_url") }}
+{{- fail "config.azuredevops.org_url is required with secrets.azuredevops: https://dev.azure.com/ORG, or https://HOST/tfs/COLLECTION for Azure DevOps Server" }}
+{{- end }}
+{{- if and $ado.webhookPasswordKey (not (get $adoConfig "webhook_username")) }}
+{{- fail "config.azuredevops.webhook_username is required with secrets.azuredevops.webhookPasswordKey: the service hooks' basic auth user name (the password comes from the Secret)" }}
 {{- end }}
 {{- end }}
 {{- $ui := .Values.secrets.ui }}
