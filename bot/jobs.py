@@ -3,8 +3,9 @@
 The worker process calls `init_worker(settings)` once; that Runtime is read here only and
 passed down as a JobContext. One pull request's jobs run one at a time in arrival order (a
 lease per pull request), and an event that arrives while the pull request's run is active
-waits for that run's finalizing job. A job that raises unexpectedly, times out or whose
-worker died (RQ calls `on_job_failure` for abandoned jobs too; bot.worker for a killed
+waits for that run's finalizing job. An event job that started a run then runs, past its turn,
+the projects the engine left to it in place (bot.runs.engine). A job that raises unexpectedly,
+times out or whose worker died (RQ calls `on_job_failure` for abandoned jobs too; bot.worker for a killed
 work-horse) is reported on the pull request as failed, never left pending.
 """
 from __future__ import annotations
@@ -24,7 +25,16 @@ from bot.drift import check as drift_check
 from bot.drift.status import DRIFT_PULL
 from bot.errors import ForgeError, UsageError, UserFacingError
 from bot.forges import make_forge
-from bot.models import CommentEvent, Event, JobState, OutcomeStatus, PullRequestEvent, Repo, event_from_dict
+from bot.models import (
+    CommentEvent,
+    Event,
+    JobState,
+    OutcomeStatus,
+    ProjectOutcome,
+    PullRequestEvent,
+    Repo,
+    event_from_dict,
+)
 from bot.reconcile import sweep as reconcile
 from bot.runs import engine, store
 from bot.runs.model import Run
@@ -80,6 +90,7 @@ def handle_event(payload: dict) -> str:
             waiting_for = None if _is_cancel(ctx, event) else store.active_finalize_job(
                 rt.redis, event.repo.id, event.number)
             summary = _defer(ctx, event, waiting_for) if waiting_for else dispatch.handle(ctx, event)
+        summary = work_in_place(ctx) or summary  # the pull request's next job need not wait for this
     except UserFacingError as exc:
         ctx.record_end(event.kind, JobState.FAILED, f"failed: {exc.title}")
         _report_failure(ctx, event, exc.title, exc.message)
@@ -163,31 +174,68 @@ def _run_context(payload: dict) -> tuple[JobContext, Run]:
 
 
 def run_project(payload: dict) -> str:
-    """Plan, apply or deploy one project of a run: {run, index}."""
+    """Plan, apply or deploy one project of a run: {run, index}; nothing when its coordinator
+    took it in place. Finishes the run when its outcome is the last one recorded."""
     ctx, run = _run_context(payload)
-    started = time.time()
-    _record_start(ctx.redis, ctx.job_id)
+    index = int(payload["index"])
     try:
-        outcome = engine.execute_project(ctx, run, int(payload["index"]))
+        if not _take(ctx, run, index):  # nothing recorded: the record is the lane's that runs it
+            return f"run in place by {store.project_owner(ctx.redis, run.id, index)}"
+        outcome = _project(ctx, run, index)
+        try:
+            engine.finish_if_last(ctx, run)
+        except Exception:  # its outcome stands; the run's finalizing job finishes the run
+            log.exception("job %s: could not finish run %s", ctx.job_id, run.id)
     finally:
         ctx.cleanup()
+    return str(outcome.status)
+
+
+def work_in_place(ctx: JobContext) -> str | None:
+    """Run here the projects of the run this job started that the engine left to it (and no project
+    job took first), sharing this job's checkout; returns the run's overview when it finished it
+    here, else None (no run, or another lane records the last outcome)."""
+    run_id = (joblog.get_job(ctx.redis, ctx.job_id) or {}).get("run")
+    if not run_id:
+        return None
+    run = store.load(ctx.redis, run_id)
+    for index in store.lane(ctx.redis, run.id):
+        if _take(ctx, run, index):
+            _project(engine.lane_context(ctx, run, index), run, index)
+    return engine.finish_if_last(ctx, run)
+
+
+def _take(ctx: JobContext, run: Run, index: int) -> bool:
+    """Whether this job runs the project: it claimed it before, or claims it now."""
+    return (store.project_owner(ctx.redis, run.id, index) == ctx.job_id
+            or store.claim_project(ctx.redis, run.id, index, ctx.job_id))
+
+
+def _project(ctx: JobContext, run: Run, index: int) -> ProjectOutcome:
+    """One project, its job record (ctx.job_id is the project's) and its metrics."""
+    started = time.time()
+    _record_start(ctx.redis, ctx.job_id)
+    outcome = engine.execute_project(ctx, run, index)
     state = JobState.FAILED if outcome.status is OutcomeStatus.FAILED else JobState.SUCCEEDED
     joblog.record_job(ctx.redis, ctx.job_id, state=state, summary=outcome.status, ended_at=time.time(),
                       duration=f"{time.time() - started:.2f}")
     metrics.count_job(ctx.redis, f"{run.kind}_project", state, time.time() - started)
-    return str(outcome.status)
+    return outcome
 
 
 def finish_run(payload: dict) -> str:
-    """After every project job of a run: {run}."""
+    """After every project job of a run and its coordinator: {run}. Finishes the run when no lane
+    did (one died, or its forge writes failed)."""
     ctx, run = _run_context(payload)
     joblog.record_job(ctx.redis, ctx.job_id, state=JobState.RUNNING, started_at=time.time())
     try:
-        summary = engine.finish(ctx, run)
+        finished = store.finished(ctx.redis, run.id)
+        summary = "finished by the run's last project" if finished else engine.finish(ctx, run)
     finally:
         ctx.cleanup()
     joblog.record_job(ctx.redis, ctx.job_id, state=JobState.SUCCEEDED, summary=summary, ended_at=time.time())
-    joblog.record_job(ctx.redis, run.coordinator_job, summary=summary)
+    if not finished:
+        joblog.record_job(ctx.redis, run.coordinator_job, summary=summary)
     return summary
 
 
@@ -208,6 +256,7 @@ def revert_deployment(payload: dict) -> str:
         pull = ctx.forge.pull_request(repo, number)
         with pull_request_turn(ctx, PullRequestEvent(job_id, "revert", pull, actor)):  # one job of a pull at a time
             summary = dispatch.revert_from_api(ctx, pull, actor)
+        summary = work_in_place(ctx) or summary
         state = JobState.SUCCEEDED
     except UserFacingError as exc:  # replied on the pull request already
         summary = f"failed: {exc.title}"
@@ -282,10 +331,11 @@ def report_dead_job(job, reason: str, detail: object = "") -> None:
     if "run" in payload:
         run = store.load(rt.redis, payload["run"])
         ctx = JobContext.for_job(rt, make_forge(run.pull.repo, rt.settings), job.id)
-        if "index" in payload:  # a project job: its run's finalizing job reports the rest
-            engine.project_died(ctx, run, int(payload["index"]), job.id, reason)
-        else:
+        index = payload.get("index")
+        if index is None:
             engine.finish_died(ctx, run, job.id, reason)
+        elif store.project_owner(rt.redis, run.id, int(index)) in (None, job.id):  # not its coordinator's
+            engine.project_died(ctx, run, int(index), job.id, reason)  # its run's finalizing job reports the rest
         return
     if "apply" in payload and "ref" in payload:  # an API plan/apply: free the lock an apply held
         locks.release_pull(rt.redis, Repo.from_dict(payload["repo"]).id, api_runs.API_PULL)
@@ -296,6 +346,10 @@ def report_dead_job(job, reason: str, detail: object = "") -> None:
     logs.bind_event(job.id, event)
     ctx = JobContext.for_job(rt, make_forge(event.repo, rt.settings), job.id)
     ctx.log(f"job failed because {reason}")
+    run_id = (joblog.get_job(rt.redis, job.id) or {}).get("run")
+    if run_id:  # it started a run: the run's comment says what stopped, its finalizing job makes it final
+        engine.lane_died(ctx, store.load(rt.redis, run_id), job.id, reason)
+        return
     _report_failure(
         ctx, event, f"Plankeeper job failed: {reason}",
         f"Internal error (job `{job.id}`): the job stopped because {reason}. Nothing more was run. "

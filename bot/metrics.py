@@ -7,6 +7,7 @@ collector through prometheus-client's exposition format.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import redis
 from bot.state import keys
@@ -32,8 +33,25 @@ def _field(**labels: str) -> str:
 
 def count_webhook(r: redis.Redis, event: str, outcome: str) -> None:
     """Count one delivery; an event name outside WEBHOOK_EVENTS (or none) counts as "other"."""
-    label = event if event in WEBHOOK_EVENTS else OTHER_EVENT
-    r.hincrby(keys.METRICS_WEBHOOKS, _field(event=label, outcome=outcome), 1)
+    r.hincrby(keys.METRICS_WEBHOOKS, _webhook_field(event, outcome), 1)
+
+
+def _webhook_field(event: str, outcome: str) -> str:
+    return _field(event=event if event in WEBHOOK_EVENTS else OTHER_EVENT, outcome=outcome)
+
+
+@dataclass(frozen=True)
+class DeliveryCounters:
+    """Where a delivery that is queued, or a duplicate, is counted: for a write made elsewhere
+    (bot.queueing counts it in the same round trip as the enqueue)."""
+
+    key: str
+    queued: str
+    duplicate: str
+
+
+def delivery_counters(event: str) -> DeliveryCounters:
+    return DeliveryCounters(keys.METRICS_WEBHOOKS, _webhook_field(event, "queued"), _webhook_field(event, "duplicate"))
 
 
 def count_job(r: redis.Redis, kind: str, state: str, duration: float | None = None) -> None:

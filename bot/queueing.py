@@ -12,10 +12,9 @@ from rq import Callback, Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from bot.models import CommentEvent, PullRequestEvent
-from bot.state import joblog
-from bot.models import Event, JobState, Repo, event_to_dict
-from bot.state import keys
+from bot.metrics import DeliveryCounters
+from bot.models import CommentEvent, Event, JobState, PullRequestEvent, Repo, event_to_dict
+from bot.state import joblog, keys
 
 QUEUE_NAME = "plankeeper"
 # RQ imports a job's function by its dotted name: every entry point is in bot.jobs.
@@ -91,10 +90,67 @@ def enqueue_event(r: redis.Redis, event: Event, timeout_seconds: int, job_id: Op
                   depends_on: object = None) -> str:
     """Queue the job that handles an event; returns the job id (derived from the delivery id)."""
     job_id = job_id or job_id_for(event.delivery_id)
-    info = describe(event)
     enqueue_internal(queue(r), HANDLE_EVENT, event_to_dict(event), job_id, timeout_seconds,
-                     depends_on=depends_on, record={"delivery": event.delivery_id, **info})
+                     depends_on=depends_on, record=event_record(event))
     return job_id
+
+
+def event_record(event: Event) -> dict:
+    return {"delivery": event.delivery_id, **describe(event)}
+
+
+# A webhook's acknowledgement in one round trip (issue 18): the delivery's de-duplication, its
+# job, the job's record, the sweep's claim of the same event and the webhook counter, atomically
+# (Redis runs nothing else while a script runs, so checking the claim first is safe). The claims
+# are written last: when a write is refused (Redis out of memory, or its disk full), the delivery
+# stays unclaimed and the forge's redelivery is accepted; a job written halfway has no queue entry
+# and is overwritten then. KEYS: the delivery's claim [, the sweep's]. ARGV: the claims' TTL, the
+# counters' hash, its field for "queued", for "duplicate", then the job's writes, each as its
+# argument count followed by its arguments.
+_ACCEPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HINCRBY', ARGV[2], ARGV[4], 1)
+  return 0
+end
+local i = 5
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+if KEYS[2] then
+  redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1])
+end
+redis.call('HINCRBY', ARGV[2], ARGV[3], 1)
+return 1
+"""
+
+
+def accept_event(r: redis.Redis, event: Event, timeout_seconds: int, counters: DeliveryCounters) -> str | None:
+    """Claim a webhook's delivery (and the sweep's id of its event), queue the job that handles it,
+    record and count it: one Redis round trip. Returns the job id, or None for a delivery claimed
+    before (counted as a duplicate, nothing queued). A Redis error leaves nothing claimed."""
+    job_id = job_id_for(event.delivery_id)
+    sweep_id = sweep_delivery_id(event)
+    claims = [keys.DELIVERY.format(event.delivery_id)] + ([keys.DELIVERY.format(sweep_id)] if sweep_id else [])
+    args: list = [DELIVERY_TTL, counters.key, counters.queued, counters.duplicate]
+    for command in _event_job_writes(r, event, job_id, timeout_seconds):
+        args += [len(command), *command]
+    accepted = r.register_script(_ACCEPT)(keys=claims, args=args)
+    return job_id if accepted else None
+
+
+def _event_job_writes(r: redis.Redis, event: Event, job_id: str, timeout_seconds: int) -> list[tuple]:
+    """The writes enqueue_event makes (RQ's job and queue entry, the job record), not sent."""
+    pipe = r.pipeline(transaction=False)
+    try:
+        queue(r).enqueue_call(**_call(HANDLE_EVENT, event_to_dict(event), job_id, timeout_seconds, None,
+                                      event_record(event)), pipeline=pipe)
+        joblog.add_record(pipe, job_id, state="queued", created_at=time.time(), **event_record(event))
+        return [args for args, _ in pipe.command_stack]  # what execute() would send
+    finally:
+        pipe.reset()
 
 
 def enqueue_internal(q: Queue, func: str, payload: dict, job_id: Optional[str], timeout_seconds: int,
@@ -102,20 +158,19 @@ def enqueue_internal(q: Queue, func: str, payload: dict, job_id: Optional[str], 
     """Queue any plankeeper job with a JSON payload and a job record for the UI."""
     if job_id:
         joblog.record_job(q.connection, job_id, state="queued", created_at=time.time(), **(record or {}))
-    job = q.enqueue_call(
-        func,
-        args=(payload,),
-        job_id=job_id,
-        timeout=timeout_seconds * JOB_TIMEOUT_STEPS,
-        result_ttl=24 * 3600,
-        failure_ttl=30 * 24 * 3600,
-        depends_on=depends_on,
-        on_failure=Callback(ON_FAILURE),
-        description=f"{func.rsplit('.', 1)[-1]} {(record or {}).get('repo', '')}#{(record or {}).get('pull', '')}",
-    )
+    job = q.enqueue_call(**_call(func, payload, job_id, timeout_seconds, depends_on, record))
     if not job_id:
         joblog.record_job(q.connection, job.id, state="queued", created_at=time.time(), **(record or {}))
     return job.id
+
+
+def _call(func: str, payload: dict, job_id: str | None, timeout_seconds: int, depends_on: object,
+          record: dict | None) -> dict:
+    """Queue.enqueue_call's arguments for a plankeeper job."""
+    return {"func": func, "args": (payload,), "job_id": job_id, "timeout": timeout_seconds * JOB_TIMEOUT_STEPS,
+            "result_ttl": 24 * 3600, "failure_ttl": 30 * 24 * 3600, "depends_on": depends_on,
+            "on_failure": Callback(ON_FAILURE),
+            "description": f"{func.rsplit('.', 1)[-1]} {(record or {}).get('repo', '')}#{(record or {}).get('pull', '')}"}
 
 
 def enqueue_drift_check(r: redis.Redis, payload: dict, timeout_seconds: int, job_id: str, **record: object) -> str:

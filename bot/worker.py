@@ -40,11 +40,11 @@ class PlankeeperWorker(Worker):
         return super().get_heartbeat_ttl(job, working_time) - 60 + HEARTBEAT_GRACE
 
     def handle_work_horse_killed(self, job, retpid, ret_val, rusage):
-        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
-        try:
+        try:  # first: RQ then queues the jobs that depend on it (a run's finalizing job reads the report)
             report_dead_job(job, "its worker process was killed", f"exit status {ret_val}")
         except Exception:
             log.exception("could not report killed job %s", job.id)
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
 
     def handle_job_failure(self, job, queue, started_job_registry=None, exc_string="", execution=None):
         # A worker took the job off the queue and died (or lost Redis) before starting it: nothing

@@ -1,29 +1,38 @@
 """The run engine: start a handler's run, execute each project, finalize, report dead jobs.
 
 A coordinator (the event's job) gets a NewRun from a handler's start; the engine posts the
-comment (every project queued), records the run and enqueues one RQ job per project plus a
-finalizing job that depends on all of them. Ordering (`parallel_plan`/`parallel_apply` off,
-`execution_order_group`, `depends_on`) becomes RQ job dependencies. Project jobs call the
-handler's `project`, record the outcome in Redis and refresh the comment; the finalizing job
-renders the final comment and statuses and calls the handler's `finish`. A project job whose
-worker died is recorded as failed by `project_died`, so the comment never stays "running".
+comment (every project queued) and records the run. Projects run in lanes: the coordinator
+itself, in place, takes the projects no other project waits for (all of them when one worker
+is registered, which would run them one by one anyway), sharing its checkout and sparing a
+forked job each; every other project is an RQ job of its own. A lane claims a project before
+running it (the run's hash), so each runs once. Ordering (`parallel_plan`/`parallel_apply`
+off, `execution_order_group`, `depends_on`) becomes RQ job dependencies. Lanes call the
+handler's `project`, record the outcome in Redis and refresh the comment; the lane that records
+the last outcome finishes the run: the final comment and statuses, then the handler's `finish`.
+A finalizing job that depends on every project job and on the coordinator finishes it instead
+when no lane could: a project's job or the coordinator killed mid-project is recorded as failed
+(`project_died`, `lane_died`), so the comment never stays "running" nor a status pending.
 While a run is active, the pull request's next event waits for its finalizing job.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 
+from rq import Worker, get_current_job
 from rq.job import Dependency
 
 from bot import queueing, render
 from bot.context import JobContext
 from bot.errors import UserFacingError
 from bot.handlers import handler_for
-from bot.models import OutcomeStatus, ProjectOutcome
+from bot.models import JobState, OutcomeStatus, ProjectOutcome
 from bot.runs import store
 from bot.runs.model import NewRun, Run
 from bot.runs.report import CommandReport
-from bot.state import keys, leases
+from bot.state import joblog, keys, leases
+from bot.state.joblog import JobLog
 
 log = logging.getLogger(__name__)
 REFRESH_SECONDS = 3.0
@@ -42,25 +51,73 @@ def start(ctx: JobContext, new: NewRun) -> str:
     for i, outcome in enumerate(outcomes):
         store.save_outcome(ctx.redis, run.id, i, outcome)
     store.mark_active(ctx.redis, run)
-    enqueue(ctx, run, new.dependencies())
+    deps = new.dependencies()
+    lane, claimed = _take_lane(ctx, run, deps)
+    enqueue(ctx, run, deps, claimed, after_coordinator=bool(lane))
     doing = {"plan": "planning", "apply": "applying", "deploy": "merge-to-deploy of", "import": "importing into",
              "state": "removing from the state of"}[run.kind]
     return f"{doing} {len(run.projects)} project(s) in run {run.id}"
 
 
-def enqueue(ctx: JobContext, run: Run, deps: list[list[int]]) -> None:
+def _take_lane(ctx: JobContext, run: Run, deps: list[list[int]]) -> tuple[list[int], set[int]]:
+    """The projects the coordinator may run in place, in order, and those it claims now (the
+    others it claims when it gets to them, if no project job took them first). None unless this
+    is the coordinator's own RQ job (which runs them: bot.jobs.work_in_place)."""
+    job = get_current_job()
+    if job is None or job.id != run.coordinator_job or job.id != ctx.job_id:
+        return [], set()
+    if Worker.count(connection=ctx.redis) <= 1:
+        lane = run_order(deps)  # one worker would run the project jobs one by one after this one anyway
+        claimed = set(lane)
+    else:  # with dependents or dependencies a project stays a job: RQ keeps the order between jobs
+        lane = [i for i in range(len(deps)) if not deps[i] and not any(i in d for d in deps)]
+        claimed = set(lane[:1])
+    for i in claimed:
+        store.claim_project(ctx.redis, run.id, i, ctx.job_id)
+    store.save_lane(ctx.redis, run.id, lane)
+    joblog.record_job(ctx.redis, ctx.job_id, run=run.id)
+    return lane, claimed
+
+
+def run_order(deps: list[list[int]]) -> list[int]:
+    """Every project after those it waits for, else in index order (a cycle keeps index order)."""
+    order: list[int] = []
+    while len(order) < len(deps):
+        ready = [i for i in range(len(deps)) if i not in order and set(deps[i]) <= set(order)]
+        order.append(ready[0] if ready else next(i for i in range(len(deps)) if i not in order))
+    return order
+
+
+def enqueue(ctx: JobContext, run: Run, deps: list[list[int]], claimed: set[int] = frozenset(),
+            after_coordinator: bool = False) -> None:
+    """A job per project (but those the coordinator claimed) and the finalizing job after them all
+    (and after the coordinator, when it runs projects in place)."""
     q, timeout = queueing.queue(ctx.redis), ctx.settings.terraform.timeout
     record = {"repo": run.pull.repo.id, "pull": run.pull.number}
     for i, project in enumerate(run.projects):
+        about = {**record, "title": f"{run.kind} {project.label}", "event": "project"}
+        if i in claimed:  # no RQ job: its record, for the comment's log link and the UI
+            joblog.record_job(ctx.redis, run.project_job_id(i), state=JobState.QUEUED, created_at=time.time(), **about)
+            continue
         depends = Dependency([run.project_job_id(j) for j in deps[i]], allow_failure=True) if deps[i] else None
         queueing.enqueue_internal(q, queueing.RUN_PROJECT, {"run": run.id, "index": i}, run.project_job_id(i),
-                                  timeout, depends_on=depends,
-                                  record={**record, "title": f"{run.kind} {project.label}", "event": "project"})
+                                  timeout, depends_on=depends, record=about)
+    waits = [run.project_job_id(i) for i in range(len(run.projects)) if i not in claimed]
     queueing.enqueue_internal(
         q, queueing.FINISH_RUN, {"run": run.id}, run.finalize_job_id, timeout,
-        depends_on=Dependency([run.project_job_id(i) for i in range(len(run.projects))], allow_failure=True),
+        depends_on=Dependency(waits + ([run.coordinator_job] if after_coordinator else []), allow_failure=True),
         record={**record, "title": f"{run.kind} summary", "event": "finalize"},
     )
+
+
+def lane_context(ctx: JobContext, run: Run, index: int) -> JobContext:
+    """The coordinator's context for one project it runs in place: the project's job id (its log,
+    its record, its apply lease), the coordinator's work dir and checkout (not checked out again)."""
+    job_id = run.project_job_id(index)
+    lane = dataclasses.replace(ctx, job_id=job_id, log=JobLog(ctx.redis, job_id, ctx.redact),
+                               started_at=run.created_at)  # a /cancel after the run started stops it
+    lane.__dict__["workspace"] = ctx.workspace  # functools.cached_property's slot; cleaned up by the coordinator
+    return lane
 
 
 def execute_project(ctx: JobContext, run: Run, index: int) -> ProjectOutcome:
@@ -107,10 +164,22 @@ def refresh_comment(ctx: JobContext, run: Run, force: bool = False) -> None:
     throttle = keys.RUN_REFRESH.format(run.id)
     if not force and not ctx.redis.set(throttle, "1", nx=True, px=int(REFRESH_SECONDS * 1000)):
         return
+    if store.finished(ctx.redis, run.id):  # final already: a late report of a dead lane must not undo it
+        return
     with _comment_lease(ctx, run):
         outcomes = store.outcomes(ctx.redis, run)
         if force or not all(o.status.is_final for o in outcomes):
             _report(ctx, run).progress(outcomes)
+
+
+def finish_if_last(ctx: JobContext, run: Run) -> str | None:
+    """Finish the run here when every project's outcome is recorded and no other lane took the
+    finishing first; returns the overview, or None when there is nothing to do here."""
+    if not all(o.status.is_final for o in store.outcomes(ctx.redis, run)):
+        return None
+    if not store.claim_finish(ctx.redis, run.id, ctx.job_id):
+        return None
+    return finish(ctx, run)
 
 
 def finish(ctx: JobContext, run: Run) -> str:
@@ -124,6 +193,7 @@ def finish(ctx: JobContext, run: Run) -> str:
         with _comment_lease(ctx, run):
             _report(ctx, run).finish(outcomes)
         _handler(run).finish(ctx, run, outcomes)
+        store.mark_finished(ctx.redis, run.id)
     finally:
         store.clear_active(ctx.redis, run)
     return render.overview(run.report_command, outcomes, running=False)
@@ -142,10 +212,23 @@ def project_died(ctx: JobContext, run: Run, index: int, dead_job_id: str, reason
     refresh_comment(ctx, run, force=True)
 
 
+def lane_died(ctx: JobContext, run: Run, dead_job_id: str, reason: str) -> None:
+    """The coordinator died while it ran projects in place: each one it took and did not finish
+    is recorded as failed, as a dead project job's (the finalizing job then finishes the run)."""
+    outcomes = store.outcomes(ctx.redis, run)
+    for index in store.lane(ctx.redis, run.id):
+        if store.project_owner(ctx.redis, run.id, index) == dead_job_id and not outcomes[index].status.is_final:
+            project_died(ctx, run, index, run.project_job_id(index), reason)
+            joblog.record_job(ctx.redis, run.project_job_id(index), state=JobState.FAILED,
+                              summary=f"failed: {reason}", ended_at=time.time())
+
+
 def finish_died(ctx: JobContext, run: Run, dead_job_id: str, reason: str) -> None:
     """The finalizing job died: make the comment and statuses final from the recorded outcomes
     (what the handler's finish does last — notifications, automerge, releasing a merged pull
-    request's locks — is not retried: the note says so)."""
+    request's locks — is not retried: the note says so). Nothing when a lane finished the run."""
+    if store.finished(ctx.redis, run.id):
+        return
     outcomes = store.outcomes(ctx.redis, run)
     for outcome in outcomes:
         if not outcome.status.is_final:

@@ -65,3 +65,39 @@ def active_finalize_job(r: redis.Redis, repo_id: str, number: int) -> Optional[s
     except NoSuchJobError:
         return None
     return None if job.is_finished or job.is_failed or job.is_canceled else job.id
+
+
+# -- who runs what: a project is run by one lane (its own job, or the coordinator in place), and
+# the run is finished once, by whichever lane records the last outcome, else by the finalizing job.
+
+def claim_project(r: redis.Redis, run_id: str, index: int, owner: str) -> bool:
+    """Take a project of the run for `owner` (a job id); False when another lane has it."""
+    return bool(r.hsetnx(keys.RUN.format(run_id), f"owner:{index}", owner))
+
+
+def project_owner(r: redis.Redis, run_id: str, index: int) -> str | None:
+    owner = r.hget(keys.RUN.format(run_id), f"owner:{index}")
+    return owner.decode() if owner else None
+
+
+def save_lane(r: redis.Redis, run_id: str, indexes: list[int]) -> None:
+    """The projects the coordinator may run in place, in the order it runs them."""
+    r.hset(keys.RUN.format(run_id), "lane", json.dumps(indexes))
+
+
+def lane(r: redis.Redis, run_id: str) -> list[int]:
+    raw = r.hget(keys.RUN.format(run_id), "lane")
+    return json.loads(raw) if raw else []
+
+
+def claim_finish(r: redis.Redis, run_id: str, owner: str) -> bool:
+    """Take the run's finishing (final comment, statuses, the handler's finish) for `owner`."""
+    return bool(r.hsetnx(keys.RUN.format(run_id), "finisher", owner))
+
+
+def mark_finished(r: redis.Redis, run_id: str) -> None:
+    r.hset(keys.RUN.format(run_id), "finished", "1")
+
+
+def finished(r: redis.Redis, run_id: str) -> bool:
+    return bool(r.hexists(keys.RUN.format(run_id), "finished"))

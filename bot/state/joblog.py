@@ -40,14 +40,19 @@ return 1
 
 def record_job(r: redis.Redis, job_id: str, **fields: object) -> None:
     """Create or update a job record; values are stored as strings (dicts as JSON)."""
-    mapping = {k: json.dumps(v) if isinstance(v, (dict, list)) else str(v) for k, v in fields.items() if v is not None}
     pipe = r.pipeline()
+    add_record(pipe, job_id, **fields)
+    pipe.execute()
+
+
+def add_record(pipe: redis.client.Pipeline, job_id: str, **fields: object) -> None:
+    """Queue record_job's writes on `pipe` (the caller executes it, with other writes)."""
+    mapping = {k: json.dumps(v) if isinstance(v, (dict, list)) else str(v) for k, v in fields.items() if v is not None}
     if mapping:
         pipe.hset(keys.JOB.format(job_id), mapping=mapping)
     if "created_at" in fields:
         pipe.zadd(keys.JOBS, {job_id: float(fields["created_at"])})  # type: ignore[arg-type]
     pipe.expire(keys.JOB.format(job_id), RETENTION_SECONDS)
-    pipe.execute()
 
 
 def get_job(r: redis.Redis, job_id: str) -> Optional[dict]:

@@ -324,10 +324,11 @@ def test_worker_killed_during_apply_reports_failure_and_keeps_the_lock(scenario,
 
 
 def _running_job_pid(server) -> int:
+    """The one work-horse running jobs (an event's job and the project it runs in place share it)."""
     jobs = requests.get(f"{server.url}/api/jobs", timeout=5).json()
-    running = [j for j in jobs if j.get("state") == "running" and j.get("pid")]
-    assert len(running) == 1, [(j["id"], j.get("state"), j.get("summary")) for j in jobs]
-    return int(running[0]["pid"])
+    pids = {int(j["pid"]) for j in jobs if j.get("state") == "running" and j.get("pid")}
+    assert len(pids) == 1, [(j["id"], j.get("state"), j.get("pid"), j.get("summary")) for j in jobs]
+    return pids.pop()
 
 
 def test_cancel_stops_a_long_running_plan_within_the_grace_period(scenario, fake_github, serve_factory):

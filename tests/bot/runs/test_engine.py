@@ -3,14 +3,23 @@ real Redis and the fake GitHub, with the queued RQ jobs run in this process (Job
 from __future__ import annotations
 
 import pytest
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
-from bot import handlers
+from bot import handlers, jobs, queueing
 from bot.errors import UserFacingError
 from bot.handlers.base import Handler
-from bot.models import Command, OutcomeStatus, ProjectOutcome, PullRequest, RunKind
+from bot.models import (
+    Command,
+    OutcomeStatus,
+    ProjectOutcome,
+    PullRequest,
+    PullRequestEvent,
+    RunKind,
+)
 from bot.runs import engine, report, store
 from bot.runs.model import NewRun, Run
-from bot.state import artifacts, keys, leases, locks
+from bot.state import artifacts, joblog, keys, leases, locks
 from runners.models import Project, ResourceChange
 from runners.repo_config_schema import EffectiveProject
 
@@ -247,3 +256,70 @@ def test_a_dead_finalizing_job_still_makes_the_comment_and_status_final(bench_fa
     assert bench.statuses(pull.head_sha, PLAN_STATUS)[-1][0] == "success"
     assert report.pending_statuses(bench.redis, run.coordinator_job) == {}
     assert active_run(bench) is None
+
+
+# -- in place: the event's job runs its run's projects ---------------------------------------
+
+def test_a_one_project_plan_runs_in_its_events_job_with_one_checkout(bench_factory) -> None:
+    bench = bench_factory()
+    pull = bench.open_pull()
+    event = PullRequestEvent("delivery-1", "opened", pull, "alice")
+    job_id = queueing.enqueue_event(bench.redis, event, bench.settings.terraform.timeout)
+    bench.work()  # one worker: the event's job plans in place; the finalizing job has nothing left
+
+    run_id = f"{job_id}-plan"
+    [comment] = bench.bot_comments()
+    assert "1 with changes" in comment["body"] and "still running" not in comment["body"]
+    assert bench.statuses(pull.head_sha, PLAN_STATUS)[-1] == ("success", "1 project: 1 with changes, 0 without, 0 failed")
+    assert not Job.exists(f"{run_id}-p0", connection=bench.redis)  # no forked job for the project
+    project = joblog.get_job(bench.redis, f"{run_id}-p0")
+    assert (project["state"], project["summary"], project["title"]) == ("succeeded", "planned", "plan infra/app")
+    assert joblog.get_job(bench.redis, job_id)["summary"] == "1 project: 1 with changes, 0 without, 0 failed"
+    assert joblog.get_job(bench.redis, f"{run_id}-final")["summary"] == "finished by the run's last project"
+    checkouts = [line for j in (job_id, f"{run_id}-p0") for line in joblog.read_log(bench.redis, j)
+                 if "checking out" in line]
+    assert len(checkouts) == 1, checkouts  # the project used its coordinator's checkout
+    assert any("saved plan" in line for line in joblog.read_log(bench.redis, f"{run_id}-p0"))  # its own log
+    assert active_run(bench) is None
+
+
+def test_a_coordinator_that_died_in_place_is_reported_on_the_runs_comment(bench_factory, scripted) -> None:
+    bench = bench_factory()
+    pull = bench.open_pull()
+    handler = scripted({"a": "ok"})
+    event = PullRequestEvent("delivery-1", "opened", pull, "alice")
+    coordinator = queueing.enqueue_event(bench.redis, event, bench.settings.terraform.timeout)
+    run = start_run(bench, pull, ["a"], run_id="run-1")
+    run.coordinator_job = coordinator
+    store.save(bench.redis, run)
+    # What engine.start records when the event's job takes the project in place, and it got as far
+    # as starting it before its worker was killed:
+    assert store.claim_project(bench.redis, run.id, 0, coordinator)
+    store.save_lane(bench.redis, run.id, [0])
+    joblog.record_job(bench.redis, coordinator, run=run.id)
+    store.save_outcome(bench.redis, run.id, 0, ProjectOutcome(run.projects[0], OutcomeStatus.RUNNING))
+    Job.fetch(coordinator, connection=bench.redis).cancel()  # its worker is gone: nothing runs it again
+
+    jobs.init_worker(bench.settings)
+    jobs.report_dead_job(Job.fetch(coordinator, connection=bench.redis, serializer=JSONSerializer),
+                         "its worker died")
+    bench.work()  # the project's own job finds it taken; the finalizing job finishes the run
+
+    assert handler.called == []
+    [comment] = bench.bot_comments()  # the run's comment says it, no other comment
+    assert ("Internal error (job `run-1-p0`): the job stopped because its worker died. Locks and saved plans "
+            "are kept") in comment["body"]
+    assert "still running" not in comment["body"]
+    assert bench.statuses(pull.head_sha, PLAN_STATUS)[-1][0] == "failure"
+    assert joblog.get_job(bench.redis, "run-1-p0")["state"] == "failed"
+    assert active_run(bench) is None
+
+
+@pytest.mark.parametrize("deps, order", [
+    ([[], [], []], [0, 1, 2]),
+    ([[], [0], [1]], [0, 1, 2]),
+    ([[2], [], []], [1, 2, 0]),  # depends_on a later project
+    ([[1], [0]], [0, 1]),  # a cycle keeps index order
+])
+def test_run_order_puts_every_project_after_those_it_waits_for(deps, order) -> None:
+    assert engine.run_order(deps) == order
