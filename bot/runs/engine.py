@@ -42,6 +42,7 @@ def start(ctx: JobContext, new: NewRun) -> str:
     for i, outcome in enumerate(outcomes):
         store.save_outcome(ctx.redis, run.id, i, outcome)
     store.mark_active(ctx.redis, run)
+    ctx.release_trees()  # before the project jobs start: the first of them takes the kept work tree
     enqueue(ctx, run, new.dependencies())
     doing = {"plan": "planning", "apply": "applying", "deploy": "merge-to-deploy of", "import": "importing into",
              "state": "removing from the state of"}[run.kind]
