@@ -1,6 +1,7 @@
 """Plankeeper benchmark suite: prints a table and writes bench/results.json.
 
 Run: python3 bench/run.py [--runs 5] [--only ack,e2e,...]   (about 15 minutes on 2 cores)
+     python3 bench/run.py --only trees,replan   (some figures; the others stay in results.json)
 
 Every figure is the median of --runs runs (>= 5); comparisons are measured side by side in
 the same run. Real parts: `plankeeper serve` subprocesses with their embedded Redis, the
@@ -9,6 +10,7 @@ embedded Terraform, real git; only GitHub is the fake of tests/fakes (write_inte
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -26,13 +28,20 @@ sys.path.insert(0, str(ROOT))
 import psutil  # noqa: E402
 
 from bench.webhook_load import make_delivery, send  # noqa: E402
+from bot.engines import runner_for  # noqa: E402
+from bot.settings import TerraformSettings  # noqa: E402
+from bot.settings_loader import load_settings  # noqa: E402
 from runners.embedded_terraform import embedded_argv  # noqa: E402
 from runners.git import RepoCache  # noqa: E402
+from runners.models import Project  # noqa: E402
+from runners.workspace import check_symlinks, create_workspace  # noqa: E402
+from runners.worktrees import WorkTrees  # noqa: E402
 from tests.conftest import GITHUB_TOKEN, WEBHOOK_SECRET  # noqa: E402
 from tests.fakes.github import FakeGitHub  # noqa: E402
 from tests.support import GIT_ENV, GitRepo, Server, github_pr_payload, tf_data  # noqa: E402
 
 REPO = "acme/infra"
+JOB_SECONDS = 1.0  # the least a job holds a work tree: one embedded Terraform plan takes longer
 RESULTS = ROOT / "bench" / "results.json"
 
 
@@ -110,20 +119,20 @@ def plan_via_bot(lab: Lab, server: Server, projects: int, tag: str, sample=None)
     return elapsed, writes
 
 
-def plan_by_hand(lab: Lab, work: Path, projects: int = 1) -> float:
-    """git clone + terraform init + plan of the last pull request's projects, one after another, as a
-    person would run them (the same binary and plugin cache the bot uses)."""
+def plan_by_hand(lab: Lab, work: Path, projects: int = 1, project_dirs: tuple[str, ...] = (), number: int = 0) -> float:
+    """git clone + terraform init + plan of a pull request's projects (the last one's stacks/p00.. by
+    default), one after another, as a person would run them (the same binary and plugin cache the bot uses)."""
     if work.exists():
         shutil.rmtree(work)
     env = dict(GIT_ENV, HOME=str(lab.base), TF_IN_AUTOMATION="1", TF_PLUGIN_CACHE_DIR=str(lab.plugin_cache))
     lab.plugin_cache.mkdir(exist_ok=True)
-    pull = lab.fake.pull(REPO, lab.number)
+    pull = lab.fake.pull(REPO, number or lab.number)
     started = time.perf_counter()
     subprocess.run(["git", "clone", "-q", lab.repo.clone_url, str(work)], check=True, env=env)
     subprocess.run(["git", "checkout", "-q", pull.head_sha], cwd=work, check=True, env=env)
     tf = embedded_argv()
-    for i in range(projects):
-        project = work / "stacks" / f"p{i:02d}"
+    for rel in project_dirs or tuple(f"stacks/p{i:02d}" for i in range(projects)):
+        project = work / rel
         subprocess.run([*tf, "init", "-input=false", "-no-color"], cwd=project, check=True, env=env,
                        stdout=subprocess.DEVNULL)
         subprocess.run([*tf, "plan", "-input=false", "-no-color", "-out=tfplan", "-detailed-exitcode"],
@@ -221,6 +230,124 @@ def _objects(cache: RepoCache) -> int:
     return int(counts["count"]) + int(counts["in-pack"])
 
 
+def bench_trees(base: Path, runs: int) -> dict:
+    """A pull request's kept work tree (runners.worktrees): its first checkout on a machine (the
+    mirror fetched, a work tree made) vs the next commit's (fetch, then only the changed files
+    written). Both until the job could plan: lease, fetch, check out, symlink check."""
+    repo = GitRepo(base / "trees-repo", "big")
+    files = {f"modules/m{i:03d}/f{j}.tf": f"# {i}-{j}\n" + "x" * 4000 + "\n" for i in range(150) for j in range(10)}
+    repo.commit(files, "big")
+    first, second, released = [], [], []
+    for i in range(runs):
+        trees = WorkTrees(base / f"trees{i}", RepoCache(base / f"trees-cache{i}", dict(os.environ)))
+        for attempt, times in enumerate((first, second)):
+            sha = repo.commit({"stacks/a/main.tf": tf_data(value=f"{i}-{attempt}")}, f"{i}-{attempt}")
+            work = base / f"trees-job{i}-{attempt}"
+            work.mkdir()
+            started = time.perf_counter()
+            lease = trees.lease("github.com/acme/big", "pull-1", work / "repo")
+            trees.check_out(lease, repo.clone_url, sha)
+            check_symlinks(lease.tree, skip=[f"{d}/.terraform" for d in lease.kept])
+            times.append(time.perf_counter() - started)
+            assert lease.reused == (attempt == 1)
+            lease.ready = True
+            # the job's work (a plan) before it gives the tree back: git compares the index's file
+            # times by the second, and a tree given back within the second it was written in would
+            # be read whole at the next checkout
+            time.sleep(JOB_SECONDS)
+            started = time.perf_counter()
+            trees.release(lease)
+            released.append(time.perf_counter() - started)
+    return {"files": len(files), "first_s": median(first), "second_s": median(second),
+            "ratio": round(median(second) / median(first), 2), "release_s": median(released)}
+
+
+def module_heavy_files(modules: int = 30) -> dict[str, str]:
+    """A root calling `modules` local modules, each with two resources and a nested module."""
+    files = {"stacks/heavy/main.tf": "".join(f'module "m{i:02d}" {{\n  source = "../../modules/m{i:02d}"\n'
+                                             f'  name   = "m{i:02d}"\n}}\n\n' for i in range(modules))}
+    for i in range(modules):
+        files[f"modules/m{i:02d}/main.tf"] = (
+            'variable "name" {}\n\nmodule "inner" {\n  source = "../inner"\n}\n\n'
+            'resource "terraform_data" "a" {\n  input = var.name\n}\n\n'
+            'resource "terraform_data" "b" {\n  input = "${var.name}-b"\n}\n')
+    files["modules/inner/main.tf"] = 'resource "terraform_data" "i" {\n  input = "inner"\n}\n'
+    return files
+
+
+class Replan:
+    """One pull request per root on the lab's repository, re-planned in its kept work tree with
+    the runner a job uses (bot.engines.runner_for: sandbox, CLI config, init records)."""
+
+    def __init__(self, lab: Lab, name: str, project_dir: str, files: dict[str, str]):
+        self.lab, self.name, self.project_dir, self.files = lab, name, project_dir, files
+        lab.number += 1
+        self.number, self.branch = lab.number, f"replan-{name}"
+        lab.repo.checkout("main")
+        self.head = lab.repo.commit(files, f"{name} root", branch=self.branch)
+        lab.repo.checkout("main")
+        lab.fake.add_pull(REPO, self.number, self.head, self.branch, "main", "alice", files=list(files),
+                          base_sha=lab.base_sha)
+        data = lab.base / f"replan-{name}"
+        self.settings = dataclasses.replace(load_settings(None, {}), data_dir=data,
+                                            terraform=TerraformSettings(binary="embedded", timeout=300))
+        self.trees = WorkTrees(data / "trees", RepoCache(data / "git-cache", dict(os.environ)))
+        self.jobs = 0
+
+    def push(self, tag: str) -> None:
+        """A plan-only change: the value of the root's own resource."""
+        path = f"{self.project_dir}/extra.tf"
+        self.lab.repo.checkout(self.branch)
+        self.head = self.lab.repo.commit({path: tf_data("extra", tag)}, tag, branch=self.branch)
+        self.lab.repo.checkout("main")
+        self.lab.fake.push(REPO, self.number, self.head)
+
+    def plan(self) -> tuple[float, str]:
+        """Seconds from taking the kept tree to the plan's result (the comment and the release of
+        the tree come after), and the init note."""
+        self.jobs += 1
+        workspace = create_workspace(self.settings.data_dir / "work", f"job{self.jobs}")
+        started = time.perf_counter()
+        lease = self.trees.lease("github.com/acme/infra", f"pull-{self.number}", workspace.resolve("repo"))
+        self.trees.check_out(lease, self.lab.repo.clone_url, self.head)
+        check_symlinks(lease.tree, skip=[f"{d}/.terraform" for d in lease.kept])
+        lease.ready = True
+        project_dir = lease.tree / self.project_dir
+        runner = runner_for(Project(self.project_dir), self.settings, workspace, project_dir=project_dir,
+                            init_records=lease.records)
+        result = runner.plan(project_dir, "default", workspace.resolve("out"))
+        elapsed = time.perf_counter() - started
+        assert result.ok and result.has_changes, (result.error, result.output[-2000:])
+        self.trees.release(lease)
+        workspace.cleanup()
+        return elapsed, result.init_note
+
+
+def bench_replan(lab: Lab, runs: int) -> dict:
+    """A second plan on the same pull request (kept tree updated in place, init skipped) vs the
+    same clone + init + plan by hand, for a provider-free root and a module-heavy one."""
+    out: dict = {}
+    roots = (("provider_free", "stacks/light", {"stacks/light/main.tf": tf_data("x", "light"),
+                                                 "stacks/light/extra.tf": tf_data("extra", "initial")}),
+             ("module_heavy", "stacks/heavy", {**module_heavy_files(), "stacks/heavy/extra.tf": tf_data("extra", "a")}))
+    for name, project_dir, files in roots:
+        replan = Replan(lab, name, project_dir, files)
+        first, note = replan.plan()  # the pull request's first plan: makes the tree, runs init
+        assert note == "init ran: first init in this work tree", note
+        plan_by_hand(lab, lab.base / "by-hand", project_dirs=(project_dir,), number=replan.number)  # warm the page cache
+        bot, hand, notes = [], [], set()
+        for i in range(runs):
+            replan.push(f"{name}-{i}")
+            elapsed, note = replan.plan()
+            bot.append(elapsed)
+            notes.add(note)
+            hand.append(plan_by_hand(lab, lab.base / "by-hand", project_dirs=(project_dir,), number=replan.number))
+        modules = sum(1 for f in files if f.startswith("modules/")) if name == "module_heavy" else 0
+        out[name] = {"first_plan_s": round(first, 4), "replan_s": median(bot), "by_hand_s": median(hand),
+                     "ratio": round(median(bot) / median(hand), 2), "init": sorted(notes), "local_modules": modules}
+    return out
+
+
 def bench_fanout(lab: Lab, runs: int) -> dict:
     out: dict = {"projects": 16, "workers": {}, "writes": {}, "memory_mb": {}}
     for workers in (1, 2, 4):
@@ -285,14 +412,33 @@ def table(results: dict) -> str:
         for w, mem in fan["memory_mb"].items():
             rows.append((f"RSS MiB, {w} worker(s): web / workers", f"idle {mem['web_idle']} / {mem['workers_idle']}",
                          f"16-project plan {mem['web_peak']} / {mem['workers_peak']}"))
-    width = max(len(r[0]) for r in rows)
+    rows += _trees_rows(results) if "trees" in results else []
+    rows += _replan_rows(results) if "replan" in results else []
+    width = max((len(r[0]) for r in rows), default=0)
     return "\n".join(f"{a:<{width}}  {b}  ({c})" for a, b, c in rows)
+
+
+def _trees_rows(results: dict) -> list[tuple[str, str, str]]:
+    t = results["trees"]
+    measured = f"{t['second_s']} s / {t['first_s']} s = {t['ratio']}×"
+    return [("Second checkout of the same PR / first (kept tree)", measured,
+             f"release after the job {t['release_s']} s; target ≤ 0.2")]
+
+
+def _replan_rows(results: dict) -> list[tuple[str, str, str]]:
+    rows = []
+    for name, r in results["replan"].items():
+        rows.append((f"Re-plan / clone + init + plan by hand, {name.replace('_', '-')} root",
+                     f"{r['replan_s']} s / {r['by_hand_s']} s = {r['ratio']}×",
+                     f"{'; '.join(r['init'])}; target ≤ 0.6"))
+    return rows
+
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--only", default="", help="comma-separated sections (ack, e2e, checkout, fanout); "
+    parser.add_argument("--only", default="", help="comma-separated sections (ack, e2e, checkout, trees, replan, fanout); "
                         "the others keep their last figures in results.json")
     args = parser.parse_args()
     runs = max(args.runs, 5)
@@ -303,7 +449,8 @@ def main() -> int:
                           "platform": platform.platform(), "runs": runs,
                           "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
     sections = (("ack", lambda: bench_ack(lab, runs)), ("e2e", lambda: bench_e2e(lab, runs)),
-                ("checkout", lambda: bench_checkout(base, runs)), ("fanout", lambda: bench_fanout(lab, runs)))
+                ("checkout", lambda: bench_checkout(base, runs)), ("trees", lambda: bench_trees(base, runs)),
+                ("replan", lambda: bench_replan(lab, runs)), ("fanout", lambda: bench_fanout(lab, runs)))
     wanted = set(args.only.split(",")) if args.only else {name for name, _ in sections}
     try:
         for name, fn in sections:

@@ -200,7 +200,8 @@ def _apply(ctx: JobContext, pull: PullRequest, repo_dir: str, project: Project, 
         project_dir = selection.project_dir(ctx.workspace, repo_dir, project)
         runner = runner_for(project, ctx.settings, ctx.workspace, effective,
                             step_env_for(pull, project, project.dir, (), actor), project_dir=project_dir,
-                            repo_id=pull.repo.id, git_credentials=ctx.git_credentials(pull.repo))
+                            repo_id=pull.repo.id, git_credentials=ctx.git_credentials(pull.repo),
+                            init_records=ctx.init_records(repo_dir))
     except SETUP_ERRORS as exc:
         applied = ApplyResult(ok=False, failed_step="setup", error=getattr(exc, "message", str(exc)))
     else:

@@ -6,7 +6,10 @@ connection or settings it needs) as an argument; there is no module-level runtim
 """
 from __future__ import annotations
 
+import logging
+import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -15,7 +18,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 import redis
 
 from bot import disk, metrics
-from bot.engines import parent_environment
+from bot.engines import GIT_CACHE, parent_environment
 from bot.errors import ForgeError, UserFacingError
 from bot.models import PullRequest, Repo
 from bot.redact import Redactor, settings_secrets
@@ -24,13 +27,19 @@ from bot.state import cancel, joblog
 from bot.state.joblog import JobLog
 from runners.git import GitError, MergeConflict, RepoCache
 from runners.git_credentials import GitCredentials, origin_of
+from runners.incremental_init import DATA_DIR, InitRecords
 from runners.workspace import PathEscape, Workspace, check_symlinks, create_workspace
+from runners.worktrees import TreeLease, TreeLimits, WorkTrees
 
 if TYPE_CHECKING:  # the web process builds a Runtime too, and needs no forge client library
     from bot.forges.base import Forge
 
 REPO_DIR = "repo"
+MERGED_DIR = "merged"  # a deploy's checkout of the merge commit
+TREES_DIR = "trees"  # in data_dir: work trees kept between jobs (runners.worktrees)
 CANCEL_POLL_SECONDS = 1.0
+_COMMIT = re.compile(r"^[0-9a-fA-F]{40}$")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,6 +76,7 @@ class JobContext:
     redact: Redactor
     started_at: float = field(default_factory=time.time)
     checkouts: dict = field(default_factory=dict)  # subdir -> sha checked out there
+    trees: dict = field(default_factory=dict)  # subdir -> TreeLease: a kept work tree is there
 
     @classmethod
     def for_job(cls, rt: Runtime, forge: Forge, job_id: str) -> "JobContext":
@@ -86,26 +96,30 @@ class JobContext:
         return create_workspace(Path(self.settings.data_dir) / "work", self.job_id)
 
     def repo_cache(self) -> RepoCache:
-        return RepoCache(Path(self.settings.data_dir) / "git-cache", parent_environment())
+        return RepoCache(Path(self.settings.data_dir) / GIT_CACHE, parent_environment())
+
+    def work_trees(self) -> WorkTrees:
+        limits = self.settings.work_trees
+        return WorkTrees(Path(self.settings.data_dir) / TREES_DIR, self.repo_cache(),
+                         TreeLimits(limits.max_trees, limits.max_size_mb * 2**20, limits.max_age_days * 86400.0))
 
     def checkout(self, pull: PullRequest, sha: Optional[str] = None, subdir: str = REPO_DIR) -> str:
         """Check out `sha` (default: the head) into the job's work dir; returns its relative dir.
 
-        A second call for the same commit and subdir reuses the first checkout. Raises
-        UserFacingError when git fails or the checkout has symlinks out of the repository."""
+        A second call for the same commit and subdir reuses the first checkout. The pull request's
+        kept work tree (tree_key) is used when no other job has it. Raises UserFacingError when git
+        fails or the checkout has symlinks out of the repository."""
         sha = sha or pull.head_sha
         if self.checkouts.get(subdir) == sha:
             return subdir
-        clone_url = pull.head_clone_url or pull.repo.clone_url
-        disk.ensure_free_space(self.settings.data_dir)
         self.log(f"checking out {sha[:12]} of {pull.repo.id}")
-        refs = self.forge.pull_refs(pull)
-        target = self.workspace.resolve(subdir)
         cache = self.repo_cache()
         try:
-            cache.checkout(clone_url, sha, target, auth=self.forge.clone_auth(pull.repo), refs=refs)
+            self.checkout_commit(pull.repo, sha, pull.head_clone_url or pull.repo.clone_url, subdir,
+                                 tree_key(pull, subdir), self.forge.pull_refs(pull), record=False)
             if self.settings.checkout_strategy == "merge" and sha == pull.head_sha and pull.state == "open":
-                self._merge_base(cache, pull, target)
+                self._merge_base(cache, pull, self.workspace.resolve(subdir))
+            self._check_symlinks(subdir)
         except MergeConflict as exc:
             raise UserFacingError(
                 f"`checkout_strategy: merge`: merging `{pull.base_ref}` into {sha[:12]} conflicts in "
@@ -119,12 +133,55 @@ class JobContext:
                 "server and that the bot's credentials can read it, then comment `/plan`.",
                 title="Checkout failed",
             ) from exc
-        try:
-            check_symlinks(target)
         except PathEscape as exc:
             raise UserFacingError(f"{exc}. Symlinks out of the repository are refused.", title="Checkout refused") from exc
         self.checkouts[subdir] = sha
         return subdir
+
+    def checkout_commit(self, repo: Repo, sha: str, clone_url: str, subdir: str = REPO_DIR,
+                        key: str | None = None, refs: Sequence[str] = (), record: bool = True) -> str:
+        """Check out sha of repo into subdir of the work dir: the kept work tree of `key` when it
+        is given, reuse is on and no other job has it, else a fresh clone. With `record`, the
+        checkout is checked for symlinks out of it and remembered. Raises GitError or PathEscape."""
+        disk.ensure_free_space(self.settings.data_dir)
+        target = self.workspace.resolve(subdir)
+        auth = self.forge.clone_auth(repo)
+        lease = self.trees.get(subdir)
+        if lease is None and key and self.settings.work_trees.reuse:
+            lease = self.work_trees().lease(repo.id, key, target)
+            if lease is None:
+                self.log(f"the kept work tree of {key} is in use by another job: checking out afresh")
+        if lease is None:
+            self.repo_cache().checkout(clone_url, sha, target, auth=auth, refs=refs)
+        else:
+            self.trees[subdir] = lease
+            lease.ready = False
+            self.work_trees().check_out(lease, clone_url, sha, auth, refs)
+            self.log(f"{'updated the kept work tree' if lease.reused else 'made a work tree'} of {key}")
+        if record:
+            self._check_symlinks(subdir)
+            self.checkouts[subdir] = sha
+        return subdir
+
+    def _check_symlinks(self, subdir: str) -> None:
+        """Refuse symlinks out of the checkout; the kept .terraform of a work tree is ours."""
+        lease = self.trees.get(subdir)
+        kept = [f"{d}/{DATA_DIR}" for d in lease.kept] if lease else []
+        check_symlinks(self.workspace.resolve(subdir), skip=kept)
+        if lease is not None:
+            lease.ready = True
+
+    def init_records(self, repo_dir: str) -> InitRecords | None:
+        """The init records of the kept work tree checked out at repo_dir, or None (a fresh clone:
+        init runs as always)."""
+        lease: TreeLease | None = self.trees.get(repo_dir)
+        return lease.records if lease is not None and lease.ready else None
+
+    def forget_pull_tree(self, pull: PullRequest) -> None:
+        """The pull request is closed: remove its kept work tree on this machine (a job using it
+        drops it when done; other machines' trees age out)."""
+        if self.work_trees().remove(pull.repo.id, tree_key(pull, REPO_DIR) or ""):
+            self.log(f"removed the kept work tree of {pull.repo.id}#{pull.number}")
 
     def _merge_base(self, cache: RepoCache, pull: PullRequest, target: Path) -> None:
         """Checkout strategy `merge`: the base branch as it is now, merged into the detached head
@@ -174,6 +231,40 @@ class JobContext:
         metrics.count_job(self.redis, kind, state, duration)
         self.log(f"done: {summary}")
 
+    def release_trees(self) -> None:
+        """Give the kept work trees back for the next job (an unfinished one is dropped); a later
+        checkout in this job takes them again."""
+        if not self.trees:
+            return
+        trees = self.work_trees()
+        for subdir, lease in self.trees.items():
+            self.checkouts.pop(subdir, None)
+            try:
+                trees.release(lease)
+            except OSError:
+                log.exception("job %s: could not keep the work tree %s", self.job_id, lease.slot)
+        self.trees.clear()
+
     def cleanup(self) -> None:
+        """Give the kept work trees back, then remove the work dir."""
+        self.release_trees()
         if "workspace" in self.__dict__:
             self.workspace.cleanup()
+
+
+def branch_key(branch: str) -> str:
+    return f"branch-{branch}"
+
+
+def tree_key(pull: PullRequest, subdir: str) -> str | None:
+    """Which kept work tree a checkout uses: the pull request's own (code from one pull request
+    never reaches another's), the base branch's for a deploy's merge commit, the branch's for an
+    API run of a branch; None (a fresh clone) for anything else."""
+    if subdir == MERGED_DIR:
+        return branch_key(pull.base_ref)
+    if subdir != REPO_DIR:
+        return None
+    if pull.number > 0:
+        return f"pull-{pull.number}"
+    ref = pull.head_ref.removeprefix("refs/heads/")
+    return branch_key(ref) if ref and not _COMMIT.match(ref) and not ref.startswith("refs/") else None

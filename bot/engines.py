@@ -25,6 +25,7 @@ from runners.base import Runner
 from runners.embedded_terraform import embedded_paths
 from runners.environment import minimal_env, path_values
 from runners.git_credentials import HELPER as GIT_CREDENTIAL_HELPER, GitCredentials
+from runners.incremental_init import InitRecords
 from runners.models import Project
 from runners.repo_config_schema import EffectiveProject
 from runners.sandbox import BUBBLEWRAP, NO_SANDBOX, NONE, Sandbox, probe
@@ -34,10 +35,12 @@ from runners.terraform_config import write_cli_config
 from runners.kubectl import KubectlRunner
 from runners.workflows import WorkflowRunner, comment_args
 from runners.workspace import PathEscape, Workspace
+from runners.worktrees import shared_git_dir
 
 BASE_DIR = "base"  # render-only mode: the pull request's base checkout, next to the head's
 CLI_CONFIG = "terraform.tfrc"  # in data_dir: the TF_CLI_CONFIG_FILE of every Terraform
 PROVIDER_MIRROR = "provider-mirror"  # in data_dir: read-only providers the operator may put there
+GIT_CACHE = "git-cache"  # in data_dir: one mirror per repository (runners.git.RepoCache)
 PLUGIN_CACHE = "plugin-cache"  # in the job's work dir: a job never shares what it downloads
 TERRAFORM_VERSIONS = "terraform-versions"  # in data_dir: downloaded releases, shared by every job
 
@@ -94,15 +97,18 @@ def repo_env(settings: Settings, repo_id: Optional[str]) -> dict[str, str]:
 def runner_for(project: Project, settings: Settings, workspace: Workspace,
                effective: Optional[EffectiveProject] = None, step_env: Optional[Mapping[str, str]] = None,
                terraform_version: Optional[str] = None, project_dir: Optional[Path] = None,
-               repo_id: Optional[str] = None, git_credentials: Optional[GitCredentials] = None) -> Runner:
+               repo_id: Optional[str] = None, git_credentials: Optional[GitCredentials] = None,
+               init_records: InitRecords | None = None) -> Runner:
     """The runner for the project's engine, with a private HOME/TMPDIR in the workspace.
 
     project_dir (the project's directory in the checkout) lets an exact `required_version` of its
     .tf files pick the version when terraform_version is unset. repo_id adds that repository's
     repos[].env to a Terraform project's environment; git_credentials are offered to git during
-    its inits (JobContext.git_credentials). Raises UserFacingError when no
-    configured binary fits the project's terraform_version or terraform_distribution, when its
-    download fails, when the kubectl binary is missing, or when a repos[].env file is unreadable.
+    its inits (JobContext.git_credentials). init_records (the checkout is a kept work tree:
+    JobContext.init_records) lets Terraform skip an init that would change nothing. Raises
+    UserFacingError when no configured binary fits the project's terraform_version or
+    terraform_distribution, when its download fails, when the kubectl binary is missing, or when a
+    repos[].env file is unreadable.
     """
     if project.engine == "kubectl":
         env = process_env(settings, workspace)
@@ -113,7 +119,8 @@ def runner_for(project: Project, settings: Settings, workspace: Workspace,
     argv0 = _terraform_argv(settings, env.get("PATH", ""), version, distribution, project_dir)
     terraform = TerraformRunner(argv0, env, settings.terraform.timeout,
                                 plugin_cache_dir=workspace.root / PLUGIN_CACHE, cli_config=cli_config(settings),
-                                sandbox=job_sandbox(settings, workspace, argv0[:1]), git_credentials=git_credentials)
+                                sandbox=job_sandbox(settings, workspace, argv0[:1]), git_credentials=git_credentials,
+                                init_records=init_records)
     if effective is None or effective.workflow.is_default:
         return terraform
     step = dict(step_env or {})
@@ -284,6 +291,15 @@ def sandbox_status(settings: Settings) -> tuple[str, str]:
                   "Install bubblewrap (and allow user namespaces), or set `sandbox: none` to accept this")
 
 
+def _mirrors_of_work_trees(settings: Settings, workspace: Workspace) -> list[Path]:
+    """The mirror (in data_dir's git cache) each kept work tree of the job reads its objects
+    from, read-only, so that git works in the sandbox as in a clone: the same repository's
+    commits, nothing of any other."""
+    cache = os.path.realpath(Path(settings.data_dir) / GIT_CACHE)
+    found = [shared_git_dir(checkout.parent) for checkout in sorted(workspace.root.glob("*/.git"))]
+    return [path for path in found if path is not None and os.path.realpath(path).startswith(cache + os.sep)]
+
+
 def job_sandbox(settings: Settings, workspace: Workspace, programs: Sequence[str] = ()) -> Sandbox:
     """The sandbox of one job's processes: its work dir writable, except its checkouts' .git; the
     programs it runs, the embedded Terraform, the CLI config, the provider mirror, the credential
@@ -302,6 +318,7 @@ def job_sandbox(settings: Settings, workspace: Workspace, programs: Sequence[str
     # the checkouts' .git stay read-only: the bot runs git there later, outside the sandbox, and a
     # .git/config written by a pull request (core.fsmonitor, core.sshCommand) would run its code
     read_only += sorted(workspace.root.glob("*/.git"))
+    read_only += _mirrors_of_work_trees(settings, workspace)
     writable = [workspace.root]
     for entry in settings.sandbox_paths:
         path, _, mode = entry.rpartition(":") if entry.endswith((":ro", ":rw")) else (entry, "", "ro")

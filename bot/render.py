@@ -106,6 +106,8 @@ def project_section(command: str, outcome: ProjectOutcome, budget: Optional[int]
         parts += [_output_block(result.output, budget, outcome.log_url)]
     if result and result.summary:
         parts += [f"`{result.summary}`", ""]
+    if command == "plan" and outcome.plan and outcome.plan.init_note:
+        parts += [f"<sub>{outcome.plan.init_note}</sub>", ""]
     if command == "plan" and outcome.policies:
         parts += [policy_section(outcome.policies)]
     if hints and command == "plan" and outcome.status is OutcomeStatus.PLANNED:

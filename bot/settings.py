@@ -477,6 +477,16 @@ class ReconcileSettings:
 
 
 @dataclass(frozen=True)
+class WorkTreeSettings:
+    """Work trees kept on each machine between jobs (runners.worktrees) and incremental init."""
+
+    reuse: bool = True  # false: every job checks out afresh and runs terraform init
+    max_trees: int = _meta(50, min=1)  # least recently used trees go first past any limit
+    max_size_mb: int = _meta(20480, min=1)  # all kept trees of a machine together
+    max_age_days: int = _meta(14, min=1)  # a tree unused this long is removed
+
+
+@dataclass(frozen=True)
 class StatusSettings:
     """Commit statuses: contexts `{prefix}/plan` and `{prefix}/apply`."""
 
@@ -543,6 +553,7 @@ class Settings:
     allow_fork_prs: bool = False
     allow_draft_prs: bool = False
     checkout_strategy: Literal["branch", "merge"] = "branch"  # merge: plan the head merged into the base
+    work_trees: WorkTreeSettings = field(default_factory=WorkTreeSettings)
     ui: UISettings = field(default_factory=UISettings)
     notifications: tuple[Notification, ...] = ()
     sandbox: Literal["auto", "bubblewrap", "none"] = "auto"  # see bot.engines.sandbox_status

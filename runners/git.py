@@ -94,18 +94,27 @@ class RepoCache:
         Fetches heads, tags and refs (e.g. "refs/pull/7/head") into the mirror, and sha itself
         when still missing. Raises GitError when the URL cannot be reached or sha is not found.
         """
-        url, auth = _split_auth(clone_url, auth)
-        if not _SHA.match(sha):
-            raise GitError(f"not a commit id: {sha!r}")
         dest = Path(dest)
         if dest.exists() and any(dest.iterdir()):
             raise GitError(f"checkout destination {dest} is not empty")
-        env = self._env(url, auth)
-        mirror = self._mirror_path(url)
+        with self.fetched(clone_url, sha, auth, refs) as mirror:
+            self._clone(mirror, dest, sha, strip_credentials(clone_url))
+
+    @contextmanager
+    def fetched(self, clone_url: str, sha: str, auth: tuple[str, str] | None = None,
+                refs: Sequence[str] = ()) -> Iterator[Path]:
+        """Fetch heads, tags, refs and sha into the repository's mirror and yield the mirror,
+        locked against other jobs' fetches until the block ends (check out from it there).
+
+        Raises GitError when the URL cannot be reached or sha is not found."""
+        url, auth = _split_auth(clone_url, auth)
+        if not _SHA.match(sha):
+            raise GitError(f"not a commit id: {sha!r}")
+        mirror = self.mirror_path(url)
         with self._locked(mirror):
             self._ensure_mirror(mirror)
-            self._fetch(mirror, url, env, refs, sha)
-            self._clone(mirror, dest, sha, url)
+            self._fetch(mirror, url, self._env(url, auth), refs, sha)
+            yield mirror
 
     def merge_branch(self, dest: Path, clone_url: str, branch: str, author: tuple[str, str],
                      auth: Optional[tuple[str, str]] = None) -> str:
@@ -116,7 +125,7 @@ class RepoCache:
         g = git.Git(str(dest))
         env = self._env(url, auth)
         _git(g, ["check-ref-format", "--branch", branch], env, f"read the branch name {branch!r}")
-        ref = "refs/plankeeper/merge-base"
+        ref = "refs/worktree/plankeeper-merge-base"  # per work tree: kept trees share the mirror's refs
         _git(g, ["fetch", "--quiet", "--no-write-fetch-head", url, f"+refs/heads/{branch}:{ref}"], env,
              f"fetch {branch}")
         base = _git(g, ["rev-parse", ref], env, f"read {branch}").strip()
@@ -282,7 +291,9 @@ class RepoCache:
         )
         return env
 
-    def _mirror_path(self, url: str) -> Path:
+    def mirror_path(self, clone_url: str) -> Path:
+        """Where the mirror of clone_url is (or will be) kept."""
+        url, _ = _split_auth(clone_url, None)
         digest = hashlib.sha256(url.encode()).hexdigest()[:16]
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", url.rstrip("/").rsplit("/", 1)[-1])[:40]
         return self.cache_dir / f"{slug.strip('.-') or 'repo'}-{digest}.git"
@@ -309,7 +320,8 @@ class RepoCache:
         self, mirror: Path, url: str, env: dict[str, str], refs: Sequence[str], sha: str
     ) -> None:
         g = git.Git(str(mirror))
-        specs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
+        # refs/remotes/origin/*: a work tree of the mirror knows `origin/main` as a clone does
+        specs = ["+refs/heads/*:refs/heads/*", "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"]
         fetch = ["fetch", "--quiet", "--no-write-fetch-head", url]
         try:
             _git(g, [*fetch, *specs, *(f"+{ref}:{ref}" for ref in refs)], env, f"fetch {url}")
@@ -340,6 +352,12 @@ class RepoCache:
             self.base_env,
             f"check out {sha}",
         )
+
+
+def run_git(cwd: Path, args: list[str], env: Mapping[str, str], what: str) -> str:
+    """`git ARGS` in cwd with env (an argument list, never a shell); its output. Raises GitError
+    saying what could not be done."""
+    return _git(git.Git(str(cwd)), args, env, what)
 
 
 def _split_auth(

@@ -55,6 +55,7 @@ class PlanResult:
     plan_file: Optional[str] = None  # absolute path to the saved plan (when ok)
     plan_json: Optional[dict] = None  # `terraform show -json` of the plan (when ok)
     cancelled: bool = False
+    init_note: str = ""  # in a kept work tree: whether `terraform init` ran and why, or was skipped
 
 
 @dataclass

@@ -5,6 +5,8 @@ with the failing step, its output and what to do next.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import os
@@ -16,6 +18,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 from runners.embedded_terraform import embedded_argv
 from runners.git_credentials import GitCredentials, merge_git_config, served
+from runners.incremental_init import FIRST, MISSING, SKIPPED, InitDecision, InitRecords, asks_for_init, decide, record
 from runners.models import ApplyResult, LineSink, PlanResult, ResourceChange, StopCheck
 from runners.process import ExecutableNotFound, ProcessResult, run
 from runners.sandbox import NO_SANDBOX, Sandbox
@@ -45,6 +48,7 @@ class _Step:
     name: str
     result: Optional[ProcessResult]
     error: str = ""
+    note: str = ""  # init in a kept work tree: whether it ran and why (runners.incremental_init)
 
     @property
     def ok(self) -> bool:
@@ -154,6 +158,14 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
     else:
         shutil.rmtree(path)
+
+
+def _forget_selected_workspace(data_dir: Path) -> None:
+    """A kept .terraform remembers the workspace last selected in it; without the file Terraform
+    uses `default`, and a non-default workspace is selected again after init."""
+    environment = data_dir / "environment"
+    if data_dir.is_dir() and not data_dir.is_symlink() and environment.is_file():
+        environment.unlink()
 
 
 # ---------------------------------------------------------------------------- plan JSON
@@ -291,7 +303,9 @@ class TerraformRunner:
 
     cli_config (TF_CLI_CONFIG_FILE) and plugin_cache_dir are pinned: a workflow's `env` step
     cannot change them for Terraform steps. Every process runs in `sandbox`. git_credentials,
-    when given, are offered to git during `init` only (runners.git_credentials).
+    when given, are offered to git during `init` only (runners.git_credentials). With init_records
+    (the checkout is a kept work tree) init is skipped when nothing it depends on changed, and no
+    plugin cache is used: each `.terraform` holds its providers, so it stays whole between jobs.
     """
 
     def __init__(
@@ -303,6 +317,7 @@ class TerraformRunner:
         cli_config: Optional[Path] = None,
         sandbox: Sandbox = NO_SANDBOX,
         git_credentials: Optional[GitCredentials] = None,
+        init_records: InitRecords | None = None,
     ) -> None:
         self.argv0 = list(argv0)
         self.git_credentials = git_credentials
@@ -311,7 +326,10 @@ class TerraformRunner:
         self.env = dict(env)
         self.env.update({"TF_IN_AUTOMATION": "1", "TF_INPUT": "0"})
         self.pinned: dict[str, str] = {}
-        if plugin_cache_dir is not None:
+        self.init_records = init_records
+        if init_records is not None:
+            self.pinned["TF_PLUGIN_CACHE_DIR"] = ""  # Terraform ignores it empty: providers copied, not linked
+        elif plugin_cache_dir is not None:
             Path(plugin_cache_dir).mkdir(parents=True, exist_ok=True)
             self.pinned["TF_PLUGIN_CACHE_DIR"] = str(plugin_cache_dir)
         if cli_config is not None:
@@ -331,16 +349,25 @@ class TerraformRunner:
         """init, workspace select, plan -out, show -json; see runners.base.Runner.plan."""
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         plan_file = (Path(out_dir) / "plan.tfplan").resolve()
-        prepared = self._prepare(project_dir, workspace, on_line, should_stop)
+        prepared, note = self._prepare(project_dir, workspace, on_line, should_stop)
         if prepared is not None:
-            return self._plan_failure(prepared)
+            return self._plan_failure(prepared, note)
         step = self.plan_step(project_dir, plan_file, extra_args, on_line, should_stop)
+        if not step.ok and note == SKIPPED and step.result and asks_for_init(step.result.output):
+            if on_line is not None:
+                on_line("$ the plan asks for terraform init: running it")
+            prepared, note = self._prepare(project_dir, workspace, on_line, should_stop, force=True)
+            if prepared is not None:
+                return self._plan_failure(prepared, note)
+            step = self.plan_step(project_dir, plan_file, extra_args, on_line, should_stop)
         if not step.ok:
-            return self._plan_failure(step)
+            return self._plan_failure(step, note)
         show, plan_json = self.show_json(project_dir, plan_file, should_stop)
         if plan_json is None:
-            return self._plan_failure(show)
-        return self.plan_result(step, plan_json, plan_file)
+            return self._plan_failure(show, note)
+        result = self.plan_result(step, plan_json, plan_file)
+        result.init_note = note
+        return result
 
     def apply(
         self,
@@ -351,7 +378,7 @@ class TerraformRunner:
         should_stop: Optional[StopCheck] = None,
     ) -> ApplyResult:
         """init, workspace select, apply the saved plan file; see runners.base.Runner.apply."""
-        prepared = self._prepare(project_dir, workspace, on_line, should_stop)
+        prepared, _ = self._prepare(project_dir, workspace, on_line, should_stop)
         if prepared is not None:
             return self._apply_failure(prepared)
         step = self.apply_step(project_dir, plan_file, (), on_line, should_stop)
@@ -378,7 +405,7 @@ class TerraformRunner:
 
     def _state_command(self, project_dir: Path, workspace: str, on_line: Optional[LineSink],
                        should_stop: Optional[StopCheck], command: Callable[[], _Step]) -> ApplyResult:
-        prepared = self._prepare(project_dir, workspace, on_line, should_stop)
+        prepared, _ = self._prepare(project_dir, workspace, on_line, should_stop)
         if prepared is not None:
             return self._apply_failure(prepared)
         step = command()
@@ -401,23 +428,57 @@ class TerraformRunner:
     # Public step-level calls, for workflows (runners/workflows.py) that order steps themselves.
 
     def init(self, project_dir: Path, extra_args: Sequence[str] = (), on_line: Optional[LineSink] = None,
-             should_stop: Optional[StopCheck] = None) -> "StepRun":
+             should_stop: Optional[StopCheck] = None, force: bool = False) -> "StepRun":
         """`terraform init -input=false -no-color EXTRA_ARGS`; never raises.
 
         A `.terraform` directory that came with the checkout is removed first: providers in it
-        would run without being installed (nor checked against the provider installation).
+        would run without being installed (nor checked against the provider installation). In a
+        kept work tree (init_records), a `.terraform` an earlier init made is kept, and init is
+        skipped when its fingerprint did not change (runners.incremental_init); `force` runs it
+        on an empty `.terraform` whatever the records say. The step's `note` tells which.
         """
         data_dir = Path(project_dir) / ".terraform"
-        if data_dir.resolve() not in self.initialized and os.path.lexists(data_dir):
+        decision = None if self.init_records is None else decide(
+            self.init_records, Path(project_dir), self.argv0, extra_args, {**self.env, **self.pinned}, force)
+        if decision is not None and decision.skip:
             if on_line is not None:
-                on_line("$ removing .terraform that came with the repository")
-            _remove(data_dir)
+                on_line(f"$ terraform init: skipped ({SKIPPED.removeprefix('init skipped: ')})")
+            _forget_selected_workspace(data_dir)
+            self.initialized.add(data_dir.resolve())
+            return _Step("init", ProcessResult(0, "", False, False, 0.0), note=decision.note)
+        if decision is not None and self.git_credentials is not None:
+            # git runs in .terraform's modules while the bot's credentials are served, and the pull
+            # request's code (an external data source in an earlier plan) may have written there:
+            # an init that offers credentials never runs on a kept .terraform.
+            decision = dataclasses.replace(decision, fresh=True)
+        self._clear_data_dir(data_dir, decision, force, on_line)
         self.initialized.add(data_dir.resolve())
         args = ["init", "-input=false", "-no-color", *extra_args]
         with served(self.git_credentials, self.sandbox.python) as git_env:
             if git_env and on_line is not None and self.git_credentials is not None:
                 on_line(f"$ git credentials of the bot offered for {self.git_credentials.origin} during init")
-            return self._step("init", project_dir, args, on_line, should_stop, git_env=git_env)
+            step = self._step("init", project_dir, args, on_line, should_stop, git_env=git_env)
+        if decision is not None and self.init_records is not None:
+            step.note = decision.note
+            if step.ok:
+                record(self.init_records, Path(project_dir), decision)
+        return step
+
+    def _clear_data_dir(self, data_dir: Path, decision: InitDecision | None, force: bool,
+                        on_line: LineSink | None) -> None:
+        """Remove a .terraform this runner did not make (it came with the repository), or a kept
+        one the decision wants fresh; a kept one that stays forgets its selected workspace."""
+        if not os.path.lexists(data_dir):
+            return
+        fresh = decision is None or decision.fresh
+        if not fresh or (data_dir.resolve() in self.initialized and not force):
+            _forget_selected_workspace(data_dir)
+            return
+        if on_line is not None:
+            kept = decision is not None and decision.note not in (FIRST, MISSING)
+            on_line("$ removing the kept .terraform: init starts afresh" if kept
+                    else "$ removing .terraform that came with the repository")
+        _remove(data_dir)
 
     def select_workspace(self, project_dir: Path, workspace: str, on_line: Optional[LineSink] = None,
                          should_stop: Optional[StopCheck] = None) -> Optional["StepRun"]:
@@ -477,8 +538,8 @@ class TerraformRunner:
             plan_json=plan_json,
         )
 
-    def plan_failure(self, step: "StepRun") -> PlanResult:
-        return self._plan_failure(step)
+    def plan_failure(self, step: "StepRun", init_note: str = "") -> PlanResult:
+        return self._plan_failure(step, init_note)
 
     def apply_failure(self, step: "StepRun") -> ApplyResult:
         return self._apply_failure(step)
@@ -489,13 +550,15 @@ class TerraformRunner:
         workspace: str,
         on_line: Optional[LineSink],
         should_stop: Optional[StopCheck],
-    ) -> Optional[_Step]:
-        """Run init and select the workspace; the failed step, or None when both worked."""
-        init = self.init(project_dir, (), on_line, should_stop)
+        force: bool = False,
+    ) -> tuple[_Step | None, str]:
+        """Run init and select the workspace: (the failed step or None when both worked, the
+        init note)."""
+        init = self.init(project_dir, (), on_line, should_stop, force)
         if not init.ok:
-            return init
+            return init, init.note
         select = self.select_workspace(project_dir, workspace, on_line, should_stop)
-        return None if select is None or select.ok else select
+        return (None if select is None or select.ok else select), init.note
 
     def _step(
         self,
@@ -527,13 +590,14 @@ class TerraformRunner:
             return _Step(name, result, f"{failed}: {_NEXT_STEP[name]}")
         return _Step(name, result)
 
-    def _plan_failure(self, step: _Step) -> PlanResult:
+    def _plan_failure(self, step: _Step, init_note: str = "") -> PlanResult:
         return PlanResult(
             ok=False,
             failed_step=step.name,
             error=step.error,
             output=step.result.output if step.result else step.error,
             cancelled=bool(step.result and step.result.cancelled),
+            init_note=init_note,
         )
 
     def _apply_failure(self, step: _Step) -> ApplyResult:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from runners.incremental_init import SKIPPED, asks_for_init
 from runners.models import ApplyResult, LineSink, PlanResult, StopCheck
 from runners.process import ExecutableNotFound, run
 from runners.repo_config_schema import Step, Workflow
@@ -99,7 +100,7 @@ class WorkflowRunner:
             return state.plan_outcome()
         except StepFailed as exc:
             return PlanResult(ok=False, failed_step=exc.step, error=exc.error, output=state.text(),
-                              cancelled=exc.cancelled)
+                              cancelled=exc.cancelled, init_note=state.init_note)
 
     def apply(self, project_dir: Path, workspace: str, plan_file: Path, on_line: Optional[LineSink] = None,
               should_stop: Optional[StopCheck] = None) -> ApplyResult:
@@ -171,6 +172,7 @@ class _State:
         self.plan_run: Any = None
         self.plan_json: Optional[dict] = None
         self.state_args: tuple[str, ...] = ()  # /import ADDRESS ID, /state rm ADDRESS...
+        self.init_note = ""  # in a kept work tree: whether the init step ran (runners.incremental_init)
 
     def text(self) -> str:
         return "\n".join(o for o in self.outputs if o)
@@ -201,14 +203,23 @@ class _State:
             self._check(self._tf().select_workspace(self.dir, self.workspace, self.on_line, self.should_stop))
             self.workspace_selected = True
 
-    def _init(self, step: Step) -> None:
-        self._check(self._tf().init(self.dir, _split(step.extra_args), self.on_line, self.should_stop))
+    def _init(self, step: Step, force: bool = False) -> None:
+        init = self._tf().init(self.dir, _split(step.extra_args), self.on_line, self.should_stop, force)
+        self.init_note = init.note
+        self._check(init)
+        self.workspace_selected = self.workspace == "default"  # a fresh .terraform has none selected
         self._select()
 
     def _plan(self, step: Step) -> None:
         self._select()
         args = [*_split(step.extra_args), *self.extra_args]
-        self.plan_run = self._check(self._tf().plan_step(self.dir, self.plan_file, args, self.on_line, self.should_stop))
+        planned = self._tf().plan_step(self.dir, self.plan_file, args, self.on_line, self.should_stop)
+        if not planned.ok and self.init_note == SKIPPED and planned.result and asks_for_init(planned.result.output):
+            if self.on_line:
+                self.on_line("$ the plan asks for terraform init: running it")
+            self._init(Step("init"), force=True)
+            planned = self._tf().plan_step(self.dir, self.plan_file, args, self.on_line, self.should_stop)
+        self.plan_run = self._check(planned)
         self.outputs.append(self.plan_run.result.output)
 
     def _show(self, step: Step) -> None:
@@ -307,18 +318,20 @@ class _State:
                 if self.plan_json is None:
                     raise StepFailed("show", show.error)
             result = tf.plan_result(self.plan_run, self.plan_json, self.plan_file)
-            result.output = self.text()
+            result.output, result.init_note = self.text(), self.init_note
             return result
         text = self.text()
         if not self.plan_file.is_file():
             summary = _summary_line(text, ("Plan: ", NO_CHANGES))
-            return PlanResult(ok=True, has_changes=summary.startswith("Plan: "), summary=summary, output=text)
+            return PlanResult(ok=True, has_changes=summary.startswith("Plan: "), summary=summary, output=text,
+                              init_note=self.init_note)
         if self.plan_json is None:
             _, self.plan_json = tf.show_json(self.dir, self.plan_file, self.should_stop)
         changes = resource_changes(self.plan_json) if self.plan_json else []
         summary = _summary_line(text, ("Plan: ", NO_CHANGES)) or (_counted_summary(changes) if changes else NO_CHANGES)
         return PlanResult(ok=True, has_changes=bool(changes) or summary.startswith("Plan: "), summary=summary,
-                          changes=changes, output=text, plan_file=str(self.plan_file), plan_json=self.plan_json)
+                          changes=changes, output=text, plan_file=str(self.plan_file), plan_json=self.plan_json,
+                          init_note=self.init_note)
 
 
 def _split(extra_args: Sequence[str]) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -77,18 +78,31 @@ def create_workspace(parent_dir: Path, name: str) -> Workspace:
     return ws
 
 
-def check_symlinks(root: Path) -> None:
-    """Raise PathEscape naming the first symlink under root that points outside it."""
+def check_symlinks(root: Path, skip: Iterable[str] = ()) -> None:
+    """Raise PathEscape naming the first symlink under root that points outside it.
+
+    `skip`: directories (relative to root) not looked into, themselves still checked: the
+    `.terraform` an init of ours made in a kept work tree (its providers may link to a mirror)."""
     real_root = os.path.realpath(root)
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(dirnames + filenames):
-            path = os.path.join(dirpath, name)
-            if not os.path.islink(path):
-                continue
-            real = os.path.realpath(path)
-            if real != real_root and not real.startswith(real_root + os.sep):
-                rel = os.path.relpath(path, root)
-                raise PathEscape(
-                    f"symlink {rel!r} points to {os.readlink(path)!r}, outside the repository"
-                )
+    skipped = {os.path.normpath(os.path.join(root, rel)) for rel in skip}
+    pending = [os.fspath(root)]
+    while pending:  # os.scandir: the entry types come with the listing, no lstat per file
+        try:
+            with os.scandir(pending.pop()) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError:
+            continue  # unreadable: nothing in it can be used either (as os.walk)
+        subdirs = []
+        for entry in entries:
+            if entry.is_symlink():
+                _check_link(entry.path, root, real_root)
+            elif entry.is_dir() and os.path.normpath(entry.path) not in skipped:
+                subdirs.append(entry.path)
+        pending += reversed(subdirs)  # depth first, in name order
+
+
+def _check_link(path: str, root: Path, real_root: str) -> None:
+    real = os.path.realpath(path)
+    if real != real_root and not real.startswith(real_root + os.sep):
+        rel = os.path.relpath(path, root)
+        raise PathEscape(f"symlink {rel!r} points to {os.readlink(path)!r}, outside the repository")

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 from bot import metrics, selection
-from bot.context import JobContext, Runtime
+from bot.context import JobContext, Runtime, branch_key
 from bot.drift import remediate
 from bot.drift.issue import close_issue, open_issue
 from bot.drift.status import ACTOR, get_status, remember_schedules, save_status
 from bot.engines import runner_for
+from bot.errors import UserFacingError
 from bot.execution import SETUP_ERRORS, output_dir
 from bot.forges import make_forge
 from bot.models import DriftState, JobState, Repo
@@ -28,6 +29,7 @@ from runners.projects import module_users
 from runners.repo_config import RepoConfigError, load_repo_config
 from runners.repo_config_merge import merge_with_server
 from runners.terraform import drift_changes
+from runners.workspace import PathEscape
 
 
 def check(rt: Runtime, payload: dict, job_id: str) -> str:
@@ -51,11 +53,11 @@ def check_repo(ctx: JobContext, repo: Repo, wanted: list[str], actor: str) -> tu
     try:
         head = cache.branch_head(repo.clone_url, repo.default_branch, auth=ctx.forge.clone_auth(repo))
         ctx.log(f"checking out {repo.default_branch} at {head[:12]} of {repo.id}")
-        cache.checkout(repo.clone_url, head, ctx.workspace.resolve("repo"), auth=ctx.forge.clone_auth(repo))
-    except GitError as exc:
+        repo_dir = ctx.checkout_commit(repo, head, repo.clone_url, key=branch_key(repo.default_branch))
+    except (GitError, PathEscape, UserFacingError) as exc:  # UserFacingError: the disk is full
         ctx.log(f"drift check failed: {exc}")
         return f"failed: {exc}", JobState.FAILED
-    root = ctx.workspace.resolve("repo")
+    root = ctx.workspace.resolve(repo_dir)
     resolved = ctx.settings.repo_settings(repo.id)
     try:
         configured = repo_config_drift(root, resolved)
@@ -67,7 +69,7 @@ def check_repo(ctx: JobContext, repo: Repo, wanted: list[str], actor: str) -> tu
     projects = [p for p in _projects(root, configured) if not wanted or p.key in wanted or p.name in wanted]
     if not projects:
         return "no Terraform project to check", JobState.SUCCEEDED
-    results = [check_project(ctx, repo, head, "repo", p, actor, (configured or {}).get(p.key)) for p in projects]
+    results = [check_project(ctx, repo, head, repo_dir, p, actor, (configured or {}).get(p.key)) for p in projects]
     drifted = sum(s["drifted"] for s in results)
     failed = sum(s["state"] == DriftState.FAILED for s in results)
     return (f"{len(results)} project(s) checked: {drifted} drifted, {failed} failed",
@@ -132,7 +134,8 @@ def _plan(ctx: JobContext, repo_dir: str, project: Project, terraform_version: O
     try:
         project_dir = selection.project_dir(ctx.workspace, repo_dir, project)
         runner = runner_for(project, ctx.settings, ctx.workspace, terraform_version=terraform_version,
-                            project_dir=project_dir, repo_id=repo.id, git_credentials=ctx.git_credentials(repo))
+                            project_dir=project_dir, repo_id=repo.id, git_credentials=ctx.git_credentials(repo),
+                            init_records=ctx.init_records(repo_dir))
     except SETUP_ERRORS as exc:  # reported in the status
         return PlanResult(ok=False, failed_step="setup", error=getattr(exc, "message", str(exc)))
     return runner.plan(project_dir, project.workspace, output_dir(ctx, project), (), on_line=sink)

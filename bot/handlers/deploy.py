@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 import yaml
 
 from bot import policies, redact, requirements
-from bot.context import JobContext
+from bot.context import MERGED_DIR, JobContext
 from bot.execution import apply_in, effective_for, plan_in, store_plan
 from bot.handlers.apply import ApplyHandler, apply_lease, project_of, record_deployment, via_for
 from bot.handlers.base import Handler, Request, Started
@@ -35,7 +35,6 @@ from runners.kubectl_render import object_key
 from runners.models import ResourceChange
 from runners.terraform import MARKER, change_values
 
-MERGED_DIR = "merged"
 NOT_LIVE = "The merged code is not live."
 MAX_DIFFERENCES = 40  # lines listed in the comment
 MAX_VALUE = 80  # characters of one value shown

@@ -88,7 +88,8 @@ class _StateHandler(Handler):
             project_dir = selection.project_dir(ctx.workspace, repo_dir, project)
             step_env = step_env_for(pull, project, project.dir, command.extra_args, run.actor)
             runner = runner_for(project, ctx.settings, ctx.workspace, effective, step_env, repo_id=pull.repo.id,
-                                git_credentials=ctx.git_credentials(pull.repo))
+                                git_credentials=ctx.git_credentials(pull.repo),
+                                init_records=ctx.init_records(repo_dir))
         except SETUP_ERRORS as exc:
             return ApplyResult(ok=False, failed_step="setup", error=getattr(exc, "message", str(exc)))
         if isinstance(runner, TerraformRunner) and self.stage in effective.workflow.stages:

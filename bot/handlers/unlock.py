@@ -26,6 +26,7 @@ def release_pull_request(ctx: JobContext, pull: PullRequest, action: str, actor:
     """The pull request is closed or merged (and deployed): release its locks, drop its plans."""
     released = locks.release_pull(ctx.redis, pull.repo.id, pull.number)
     artifacts.discard_pull_plans(ctx.redis, pull.repo.id, pull.number)
+    ctx.forget_pull_tree(pull)
     audit.record(ctx.redis, action, user=actor, repo=pull.repo.id, pull=pull.number,
                  commit=pull.merge_sha or pull.head_sha, project=",".join(released), result="locks released",
                  job_id=ctx.job_id)

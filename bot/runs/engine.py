@@ -53,6 +53,8 @@ def start(ctx: JobContext, new: NewRun) -> str:
     store.mark_active(ctx.redis, run)
     deps = new.dependencies()
     lane, claimed = _take_lane(ctx, run, deps)
+    if not lane:  # the coordinator runs nothing itself: the first project job takes the kept work tree
+        ctx.release_trees()
     enqueue(ctx, run, deps, claimed, after_coordinator=bool(lane))
     doing = {"plan": "planning", "apply": "applying", "deploy": "merge-to-deploy of", "import": "importing into",
              "state": "removing from the state of"}[run.kind]

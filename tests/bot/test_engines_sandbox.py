@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 
 from bot import cli
-from bot.engines import CLI_CONFIG, job_sandbox, runner_for, sandbox_status
+from bot.context import TREES_DIR
+from bot.engines import CLI_CONFIG, GIT_CACHE, job_sandbox, runner_for, sandbox_status
 from bot.errors import SettingsError, UserFacingError
 from bot.settings import TerraformSettings
 from bot.settings_loader import load_settings
 from runners.embedded_terraform import embedded_argv
 from runners.environment import minimal_env
+from runners.git import RepoCache
 from runners.models import Project
 from runners.process import run
 from runners.repo_config_schema import Step, Workflow
@@ -27,6 +29,8 @@ from runners.sandbox import BUBBLEWRAP, NO_SANDBOX, probe
 from runners.terraform import TerraformRunner
 from runners.workflows import WorkflowRunner
 from runners.workspace import create_workspace
+from runners.worktrees import WorkTrees
+from tests.support import GitRepo
 
 BWRAP = shutil.which("bwrap")
 pytestmark = pytest.mark.skipif(not BWRAP or bool(probe(BWRAP)), reason="bubblewrap cannot run here")
@@ -197,3 +201,22 @@ def test_sandbox_paths_are_bound_read_only_or_writable(host) -> None:
     assert state in sandbox.writable and host["job"].root in sandbox.writable
     assert certs in sandbox.read_only and certs not in sandbox.writable
     assert host["data"] not in sandbox.read_only + sandbox.writable
+
+
+def test_a_kept_work_tree_reads_its_mirror_and_nothing_else(host, tmp_path) -> None:
+    from_git = {"PATH": "/usr/bin:/bin"}
+    repos = {name: GitRepo(tmp_path / "git" / name, name) for name in ("infra", "other")}
+    heads = {name: repo.commit({"main.tf": "# x\n"}, "initial") for name, repo in repos.items()}
+    trees = WorkTrees(host["data"] / TREES_DIR, RepoCache(host["data"] / GIT_CACHE, from_git))
+    leases = {name: trees.lease(f"github.com/acme/{name}", "pull-1", host["other"].resolve(name) if name == "other"
+                                else host["job"].resolve(name)) for name in ("other", "infra")}
+    for name, lease in leases.items():  # the other repository's mirror sits next to this one's
+        trees.check_out(lease, repos[name].clone_url, heads[name])
+    lease = leases["infra"]
+    mirror, other = (trees.cache.mirror_path(repos[name].clone_url) for name in ("infra", "other"))
+    script = (f"git rev-parse HEAD; echo x >> .git || echo refused; touch {mirror}/planted || echo read-only; "
+              f"ls {other} >/dev/null 2>&1 || echo other: hidden")
+    result = run_in(job_sandbox(host["settings"], host["job"]), script, lease.tree)
+    assert heads["infra"] in result, result  # git works in the sandbox, as in a clone
+    assert "refused" in result and "read-only" in result and "other: hidden" in result, result
+    assert not (mirror / "planted").exists()

@@ -72,3 +72,20 @@ def test_check_symlinks_names_the_offender(tmp_path: Path) -> None:
     os.symlink("../../../secret", root / "a" / "b" / "leak")
     with pytest.raises(PathEscape, match="a/b/leak"):
         check_symlinks(root)
+
+
+def test_check_symlinks_does_not_look_into_a_kept_terraform_dir(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    (root / "app" / ".terraform" / "providers").mkdir(parents=True)
+    os.symlink("/usr/share/terraform/mirror", root / "app" / ".terraform" / "providers" / "p")
+    check_symlinks(root, skip=["app/.terraform"])  # an init of ours linked a provider mirror
+    with pytest.raises(PathEscape, match="providers/p"):
+        check_symlinks(root)
+    os.symlink("/etc", root / "other")
+    with pytest.raises(PathEscape, match="other"):
+        check_symlinks(root, skip=["app/.terraform"])
+    (root / "other").unlink()
+    (root / "b").mkdir()
+    os.symlink("/etc", root / "b" / ".terraform")
+    with pytest.raises(PathEscape, match="b/.terraform"):  # skipped dirs are still checked themselves
+        check_symlinks(root, skip=["app/.terraform", "b/.terraform"])
