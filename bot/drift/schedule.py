@@ -52,14 +52,14 @@ class Target:
 
 
 def repo_from_id(repo_id: str, settings: Settings) -> Optional[Repo]:
-    """A Repo for a server-side `repos:` id never seen in an event: forge from the host,
-    HTTPS clone URL, default branch `main`. None when the host is neither forge's."""
+    """A Repo for a server-side `repos:` id never seen in an event: forge from the host, the
+    forge's HTTPS clone URL, default branch `main`. None when the host is no configured forge's."""
     host, _, full_name = repo_id.partition("/")
     forge = settings.forge_for(repo_id)
     if not full_name or not forge:
         return None
-    return Repo(forge=forge, host=host, full_name=full_name, clone_url=f"https://{host}/{full_name}.git",
-                html_url=f"https://{host}/{full_name}")
+    clone_url, html_url = getattr(settings, forge).repo_urls(full_name)
+    return Repo(forge=forge, host=host, full_name=full_name, clone_url=clone_url, html_url=html_url)
 
 
 def candidate_repos(settings: Settings, r) -> dict[str, Repo]:

@@ -43,7 +43,8 @@ def test_serve_warns_naming_the_settings_when_no_forge_is_configured():
     assert warning is not None
     for name in ("PLANKEEPER_GITHUB__TOKEN", "PLANKEEPER_GITHUB__WEBHOOK_SECRET", "PLANKEEPER_GITLAB__TOKEN",
                  "PLANKEEPER_GITLAB__WEBHOOK_SECRET", "PLANKEEPER_GITEA__URL", "PLANKEEPER_GITEA__TOKEN",
-                 "PLANKEEPER_GITEA__WEBHOOK_SECRET"):
+                 "PLANKEEPER_GITEA__WEBHOOK_SECRET", "PLANKEEPER_BITBUCKET__TOKEN", "PLANKEEPER_AZUREDEVOPS__ORG_URL",
+                 "PLANKEEPER_AZUREDEVOPS__WEBHOOK_PASSWORD"):
         assert name in warning
 
 
@@ -52,6 +53,9 @@ def test_serve_warns_naming_the_settings_when_no_forge_is_configured():
     {"PLANKEEPER_GITLAB__TOKEN": "t", "PLANKEEPER_GITLAB__WEBHOOK_SECRET": "s"},
     {"PLANKEEPER_GITEA__URL": "https://codeberg.org", "PLANKEEPER_GITEA__TOKEN": "t",
      "PLANKEEPER_GITEA__WEBHOOK_SECRET": "s"},
+    {"PLANKEEPER_BITBUCKET__TOKEN": "t", "PLANKEEPER_BITBUCKET__WEBHOOK_SECRET": "s"},
+    {"PLANKEEPER_AZUREDEVOPS__ORG_URL": "https://dev.azure.com/acme", "PLANKEEPER_AZUREDEVOPS__TOKEN": "t",
+     "PLANKEEPER_AZUREDEVOPS__WEBHOOK_USERNAME": "u", "PLANKEEPER_AZUREDEVOPS__WEBHOOK_PASSWORD": "p"},
 ])
 def test_no_warning_once_a_forge_is_configured(environ):
     assert no_forge_warning(load_settings(None, environ)) is None

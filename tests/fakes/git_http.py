@@ -35,7 +35,10 @@ class GitHttpServer:
         self.root, self.authorize = root, authorize
         self.requests: list[GitRequest] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._server.daemon_threads = True  # stop() must not wait for a git client's open connection
+        # a short poll: stop() waits for the loop to notice, once per test that starts a fake forge
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
 
     @property
     def url(self) -> str:

