@@ -50,7 +50,7 @@ from bot.forges.azuredevops_pulls import (
 from bot.forges.azuredevops_sdk import Sdk
 from bot.forges.azuredevops_work_items import WorkItems
 from bot.forges.base import FAILURE, PENDING, SUCCESS
-from bot.forges.retry import ForgeRequestFailed
+from bot.forges.retry import unless_missing
 from bot.models import Comment, CommentRef, Mergeability, PullRequest, Repo
 from bot.render import OUTDATED_BANNER
 
@@ -369,12 +369,7 @@ class AzureDevOpsForge:
 
     def _unless_missing(self, action: str, fn: Callable[[], Any]) -> Any:
         """fn(), or None when Azure DevOps answers 404."""
-        try:
-            return self._sdk.call(action, fn)
-        except ForgeRequestFailed as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return unless_missing(self._sdk.call, action, fn, None)
 
 
 def _ref(repo: Repo, number: int) -> str:

@@ -17,7 +17,7 @@ import requests
 
 from bot.errors import ForgeError
 from bot.forges.base import FAILURE, PENDING, SUCCESS
-from bot.forges.retry import ForgeRequestFailed, call_with_retry
+from bot.forges.retry import call_with_retry, unless_missing
 from bot.models import PullRequest, Repo
 
 T = TypeVar("T")
@@ -98,12 +98,7 @@ class BitbucketClient:
 
     def _unless_missing(self, action: str, fn: Callable[[], T], missing: T) -> T:
         """fn(), or `missing` when Bitbucket answers 404."""
-        try:
-            return self._call(action, fn)
-        except ForgeRequestFailed as exc:
-            if exc.status == 404:
-                return missing
-            raise
+        return unless_missing(self._call, action, fn, missing)
 
 
 def error_info(exc: BaseException) -> tuple[int, Mapping[str, str]] | None:

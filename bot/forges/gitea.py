@@ -15,7 +15,7 @@ from bot.errors import ForgeError
 from bot.forges import gitea_rules as rules
 from bot.forges.base import FAILURE, PENDING, SUCCESS
 from bot.forges.gitea_api import GiteaAPI, GiteaBadAnswer, segment
-from bot.forges.retry import ForgeRequestFailed, call_with_retry
+from bot.forges.retry import ForgeRequestFailed, call_with_retry, unless_missing
 from bot.models import Comment, CommentRef, Mergeability, PullRequest, Repo
 
 T = TypeVar("T")
@@ -206,12 +206,7 @@ class GiteaForge:
             raise
 
     def _unless_missing(self, action: str, fn: Callable[[], T], missing: Any) -> T:
-        try:
-            return self._call(action, fn)
-        except ForgeRequestFailed as exc:
-            if exc.status == 404:
-                return missing
-            raise
+        return unless_missing(self._call, action, fn, missing)
 
     # -- merging, git --------
 

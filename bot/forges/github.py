@@ -18,7 +18,7 @@ from github.Repository import Repository
 from bot.errors import ForgeError
 from bot.forges.github_auth import GitHubAuth
 from bot.forges.github_checks import minimize_outdated, write_check_run
-from bot.forges.retry import ForgeRequestFailed, call_with_retry
+from bot.forges.retry import ForgeRequestFailed, call_with_retry, unless_missing
 from bot.models import CheckReport, Comment, CommentRef, Mergeability, PullRequest, Repo
 
 T = TypeVar("T")
@@ -303,12 +303,7 @@ class GitHubForge:
 
     def _unless_missing(self, action: str, fn: Callable[[], T], missing: T) -> T:
         """fn(), or `missing` when GitHub answers 404 (unknown user, team or non-member)."""
-        try:
-            return self._call(action, fn)
-        except ForgeRequestFailed as exc:
-            if exc.status == 404:
-                return missing
-            raise
+        return unless_missing(self._call, action, fn, missing)
 
     # -- merging --------
 

@@ -35,6 +35,17 @@ class ForgeRequestFailed(ForgeError):
         self.action, self.status, self.attempts = action, status, attempts
 
 
+def unless_missing(call: Callable[[str, Callable[[], T]], T], action: str, fn: Callable[[], T], missing: T) -> T:
+    """call(action, fn) (a forge client's retrying call), or `missing` when the forge answers 404:
+    an unknown user, team, comment or branch is an answer, not a failure."""
+    try:
+        return call(action, fn)
+    except ForgeRequestFailed as exc:
+        if exc.status == 404:
+            return missing
+        raise
+
+
 def call_with_retry(
     fn: Callable[[], T],
     *,
