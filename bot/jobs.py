@@ -40,7 +40,7 @@ from bot.runs import engine, store
 from bot.runs.model import Run
 from bot.runs.report import fail_pending
 from bot.settings import Settings
-from bot.state import joblog, keys, leases, locks
+from bot.state import joblog, keys, leases, locks, turns
 from bot.state.repos import remember_repo
 
 log = logging.getLogger(__name__)
@@ -112,23 +112,28 @@ def handle_event(payload: dict) -> str:
 
 @contextmanager
 def pull_request_turn(ctx: JobContext, event: Event) -> Iterator[None]:
-    """Run one pull request's jobs one at a time, in the order they start.
+    """Run one pull request's jobs one at a time, in the order they arrived (bot.state.turns).
 
     /cancel skips the line: it must reach a running job, not wait behind it.
     """
-    if _is_cancel(ctx, event):
-        yield
-        return
-    key = keys.PULL_MUTEX.format(repo=event.repo.id, number=event.number)
-    wait = ctx.settings.terraform.timeout * queueing.JOB_TIMEOUT_STEPS
-    lease = leases.Lease(ctx.redis, key, ctx.job_id, ttl=PULL_LEASE_TTL)
-    if not lease.acquire(wait):
-        raise UserFacingError(
-            f"Another job of this pull request (`{lease.holder()}`) kept running for {wait} s, so this one gave "
-            "up waiting for its turn. Comment the command again once it is done, or `/cancel` it.",
-            title="Busy with another job")
-    with lease.kept():
-        yield
+    try:
+        if _is_cancel(ctx, event):
+            yield
+            return
+        key = keys.PULL_MUTEX.format(repo=event.repo.id, number=event.number)
+        wait = ctx.settings.terraform.timeout * queueing.JOB_TIMEOUT_STEPS
+        deadline = time.time() + wait
+        turns.wait_for_earlier(ctx.redis, event.repo.id, event.number, ctx.job_id, key, deadline)
+        lease = leases.Lease(ctx.redis, key, ctx.job_id, ttl=PULL_LEASE_TTL)
+        if not lease.acquire(max(0.0, deadline - time.time())):
+            raise UserFacingError(
+                f"Another job of this pull request (`{lease.holder()}`) kept running for {wait} s, so this one "
+                "gave up waiting for its turn. Comment the command again once it is done, or `/cancel` it.",
+                title="Busy with another job")
+        with lease.kept():
+            yield
+    finally:
+        turns.leave(ctx.redis, event.repo.id, event.number, ctx.job_id)
 
 
 def _is_cancel(ctx: JobContext, event: Event) -> bool:

@@ -14,7 +14,7 @@ from rq.serializers import JSONSerializer
 
 from bot.metrics import DeliveryCounters
 from bot.models import CommentEvent, Event, JobState, PullRequestEvent, Repo, event_to_dict
-from bot.state import joblog, keys
+from bot.state import joblog, keys, turns
 
 QUEUE_NAME = "plankeeper"
 # RQ imports a job's function by its dotted name: every entry point is in bot.jobs.
@@ -92,6 +92,7 @@ def enqueue_event(r: redis.Redis, event: Event, timeout_seconds: int, job_id: Op
     job_id = job_id or job_id_for(event.delivery_id)
     enqueue_internal(queue(r), HANDLE_EVENT, event_to_dict(event), job_id, timeout_seconds,
                      depends_on=depends_on, record=event_record(event))
+    turns.append(r, event.repo.id, event.number, job_id)
     return job_id
 
 
@@ -148,6 +149,7 @@ def _event_job_writes(r: redis.Redis, event: Event, job_id: str, timeout_seconds
         queue(r).enqueue_call(**_call(HANDLE_EVENT, event_to_dict(event), job_id, timeout_seconds, None,
                                       event_record(event)), pipeline=pipe)
         joblog.add_record(pipe, job_id, state="queued", created_at=time.time(), **event_record(event))
+        turns.append(pipe, event.repo.id, event.number, job_id)
         return [args for args, _ in pipe.command_stack]  # what execute() would send
     finally:
         pipe.reset()

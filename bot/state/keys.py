@@ -24,6 +24,8 @@ LOCK = "pk:lock:{repo}:{project}"  # JSON Lock: which pull request holds the pro
 LOCK_PATTERN = "pk:lock:*"
 PULL_LOCKS = "pk:pull-locks:{repo}#{number}"  # set of project keys the pull request holds
 PULL_MUTEX = "pk:pull-mutex:{repo}#{number}"  # one job of a pull request at a time
+PULL_ORDER = "pk:pull-order:{repo}#{number}"  # list: its event jobs' ids in arrival order (bot.state.turns)
+TURN_WAITING = "pk:turn-waiting:{job}"  # a job waiting for its turn, renewed while it waits
 APPLY_MUTEX = "pk:applying:{repo}:{project}"  # one apply of a project at a time, anywhere
 CANCEL = "pk:cancel:{repo}#{number}"  # time of the pull request's last /cancel
 

@@ -113,8 +113,7 @@ def test_apply_without_approval_is_refused_with_the_reason(scenario, fake_github
     scenario.open_pull(7)
     server = serve_factory()
     opened(server, fake_github, 7)
-    server.wait_jobs_idle()  # two events of one pull request picked up by two workers at once may start in either order
-    comment(server, fake_github, 7, "/apply")
+    comment(server, fake_github, 7, "/apply")  # behind the plan: one pull request's jobs go in arrival order
     server.wait_jobs_idle()
     refusal = scenario.comments(7, "**Apply refused**")
     assert refusal and "needs 1 approval, has 0" in refusal[0], scenario.comments(7)
