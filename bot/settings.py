@@ -12,6 +12,7 @@ allowed keys of a mapping, `secret` for values that may come from `<key>_file`).
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import re
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field
@@ -589,6 +590,10 @@ class Settings:
     notifications: tuple[Notification, ...] = ()
     sandbox: Literal["auto", "bubblewrap", "none"] = "auto"  # see bot.engines.sandbox_status
     sandbox_paths: tuple[str, ...] = _meta((), each=_check_sandbox_path)  # PATH or PATH:rw, for every job
+
+    def allows_repo(self, repo_id: str) -> bool:
+        """Whether a repository id (host/owner/name) matches repo_allowlist (globs, any case)."""
+        return any(fnmatch.fnmatchcase(repo_id.lower(), p.lower()) for p in self.repo_allowlist)
 
     def forges(self) -> dict[str, Any]:
         """Every forge's settings section by name (FORGES order), configured or not."""

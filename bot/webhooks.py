@@ -5,7 +5,6 @@ missing signature, 403 repository not allowlisted, 413 body over 25 MiB.
 """
 from __future__ import annotations
 
-import fnmatch
 import logging
 
 import orjson
@@ -27,10 +26,6 @@ def _answer(status: int, outcome: str, event_name: str, counted: bool = False, *
         except redis.RedisError as exc:  # a counter must not turn an answer into a 500
             log.warning("could not count the webhook: %s", exc)
     return jsonify({"outcome": outcome, **body}), status
-
-
-def allowlisted(repo_id: str, patterns: tuple[str, ...] | list[str]) -> bool:
-    return any(fnmatch.fnmatchcase(repo_id.lower(), p.lower()) for p in patterns)
 
 
 @blueprint.post("/events")
@@ -69,7 +64,7 @@ def receive():
         return _answer(200, "ignored", event_name, reason=event.reason)
     repo = event.repo if hasattr(event, "repo") else event.pull.repo  # type: ignore[union-attr]
     logs.update(repo=repo.id, pull=getattr(event, "pull_number", None) or event.pull.number)  # type: ignore[union-attr]
-    if not allowlisted(repo.id, settings.repo_allowlist):
+    if not settings.allows_repo(repo.id):
         return _answer(403, "forbidden", event_name, error=f"repository {repo.id} is not in repo_allowlist")
     # One round trip: the delivery claimed (a redelivery is a duplicate), and what the event is
     # about claimed too, so the sweep for missed webhooks (bot.reconcile) never queues it again

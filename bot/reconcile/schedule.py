@@ -2,7 +2,6 @@
 Imports no forge client: the sweeps themselves run in workers (bot.reconcile.sweep)."""
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import logging
 import re
@@ -42,7 +41,7 @@ def sweep_targets(settings: Settings, r) -> list[Repo]:
     on a forge this server has credentials for."""
     configured = {name for name, section in settings.forges().items() if section.configured}
     return [repo for repo_id, repo in sorted(candidate_repos(settings, r).items())
-            if repo.forge in configured and _allowlisted(repo_id, settings.repo_allowlist)]
+            if repo.forge in configured and settings.allows_repo(repo_id)]
 
 
 def enqueue_sweeps(rt: Runtime, now: float) -> list[str]:
@@ -105,6 +104,3 @@ def start_thread(settings: Settings) -> tuple[threading.Thread, threading.Event]
     thread.start()
     return thread, stop
 
-
-def _allowlisted(repo_id: str, patterns) -> bool:
-    return any(fnmatch.fnmatchcase(repo_id.lower(), p.lower()) for p in patterns)
