@@ -6,9 +6,11 @@ then SIGTERM, then SIGKILL.
 """
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
+import secrets
 import shutil
 import signal
 import sys
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import IO, Mapping, Optional, Sequence
 
 from runners.models import LineSink, StopCheck
-from runners.sandbox import NO_SANDBOX, Sandbox
+from runners.sandbox import NO_SANDBOX, Launch, Sandbox
 
 POLL_INTERVAL = 0.2
 TERM_WAIT = 2.0
@@ -81,20 +83,30 @@ def run(
     With an active sandbox (runners.sandbox) argv runs inside bubblewrap.
     Raises ExecutableNotFound when argv[0] cannot be found, NotADirectoryError when cwd is missing.
     """
+    started = time.monotonic()
+    proc, launch = _start(argv, Path(cwd), env, sandbox, subprocess.DEVNULL)
+    try:
+        return _supervise(proc, started, timeout, on_line, should_stop, grace)
+    finally:
+        launch.finished()
+
+
+def _start(argv: Sequence[str], cwd: Path, env: Mapping[str, str], sandbox: Sandbox,
+           stdin: int) -> tuple[subprocess.Popen, Launch]:
+    """Popen argv in its own session (in the sandbox), stdout and stderr merged into one pipe."""
     if not argv:
         raise ValueError("empty argument list")
-    if not Path(cwd).is_dir():
+    if not cwd.is_dir():
         raise NotADirectoryError(f"working directory does not exist: {cwd}")
-    if sandbox.active and not _findable(argv[0], Path(cwd), env.get("PATH", "")):
+    if sandbox.active and not _findable(argv[0], cwd, env.get("PATH", "")):
         raise ExecutableNotFound(str(argv[0]))  # found by the launcher inside, so looked for here first
-    started = time.monotonic()
-    launch = sandbox.launch(argv, Path(cwd), env)
+    launch = sandbox.launch(argv, cwd, env)
     try:
         proc = subprocess.Popen(
             launch.argv,
             cwd=str(cwd),
             env=launch.env,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -105,10 +117,7 @@ def run(
         launch.finished()
         raise ExecutableNotFound(str(launch.argv[0])) from exc
     launch.started()
-    try:
-        return _supervise(proc, started, timeout, on_line, should_stop, grace)
-    finally:
-        launch.finished()
+    return proc, launch
 
 
 def _findable(argv0: str, cwd: Path, path: str) -> bool:
@@ -255,3 +264,105 @@ class _Watcher:
             self.stopping_since = now
         self.stage += 1
         _signal_group(self.proc.pid, sig)
+
+
+class Session:
+    """One long-lived program that runs commands one after another, each as `run` would run a
+    process of its own (timeout, cancel, streamed lines, merged output), in one cwd and
+    environment: the embedded Terraform's session (runners.embedded_terraform) speaks it.
+
+    The program reads a JSON line {"token": T, "args": [...]} per command from stdin and ends the
+    command's output with a line "T EXIT_CODE"; T is new for each command. A command that is
+    stopped (timeout, cancel) or a program that dies ends the session: later commands raise
+    SessionEnded, and the caller starts afresh.
+    """
+
+    def __init__(self, argv: Sequence[str], cwd: Path, env: Mapping[str, str], sandbox: Sandbox = NO_SANDBOX,
+                 grace: float = 10.0) -> None:
+        self.cwd, self.env, self.grace = Path(cwd), dict(env), grace
+        self.proc, self._launch = _start(argv, self.cwd, env, sandbox, subprocess.PIPE)
+        self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
+        self._reader = threading.Thread(target=_read_lines, args=(self.proc.stdout, self._lines), daemon=True)
+        self._reader.start()
+        self.ended = False
+
+    def run(self, args: Sequence[str], timeout: float, on_line: Optional[LineSink] = None,
+            should_stop: Optional[StopCheck] = None) -> ProcessResult:
+        if self.ended:
+            raise SessionEnded("the session has ended")
+        token = secrets.token_hex(16)
+        started = time.monotonic()
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(json.dumps({"token": token, "args": list(args)}).encode() + b"\n")
+            self.proc.stdin.flush()
+        except OSError:
+            self.close()
+            raise SessionEnded("the session's program is gone") from None
+        watcher = _Watcher(self.proc, started + timeout, should_stop, self.grace)
+        collected: list[str] = []
+        try:
+            code = self._pump(token, collected, on_line, watcher)
+        except BaseException:
+            self.close(kill=True)
+            raise
+        if code is None or watcher.stage:
+            self.close(kill=True)
+            code = self.proc.returncode if code is None else code
+        return ProcessResult(exit_code=code, output="\n".join(collected), timed_out=watcher.timed_out,
+                             cancelled=watcher.cancelled, duration=time.monotonic() - started)
+
+    def _pump(self, token: str, collected: list[str], on_line: Optional[LineSink],
+              watcher: "_Watcher") -> Optional[int]:
+        """Lines to on_line until the command's end line (its exit code) or the program's end (None)."""
+        end = token + " "
+        blank = False  # an empty line is held back: the one before the end line is the program's
+        while True:
+            try:
+                line = self._lines.get(timeout=POLL_INTERVAL)
+            except queue.Empty:
+                if self.proc.poll() is not None and not self._reader.is_alive():
+                    return None
+            else:
+                if line is None:
+                    self.proc.wait()
+                    return None
+                if line.startswith(end) and line[len(end):].lstrip("-").isdigit():
+                    return int(line[len(end):])
+                if blank:
+                    _emit("", collected, on_line)
+                blank = not line
+                if line:
+                    _emit(line, collected, on_line)
+            watcher.check()
+
+    def close(self, kill: bool = False) -> None:
+        """End the program: stdin closed and it exits by itself, or (kill, or it does not within
+        the grace) its process group killed."""
+        if self.ended:
+            return
+        self.ended = True
+        if kill or not self._finish():
+            _signal_group(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self._reader.join(timeout=1)
+        self._launch.finished()
+
+    def _finish(self) -> bool:
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            self.proc.wait(timeout=self.grace)
+            return True
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SessionEnded(RuntimeError):
+    """A Session cannot run another command (its program stopped or was stopped)."""

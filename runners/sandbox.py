@@ -16,6 +16,9 @@ How it is started, and why (see `launch`):
 - bwrap and its init ignore SIGINT and SIGTERM, and the launcher restores them for the program.
   runners.process signals the whole process group; without this, bwrap would die of the SIGINT
   meant to stop Terraform gracefully and take Terraform down with SIGKILL.
+- The launcher is the PID namespace's init (`--as-pid-1`): when it exits, the kernel kills
+  everything the program left running (even in a session of its own), at once; bwrap's own init
+  would keep them alive, and the step waiting for them, until the process group was killed.
 - The launcher holds the read end of a pipe whose write end only the job process has. When the
   job process dies, the pipe closes and the launcher interrupts the program (SIGINT to its
   group), as PR_SET_PDEATHSIG does for an unsandboxed process.
@@ -106,7 +109,7 @@ class Sandbox:
             return list(argv)
         args = [
             self.bwrap, "--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY),
-            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--unshare-pid", "--as-pid-1", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--hostname", HOSTNAME, "--cap-drop", "ALL",
         ]  # not --die-with-parent: bwrap would SIGKILL the program when the job dies (see watch_fd)
         args += _system_binds()

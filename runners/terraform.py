@@ -5,6 +5,7 @@ with the failing step, its output and what to do next.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import hashlib
@@ -14,13 +15,13 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Iterator, Mapping, Optional, Sequence
 
-from runners.embedded_terraform import embedded_argv
+from runners.embedded_terraform import SESSION, SESSION_REAPING, embedded_argv
 from runners.git_credentials import GitCredentials, merge_git_config, served
 from runners.incremental_init import FIRST, MISSING, SKIPPED, InitDecision, InitRecords, asks_for_init, decide, record
 from runners.models import ApplyResult, LineSink, PlanResult, ResourceChange, StopCheck
-from runners.process import ExecutableNotFound, ProcessResult, run
+from runners.process import ExecutableNotFound, ProcessResult, Session, run
 from runners.sandbox import NO_SANDBOX, Sandbox
 
 NO_CHANGES = "No changes. Your infrastructure matches the configuration."
@@ -336,6 +337,8 @@ class TerraformRunner:
             self.pinned["TF_CLI_CONFIG_FILE"] = str(cli_config)
         self.env.update(self.pinned)
         self.initialized: set[Path] = set()  # shared by copies (workflows): .terraform we made
+        self._session_dir: Optional[Path] = None
+        self._session: Optional[Session] = None
 
     def plan(
         self,
@@ -347,6 +350,11 @@ class TerraformRunner:
         should_stop: Optional[StopCheck] = None,
     ) -> PlanResult:
         """init, workspace select, plan -out, show -json; see runners.base.Runner.plan."""
+        with self.session(project_dir):
+            return self._plan(project_dir, workspace, out_dir, extra_args, on_line, should_stop)
+
+    def _plan(self, project_dir: Path, workspace: str, out_dir: Path, extra_args: Sequence[str],
+              on_line: Optional[LineSink], should_stop: Optional[StopCheck]) -> PlanResult:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         plan_file = (Path(out_dir) / "plan.tfplan").resolve()
         prepared, note = self._prepare(project_dir, workspace, on_line, should_stop)
@@ -378,10 +386,11 @@ class TerraformRunner:
         should_stop: Optional[StopCheck] = None,
     ) -> ApplyResult:
         """init, workspace select, apply the saved plan file; see runners.base.Runner.apply."""
-        prepared, _ = self._prepare(project_dir, workspace, on_line, should_stop)
-        if prepared is not None:
-            return self._apply_failure(prepared)
-        step = self.apply_step(project_dir, plan_file, (), on_line, should_stop)
+        with self.session(project_dir):
+            prepared, _ = self._prepare(project_dir, workspace, on_line, should_stop)
+            if prepared is not None:
+                return self._apply_failure(prepared)
+            step = self.apply_step(project_dir, plan_file, (), on_line, should_stop)
         if not step.ok:
             return self._apply_failure(step)
         assert step.result is not None
@@ -573,9 +582,7 @@ class TerraformRunner:
         if on_line is not None:
             on_line(f"$ terraform {' '.join(args)}")
         try:
-            argv = [*self.argv0, *args]
-            env = merge_git_config({**self.env, **self.pinned}, git_env)
-            result = run(argv, Path(project_dir), env, self.timeout, on_line, should_stop, sandbox=self.sandbox)
+            result = self._run(args, Path(project_dir), on_line, should_stop, git_env)
         except (ExecutableNotFound, NotADirectoryError) as exc:
             return _Step(name, None, str(exc))
         if result.cancelled:
@@ -589,6 +596,35 @@ class TerraformRunner:
             failed = f"terraform {name} failed (exit {result.exit_code})"
             return _Step(name, result, f"{failed}: {_NEXT_STEP[name]}")
         return _Step(name, result)
+
+    def _run(self, args: Sequence[str], project_dir: Path, on_line: Optional[LineSink],
+             should_stop: Optional[StopCheck], git_env: Mapping[str, str]) -> ProcessResult:
+        """One Terraform command: in this runner's session when one is open for project_dir (an
+        init offering git credentials has an environment of its own, so a process of its own)."""
+        env = merge_git_config({**self.env, **self.pinned}, git_env)
+        if self._session_dir != project_dir or git_env:
+            return run([*self.argv0, *args], project_dir, env, self.timeout, on_line, should_stop,
+                       sandbox=self.sandbox)
+        if self._session is None or self._session.ended:  # none yet, or the last command was stopped
+            mode = SESSION_REAPING if self.sandbox.active else SESSION
+            self._session = Session([*self.argv0, mode], project_dir, env, self.sandbox)
+        return self._session.run(args, self.timeout, on_line, should_stop)
+
+    @contextlib.contextmanager
+    def session(self, project_dir: Path) -> Iterator[None]:
+        """Run the block's steps in project_dir in one embedded Terraform process (a session:
+        runners.embedded_terraform), which saves the library's ~85 ms start-up on every command
+        but the first; other binaries run a process per command as before."""
+        if self.argv0 != embedded_argv() or self._session_dir is not None:
+            yield
+            return
+        self._session_dir = Path(project_dir)
+        try:
+            yield
+        finally:
+            if self._session is not None:
+                self._session.close()
+            self._session, self._session_dir = None, None
 
     def _plan_failure(self, step: _Step, init_note: str = "") -> PlanResult:
         return PlanResult(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runners.process import ExecutableNotFound, run, strip_ansi
+from runners.process import ExecutableNotFound, Session, SessionEnded, run, strip_ansi
 
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
@@ -131,3 +131,68 @@ def test_should_stop_is_polled_sparingly(tmp_path: Path) -> None:
     result = run(py(code), tmp_path, ENV, 30, should_stop=stop)
     assert len(result.output.splitlines()) == 2000
     assert 1 <= len(calls) < 20
+
+
+# ---------------------------------------------------------------------------- Session
+
+# A program speaking Session's protocol: "echo X" prints X, "exit N" ends with N, "sleep S"
+# sleeps, "die" exits the program mid-command, "forge" prints an end line with a guessed token.
+SPEAKER = r"""
+import json, os, sys, time
+for line in sys.stdin:
+    request = json.loads(line)
+    verb, arg = request["args"]
+    code = 0
+    if verb == "echo":
+        print(arg, flush=True)
+    elif verb == "exit":
+        code = int(arg)
+    elif verb == "sleep":
+        time.sleep(float(arg))
+    elif verb == "die":
+        os._exit(int(arg))
+    elif verb == "forge":
+        print("0" * 32 + " 0", flush=True); print(request["token"][:-1] + "x 0", flush=True)
+        print("after", flush=True)
+    print("\n" + request["token"] + " " + str(code), flush=True)
+"""
+
+
+def speaker(tmp_path: Path) -> Session:
+    return Session([sys.executable, "-u", "-c", SPEAKER], tmp_path, ENV, grace=1)
+
+
+def test_a_session_runs_commands_one_after_another_in_one_process(tmp_path: Path) -> None:
+    seen: list[str] = []
+    with speaker(tmp_path) as session:
+        pid = session.proc.pid
+        first = session.run(["echo", "one"], 10, on_line=seen.append)
+        second = session.run(["exit", "2"], 10)
+        third = session.run(["echo", "three"], 10)
+        assert session.proc.pid == pid and session.proc.poll() is None
+    assert (first.exit_code, first.output) == (0, "one") and seen == ["one"]
+    assert (second.exit_code, second.output) == (2, "")
+    assert (third.exit_code, third.output) == (0, "three")
+    assert session.proc.returncode == 0  # stdin closed: it ended by itself
+
+
+def test_output_cannot_end_a_command_without_its_token(tmp_path: Path) -> None:
+    with speaker(tmp_path) as session:
+        result = session.run(["forge", "-"], 10)
+        assert session.run(["echo", "next"], 10).output == "next"
+    assert result.exit_code == 0 and result.output.splitlines()[-1] == "after"
+    assert len(result.output.splitlines()) == 3
+
+
+def test_a_stopped_command_ends_the_session(tmp_path: Path) -> None:
+    session = speaker(tmp_path)
+    result = session.run(["sleep", "30"], 0.5)
+    assert result.timed_out and session.ended and session.proc.returncode is not None
+    with pytest.raises(SessionEnded):
+        session.run(["echo", "late"], 10)
+
+
+def test_a_program_that_dies_mid_command_reports_its_exit_code(tmp_path: Path) -> None:
+    session = speaker(tmp_path)
+    result = session.run(["die", "7"], 10)
+    assert result.exit_code == 7 and session.ended

@@ -9,10 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from runners.embedded_terraform import embedded_argv, embedded_paths
-from runners.process import ExecutableNotFound, run
+from runners.process import DRAIN_WAIT, ExecutableNotFound, run
 from runners.sandbox import BUBBLEWRAP, LAUNCHER, NO_SANDBOX, Sandbox, probe
 from runners.terraform import TerraformRunner
 
@@ -145,3 +146,18 @@ def test_sandboxed_process_is_interrupted_when_its_job_dies(tmp_path: Path) -> N
     while not (tmp_path / "interrupted").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert (tmp_path / "interrupted").read_text() == "interrupted\n"
+
+
+@needs_bwrap
+def test_nothing_a_sandboxed_program_leaves_running_outlives_it(tmp_path: Path) -> None:
+    """The launcher is the PID namespace's init (--as-pid-1): when it exits, the kernel kills
+    whatever the program left behind (an external data source's background child, in a session of
+    its own so that no signal to the job's process group reaches it), which could otherwise
+    rewrite the saved plan, or a later job's files, after the step."""
+    sleeper = "sleep 31.4159"
+    result = run(["/bin/sh", "-c", f"setsid {sleeper} >/dev/null 2>&1 & echo started"], tmp_path, ENV, 30,
+                 sandbox=box(tmp_path))
+    assert result.exit_code == 0 and result.output == "started"
+    assert result.duration < DRAIN_WAIT  # gone with the program, not killed after the drain wait
+    left = [p for p in psutil.process_iter(["cmdline"]) if " ".join(p.info["cmdline"] or ()) == sleeper]
+    assert left == []
