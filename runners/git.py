@@ -322,7 +322,9 @@ class RepoCache:
         g = git.Git(str(mirror))
         # refs/remotes/origin/*: a work tree of the mirror knows `origin/main` as a clone does
         specs = ["+refs/heads/*:refs/heads/*", "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"]
-        fetch = ["fetch", "--quiet", "--no-write-fetch-head", url]
+        # --no-auto-maintenance: gc.auto is 0 here, so `git maintenance run --auto` would be a
+        # process started after every fetch to do nothing
+        fetch = ["fetch", "--quiet", "--no-write-fetch-head", "--no-auto-maintenance", url]
         try:
             _git(g, [*fetch, *specs, *(f"+{ref}:{ref}" for ref in refs)], env, f"fetch {url}")
         except GitError:

@@ -40,20 +40,27 @@ COMMENT_LEASE_WAIT = 30  # seconds a job waits for another one editing the run's
 
 
 def start(ctx: JobContext, new: NewRun) -> str:
-    """Post the comment (every project queued) and queue the project jobs and the final one."""
+    """Post the comment (every project queued, or running when the coordinator starts it right
+    away) and queue the project jobs and the final one."""
     run = new.run
+    deps = new.dependencies()
+    lane, claimed = _lane(ctx, run, deps)
     outcomes = [ProjectOutcome(p, OutcomeStatus.QUEUED, log_url=ctx.url_of(run.project_job_id(i)))
                 for i, p in enumerate(run.projects)]
+    if lane:
+        outcomes[lane[0]].status = OutcomeStatus.RUNNING
     report = CommandReport(ctx, run.pull, run.report_command, run.silenced)
     report.start(outcomes)
+    if lane:  # the comment shows the project running already: no edit to say so
+        ctx.redis.set(keys.RUN_REFRESH.format(run.id), "1", px=int(REFRESH_SECONDS * 1000))
     run.comment_id, run.comment_url = report.comment_id or "", report.comment_url
     store.save(ctx.redis, run)
     for i, outcome in enumerate(outcomes):
         store.save_outcome(ctx.redis, run.id, i, outcome)
     store.mark_active(ctx.redis, run)
-    deps = new.dependencies()
-    lane, claimed = _take_lane(ctx, run, deps)
-    if not lane:  # the coordinator runs nothing itself: the first project job takes the kept work tree
+    if lane:
+        _claim(ctx, run, lane, claimed)
+    else:  # the coordinator runs nothing itself: the first project job takes the kept work tree
         ctx.release_trees()
     enqueue(ctx, run, deps, claimed, after_coordinator=bool(lane))
     doing = {"plan": "planning", "apply": "applying", "deploy": "merge-to-deploy of", "import": "importing into",
@@ -61,8 +68,8 @@ def start(ctx: JobContext, new: NewRun) -> str:
     return f"{doing} {len(run.projects)} project(s) in run {run.id}"
 
 
-def _take_lane(ctx: JobContext, run: Run, deps: list[list[int]]) -> tuple[list[int], set[int]]:
-    """The projects the coordinator may run in place, in order, and those it claims now (the
+def _lane(ctx: JobContext, run: Run, deps: list[list[int]]) -> tuple[list[int], set[int]]:
+    """The projects the coordinator may run in place, in order, and those it claims at once (the
     others it claims when it gets to them, if no project job took them first). None unless this
     is the coordinator's own RQ job (which runs them: bot.jobs.work_in_place)."""
     job = get_current_job()
@@ -70,15 +77,17 @@ def _take_lane(ctx: JobContext, run: Run, deps: list[list[int]]) -> tuple[list[i
         return [], set()
     if Worker.count(connection=ctx.redis) <= 1:
         lane = run_order(deps)  # one worker would run the project jobs one by one after this one anyway
-        claimed = set(lane)
-    else:  # with dependents or dependencies a project stays a job: RQ keeps the order between jobs
-        lane = [i for i in range(len(deps)) if not deps[i] and not any(i in d for d in deps)]
-        claimed = set(lane[:1])
+        return lane, set(lane)
+    # with dependents or dependencies a project stays a job: RQ keeps the order between jobs
+    lane = [i for i in range(len(deps)) if not deps[i] and not any(i in d for d in deps)]
+    return lane, set(lane[:1])
+
+
+def _claim(ctx: JobContext, run: Run, lane: list[int], claimed: set[int]) -> None:
     for i in claimed:
         store.claim_project(ctx.redis, run.id, i, ctx.job_id)
     store.save_lane(ctx.redis, run.id, lane)
     joblog.record_job(ctx.redis, ctx.job_id, run=run.id)
-    return lane, claimed
 
 
 def run_order(deps: list[list[int]]) -> list[int]:

@@ -92,6 +92,17 @@ def screenshot(driver, name: str) -> None:
     driver.save_screenshot(str(ARTIFACTS / f"ui-{name}.png"))
 
 
+def text_of(driver, by: str, value: str) -> str:
+    """An element's text, or "" while the page is being replaced (a form's submit navigates:
+    the element found may be gone before its text is read)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        return driver.find_element(by, value).text
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+
+
 def sign_in(driver, server) -> None:
     """Basic auth by URL once; Chromium then resends the credentials to the whole origin."""
     host = server.url.split("://", 1)[1]
@@ -121,7 +132,7 @@ def test_plan_lock_is_listed_and_unlocked_from_the_ui(fake_github, git_repo, ser
     assert "Unlock infra/app" in browser.find_element(By.TAG_NAME, "h1").text
     screenshot(browser, "unlock-confirm")
     browser.find_element(By.ID, "confirm-unlock").click()
-    wait_for(lambda: "Lock released" in browser.find_element(By.TAG_NAME, "main").text, 10, what="unlock notice")
+    wait_for(lambda: "Lock released" in text_of(browser, By.TAG_NAME, "main"), 10, what="unlock notice")
     assert browser.find_elements(By.CSS_SELECTOR, "#locks tr.lock-row") == []
     assert "No project is locked." in browser.find_element(By.ID, "locks").text
     assert requests.get(f"{server.url}/api/locks", timeout=5).json() == []
@@ -170,11 +181,11 @@ def test_running_apply_tails_live_and_lands_in_the_audit_log(fake_github, git_re
     loaded_with = browser.find_element(By.ID, "log").text
     assert "tick 5" not in loaded_with, "the apply finished before the page loaded: nothing to tail"
     assert "running" in browser.find_element(By.ID, "job-state").text
-    wait_for(lambda: "tick 2" in browser.find_element(By.ID, "log").text, 60, what="tick 2 in the live log")
+    wait_for(lambda: "tick 2" in text_of(browser, By.ID, "log"), 60, what="tick 2 in the live log")
     screenshot(browser, "job-running")
-    wait_for(lambda: "tick 5" in browser.find_element(By.ID, "log").text, 60, what="tick 5 in the live log")
-    wait_for(lambda: "succeeded" in browser.find_element(By.ID, "job-state").text, 60, what="the final state")
-    wait_for(lambda: "applied" in browser.find_element(By.ID, "job-summary").text, 10, what="the summary")
+    wait_for(lambda: "tick 5" in text_of(browser, By.ID, "log"), 60, what="tick 5 in the live log")
+    wait_for(lambda: "succeeded" in text_of(browser, By.ID, "job-state"), 60, what="the final state")
+    wait_for(lambda: "applied" in text_of(browser, By.ID, "job-summary"), 10, what="the summary")
     assert browser.find_element(By.ID, "job-duration").text.endswith("s")
     text = browser.find_element(By.ID, "log").text
     assert text.index("tick 1") < text.index("tick 5") and "Apply complete!" in text
