@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 import redis
 
 from bot import disk, metrics
-from bot.engines import GIT_CACHE, parent_environment
+from bot.engines import GIT_CACHE, parent_environment, prestart_terraform
 from bot.errors import ForgeError, UserFacingError
 from bot.models import PullRequest, Repo
 from bot.redact import Redactor, settings_secrets
@@ -28,6 +28,7 @@ from bot.state.joblog import JobLog
 from runners.git import GitError, MergeConflict, RepoCache
 from runners.git_credentials import GitCredentials, origin_of
 from runners.incremental_init import DATA_DIR, InitRecords
+from runners.process import SessionPool
 from runners.workspace import PathEscape, Workspace, check_symlinks, create_workspace
 from runners.worktrees import TreeLease, TreeLimits, WorkTrees
 
@@ -77,6 +78,7 @@ class JobContext:
     started_at: float = field(default_factory=time.time)
     checkouts: dict = field(default_factory=dict)  # subdir -> sha checked out there
     trees: dict = field(default_factory=dict)  # subdir -> TreeLease: a kept work tree is there
+    terraform_sessions: SessionPool = field(default_factory=SessionPool)  # shared with lane contexts
 
     @classmethod
     def for_job(cls, rt: Runtime, forge: Forge, job_id: str) -> "JobContext":
@@ -245,8 +247,15 @@ class JobContext:
                 log.exception("job %s: could not keep the work tree %s", self.job_id, lease.slot)
         self.trees.clear()
 
+    def prestart_terraform(self, pull: PullRequest, repo_dir: str) -> None:
+        """Start loading the embedded Terraform for the plans or applies of the checkout at
+        repo_dir while the job selects projects (bot.engines.prestart_terraform)."""
+        prestart_terraform(self.settings, self.workspace, pull.repo.id, self.terraform_sessions,
+                           self.init_records(repo_dir))
+
     def cleanup(self) -> None:
-        """Give the kept work trees back, then remove the work dir."""
+        """End the Terraform sessions, give the kept work trees back, then remove the work dir."""
+        self.terraform_sessions.close()
         self.release_trees()
         if "workspace" in self.__dict__:
             self.workspace.cleanup()

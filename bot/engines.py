@@ -27,6 +27,7 @@ from runners.environment import minimal_env, path_values
 from runners.git_credentials import HELPER as GIT_CREDENTIAL_HELPER, GitCredentials
 from runners.incremental_init import InitRecords
 from runners.models import Project
+from runners.process import SessionPool
 from runners.repo_config_schema import EffectiveProject
 from runners.sandbox import BUBBLEWRAP, NO_SANDBOX, NONE, Sandbox, probe
 from runners.terraform import MissingBinary, TerraformRunner, resolve_binary
@@ -98,14 +99,15 @@ def runner_for(project: Project, settings: Settings, workspace: Workspace,
                effective: Optional[EffectiveProject] = None, step_env: Optional[Mapping[str, str]] = None,
                terraform_version: Optional[str] = None, project_dir: Optional[Path] = None,
                repo_id: Optional[str] = None, git_credentials: Optional[GitCredentials] = None,
-               init_records: InitRecords | None = None) -> Runner:
+               init_records: InitRecords | None = None, sessions: SessionPool | None = None) -> Runner:
     """The runner for the project's engine, with a private HOME/TMPDIR in the workspace.
 
     project_dir (the project's directory in the checkout) lets an exact `required_version` of its
     .tf files pick the version when terraform_version is unset. repo_id adds that repository's
     repos[].env to a Terraform project's environment; git_credentials are offered to git during
     its inits (JobContext.git_credentials). init_records (the checkout is a kept work tree:
-    JobContext.init_records) lets Terraform skip an init that would change nothing. Raises
+    JobContext.init_records) lets Terraform skip an init that would change nothing; sessions (the
+    job's) keep the embedded Terraform loaded between its commands and projects. Raises
     UserFacingError when no configured binary fits the project's terraform_version or
     terraform_distribution, when its download fails, when the kubectl binary is missing, or when a
     repos[].env file is unreadable.
@@ -113,20 +115,41 @@ def runner_for(project: Project, settings: Settings, workspace: Workspace,
     if project.engine == "kubectl":
         env = process_env(settings, workspace)
         return _kubectl_runner(settings, env, effective, _applyset_name(project, step_env or {}), workspace)
-    env = process_env(settings, workspace, repo_env(settings, repo_id))
     version = terraform_version or (effective.terraform_version if effective else None)
     distribution = effective.terraform_distribution if effective else "terraform"
-    argv0 = _terraform_argv(settings, env.get("PATH", ""), version, distribution, project_dir)
-    terraform = TerraformRunner(argv0, env, settings.terraform.timeout,
-                                plugin_cache_dir=workspace.root / PLUGIN_CACHE, cli_config=cli_config(settings),
-                                sandbox=job_sandbox(settings, workspace, argv0[:1]), git_credentials=git_credentials,
-                                init_records=init_records)
+    terraform = _terraform_runner(settings, workspace, repo_id, version, distribution, project_dir,
+                                  git_credentials, init_records, sessions)
     if effective is None or effective.workflow.is_default:
         return terraform
     step = dict(step_env or {})
     if version:
         step.setdefault("ATLANTIS_TERRAFORM_VERSION", version)
     return WorkflowRunner(terraform, effective.workflow, step, settings.terraform.timeout, terraform.env)
+
+
+def _terraform_runner(settings: Settings, workspace: Workspace, repo_id: Optional[str], version: Optional[str],
+                      distribution: str, project_dir: Optional[Path], git_credentials: Optional[GitCredentials],
+                      init_records: InitRecords | None, sessions: SessionPool | None) -> TerraformRunner:
+    env = process_env(settings, workspace, repo_env(settings, repo_id))
+    argv0 = _terraform_argv(settings, env.get("PATH", ""), version, distribution, project_dir)
+    return TerraformRunner(argv0, env, settings.terraform.timeout,
+                           plugin_cache_dir=workspace.root / PLUGIN_CACHE, cli_config=cli_config(settings),
+                           sandbox=job_sandbox(settings, workspace, argv0[:1]), git_credentials=git_credentials,
+                           init_records=init_records, sessions=sessions)
+
+
+def prestart_terraform(settings: Settings, workspace: Workspace, repo_id: str, sessions: SessionPool,
+                       init_records: InitRecords | None) -> None:
+    """Start the job's embedded Terraform session once its checkout is there, while projects are
+    selected and the comment posted (TerraformRunner.prestart), for the runner a project with no
+    version pin gets. A wrong guess (a pinned version) costs one idle start-up: the pool replaces
+    it at the first command. Not before the checkout: the sandbox binds its .git read-only, so
+    only a sandbox started after it may run the pull request's code. Best effort."""
+    try:
+        runner = _terraform_runner(settings, workspace, repo_id, None, "terraform", None, None, init_records, sessions)
+        runner.prestart(workspace.root)
+    except (UserFacingError, OSError):
+        pass  # what fails here fails again, reported, when the project runs
 
 
 def _terraform_argv(settings: Settings, path: str, version: Optional[str], distribution: str,

@@ -112,7 +112,7 @@ def plan_in(ctx: JobContext, pull: PullRequest, repo_dir: str, effective: Effect
         runner = runner_for(project, ctx.settings, ctx.workspace, effective,
                             step_env_for(pull, project, project.dir, extra_args, actor), project_dir=project_dir,
                             repo_id=pull.repo.id, git_credentials=ctx.git_credentials(pull.repo),
-                            init_records=ctx.init_records(repo_dir))
+                            init_records=ctx.init_records(repo_dir), sessions=ctx.terraform_sessions)
     except SETUP_ERRORS as exc:
         return PlanResult(ok=False, failed_step="setup", error=getattr(exc, "message", str(exc)))
     base_dir = render_base_dir(ctx, pull, repo_dir, project)  # render-only kubectl: diff base and head
@@ -171,7 +171,7 @@ def apply_in(ctx: JobContext, pull: PullRequest, repo_dir: str, plan: artifacts.
         runner = runner_for(project, ctx.settings, ctx.workspace, effective,
                             step_env_for(pull, project, project.dir, (), actor), project_dir=project_dir,
                             repo_id=pull.repo.id, git_credentials=ctx.git_credentials(pull.repo),
-                            init_records=ctx.init_records(repo_dir))
+                            init_records=ctx.init_records(repo_dir), sessions=ctx.terraform_sessions)
     except artifacts.ArtifactCorrupt as exc:
         return ApplyResult(ok=False, failed_step="verify", error=f"{exc}: comment `/plan` to plan again.")
     except SETUP_ERRORS as exc:

@@ -9,8 +9,8 @@ state (working dir, signal handling) away from the worker and lets us kill it li
 process, one after another (runners.process.Session speaks the protocol): starting the library
 is ~85 ms of every command (loading 170 MB of shared library and initialising Go), while
 `init`, `plan` and `show -json` of a small root take 30, 10 and 2 ms once it is loaded. Each
-command arrives on stdin as a JSON line {"token": T, "args": [...]}; its output goes to fds 1
-and 2 as before, then a line "T CODE". The token is new for every command and never leaves this
+command arrives on stdin as a JSON line {"token": T, "args": [...], "cwd": DIR}; it runs in DIR,
+its output goes to fds 1 and 2 as before, then a line "T CODE". The token is new for every command and never leaves this
 process (which is made undumpable, so a program Terraform starts cannot read it from
 /proc/PID/mem or its fds): a plan's output cannot end a command early. With SESSION_REAPING every
 other process of the sandbox's PID namespace is killed after each command, so nothing a pull
@@ -84,6 +84,7 @@ def session(library: str | Path, reap: bool) -> NoReturn:
     run_cli = _load(library)
     for line in sys.stdin.buffer:
         request = json.loads(line)
+        os.chdir(request["cwd"])
         code = _run_cli(run_cli, [str(arg) for arg in request["args"]])
         if reap and not _reap_others():
             os.write(2, b"plankeeper: processes started by this command would not stop\n")

@@ -271,8 +271,8 @@ class Session:
     process of its own (timeout, cancel, streamed lines, merged output), in one cwd and
     environment: the embedded Terraform's session (runners.embedded_terraform) speaks it.
 
-    The program reads a JSON line {"token": T, "args": [...]} per command from stdin and ends the
-    command's output with a line "T EXIT_CODE"; T is new for each command. A command that is
+    The program reads a JSON line {"token": T, "args": [...], "cwd": DIR} per command from stdin
+    and ends the command's output with a line "T EXIT_CODE"; T is new for each command. A command that is
     stopped (timeout, cancel) or a program that dies ends the session: later commands raise
     SessionEnded, and the caller starts afresh.
     """
@@ -287,14 +287,20 @@ class Session:
         self.ended = False
 
     def run(self, args: Sequence[str], timeout: float, on_line: Optional[LineSink] = None,
-            should_stop: Optional[StopCheck] = None) -> ProcessResult:
+            should_stop: Optional[StopCheck] = None, cwd: Optional[Path] = None) -> ProcessResult:
+        """Run one command (in cwd, default the session's); raises SessionEnded when the session
+        cannot run it, NotADirectoryError when cwd is missing."""
         if self.ended:
             raise SessionEnded("the session has ended")
+        cwd = Path(cwd or self.cwd)
+        if not cwd.is_dir():
+            raise NotADirectoryError(f"working directory does not exist: {cwd}")
         token = secrets.token_hex(16)
         started = time.monotonic()
         try:
             assert self.proc.stdin is not None
-            self.proc.stdin.write(json.dumps({"token": token, "args": list(args)}).encode() + b"\n")
+            request = {"token": token, "args": list(args), "cwd": str(cwd)}
+            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
             self.proc.stdin.flush()
         except OSError:
             self.close()
@@ -362,6 +368,34 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class SessionPool:
+    """The sessions a job keeps open between its commands, one per (argv, environment, sandbox):
+    a session is only reused by commands that would have started the same process (a sandbox
+    binds what existed when it started: a later checkout's .git, read-only in a new sandbox,
+    makes a new key). Starting a session of another key closes the others (one idle program at a
+    time). `get` may come before the first command (a prestart): the program starts meanwhile."""
+
+    def __init__(self) -> None:
+        self._open: dict[tuple, Session] = {}
+
+    def get(self, argv: Sequence[str], cwd: Path, env: Mapping[str, str], sandbox: Sandbox = NO_SANDBOX) -> Session:
+        key = (tuple(argv), tuple(sorted(env.items())), sandbox)
+        session = self._open.get(key)
+        if session is None or session.ended:
+            self.close()
+            session = self._open[key] = Session(argv, cwd, env, sandbox)
+        return session
+
+    @property
+    def open_sessions(self) -> list[Session]:
+        return [session for session in self._open.values() if not session.ended]
+
+    def close(self) -> None:
+        for session in self._open.values():
+            session.close()
+        self._open.clear()
 
 
 class SessionEnded(RuntimeError):

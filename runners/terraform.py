@@ -21,7 +21,7 @@ from runners.embedded_terraform import SESSION, SESSION_REAPING, embedded_argv
 from runners.git_credentials import GitCredentials, merge_git_config, served
 from runners.incremental_init import FIRST, MISSING, SKIPPED, InitDecision, InitRecords, asks_for_init, decide, record
 from runners.models import ApplyResult, LineSink, PlanResult, ResourceChange, StopCheck
-from runners.process import ExecutableNotFound, ProcessResult, Session, run
+from runners.process import ExecutableNotFound, ProcessResult, SessionPool, run
 from runners.sandbox import NO_SANDBOX, Sandbox
 
 NO_CHANGES = "No changes. Your infrastructure matches the configuration."
@@ -303,7 +303,9 @@ class TerraformRunner:
     """Runs one Terraform/OpenTofu binary with a fixed environment and per-step timeout.
 
     cli_config (TF_CLI_CONFIG_FILE) and plugin_cache_dir are pinned: a workflow's `env` step
-    cannot change them for Terraform steps. Every process runs in `sandbox`. git_credentials,
+    cannot change them for Terraform steps. Every process runs in `sandbox`. The embedded
+    Terraform runs its commands in sessions (runners.embedded_terraform): the job's `sessions`
+    when given (kept open across its projects), else one per plan() or apply(). git_credentials,
     when given, are offered to git during `init` only (runners.git_credentials). With init_records
     (the checkout is a kept work tree) init is skipped when nothing it depends on changed, and no
     plugin cache is used: each `.terraform` holds its providers, so it stays whole between jobs.
@@ -319,8 +321,10 @@ class TerraformRunner:
         sandbox: Sandbox = NO_SANDBOX,
         git_credentials: Optional[GitCredentials] = None,
         init_records: InitRecords | None = None,
+        sessions: SessionPool | None = None,
     ) -> None:
         self.argv0 = list(argv0)
+        self.sessions = sessions  # the job's: its sessions outlive this runner (see session())
         self.git_credentials = git_credentials
         self.timeout = timeout
         self.sandbox = sandbox
@@ -337,8 +341,7 @@ class TerraformRunner:
             self.pinned["TF_CLI_CONFIG_FILE"] = str(cli_config)
         self.env.update(self.pinned)
         self.initialized: set[Path] = set()  # shared by copies (workflows): .terraform we made
-        self._session_dir: Optional[Path] = None
-        self._session: Optional[Session] = None
+        self._block_sessions: SessionPool | None = None
 
     def plan(
         self,
@@ -350,7 +353,7 @@ class TerraformRunner:
         should_stop: Optional[StopCheck] = None,
     ) -> PlanResult:
         """init, workspace select, plan -out, show -json; see runners.base.Runner.plan."""
-        with self.session(project_dir):
+        with self.session():
             return self._plan(project_dir, workspace, out_dir, extra_args, on_line, should_stop)
 
     def _plan(self, project_dir: Path, workspace: str, out_dir: Path, extra_args: Sequence[str],
@@ -386,7 +389,7 @@ class TerraformRunner:
         should_stop: Optional[StopCheck] = None,
     ) -> ApplyResult:
         """init, workspace select, apply the saved plan file; see runners.base.Runner.apply."""
-        with self.session(project_dir):
+        with self.session():
             prepared, _ = self._prepare(project_dir, workspace, on_line, should_stop)
             if prepared is not None:
                 return self._apply_failure(prepared)
@@ -599,32 +602,38 @@ class TerraformRunner:
 
     def _run(self, args: Sequence[str], project_dir: Path, on_line: Optional[LineSink],
              should_stop: Optional[StopCheck], git_env: Mapping[str, str]) -> ProcessResult:
-        """One Terraform command: in this runner's session when one is open for project_dir (an
-        init offering git credentials has an environment of its own, so a process of its own)."""
+        """One Terraform command: in a session when there is a pool for it (an init offering git
+        credentials has an environment of its own, so a process of its own)."""
         env = merge_git_config({**self.env, **self.pinned}, git_env)
-        if self._session_dir != project_dir or git_env:
+        pool = self.sessions or self._block_sessions
+        if pool is None or git_env or self.argv0 != embedded_argv():
             return run([*self.argv0, *args], project_dir, env, self.timeout, on_line, should_stop,
                        sandbox=self.sandbox)
-        if self._session is None or self._session.ended:  # none yet, or the last command was stopped
-            mode = SESSION_REAPING if self.sandbox.active else SESSION
-            self._session = Session([*self.argv0, mode], project_dir, env, self.sandbox)
-        return self._session.run(args, self.timeout, on_line, should_stop)
+        session = pool.get(self._session_argv(), project_dir, env, self.sandbox)
+        return session.run(args, self.timeout, on_line, should_stop, cwd=project_dir)
+
+    def _session_argv(self) -> list[str]:
+        return [*self.argv0, SESSION_REAPING if self.sandbox.active else SESSION]
+
+    def prestart(self, cwd: Path) -> None:
+        """Start the job's session for this runner's commands now, so that the embedded
+        Terraform loads while the job does other work (a no-op for other binaries)."""
+        if self.sessions is not None and self.argv0 == embedded_argv():
+            self.sessions.get(self._session_argv(), cwd, {**self.env, **self.pinned}, self.sandbox)
 
     @contextlib.contextmanager
-    def session(self, project_dir: Path) -> Iterator[None]:
-        """Run the block's steps in project_dir in one embedded Terraform process (a session:
-        runners.embedded_terraform), which saves the library's ~85 ms start-up on every command
-        but the first; other binaries run a process per command as before."""
-        if self.argv0 != embedded_argv() or self._session_dir is not None:
+    def session(self) -> Iterator[None]:
+        """Run the block's commands in sessions: the job's, or the block's own (closed at its end).
+        One session saves the embedded Terraform's ~85 ms start-up on every command but its first."""
+        if self.sessions is not None or self._block_sessions is not None:
             yield
             return
-        self._session_dir = Path(project_dir)
+        self._block_sessions = SessionPool()
         try:
             yield
         finally:
-            if self._session is not None:
-                self._session.close()
-            self._session, self._session_dir = None, None
+            self._block_sessions.close()
+            self._block_sessions = None
 
     def _plan_failure(self, step: _Step, init_note: str = "") -> PlanResult:
         return PlanResult(

@@ -135,7 +135,7 @@ def _plan(ctx: JobContext, repo_dir: str, project: Project, terraform_version: O
         project_dir = selection.project_dir(ctx.workspace, repo_dir, project)
         runner = runner_for(project, ctx.settings, ctx.workspace, terraform_version=terraform_version,
                             project_dir=project_dir, repo_id=repo.id, git_credentials=ctx.git_credentials(repo),
-                            init_records=ctx.init_records(repo_dir))
+                            init_records=ctx.init_records(repo_dir), sessions=ctx.terraform_sessions)
     except SETUP_ERRORS as exc:  # reported in the status
         return PlanResult(ok=False, failed_step="setup", error=getattr(exc, "message", str(exc)))
     return runner.plan(project_dir, project.workspace, output_dir(ctx, project), (), on_line=sink)

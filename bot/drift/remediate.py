@@ -82,7 +82,7 @@ def _apply(ctx: JobContext, repo: Repo, head: str, repo_dir: str, project: Proje
         project_dir = selection.project_dir(ctx.workspace, repo_dir, project)
         runner = runner_for(project, ctx.settings, ctx.workspace, terraform_version=terraform_version,
                             project_dir=project_dir, repo_id=repo.id, git_credentials=ctx.git_credentials(repo),
-                            init_records=ctx.init_records(repo_dir))
+                            init_records=ctx.init_records(repo_dir), sessions=ctx.terraform_sessions)
     except SETUP_ERRORS as exc:  # reported like a failed apply
         applied = ApplyResult(ok=False, failed_step="setup", error=getattr(exc, "message", str(exc)))
     else:

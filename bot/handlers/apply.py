@@ -43,6 +43,7 @@ class ApplyHandler(Handler):
                 return "not applied: policy checks failed"
             raise ApplyRefused(refusal, title="Apply refused")
         repo_dir = ctx.checkout(pull)
+        ctx.prestart_terraform(pull, repo_dir)
         use_plan_repo_config(ctx, pull, repo_dir)  # a hook's generated config, as the plan read it
         config, _ = selection.load_effective(ctx.workspace, repo_dir, ctx.settings.repo_settings(pull.repo.id))
         effective = [effective_for(ctx, pull, repo_dir, project_of(p)) for p in plans]

@@ -33,6 +33,7 @@ class PlanHandler(Handler):
         resolved = ctx.settings.repo_settings(pull.repo.id)
         try:
             repo_dir = ctx.checkout(pull)
+            ctx.prestart_terraform(pull, repo_dir)  # loads while projects are selected, the comment posted
             before = repo_config_text(ctx, repo_dir, resolved)
             hooks.run_pre_workflow_hooks(ctx, pull, repo_dir)  # before the config: a hook may generate it
             generated = generated_repo_config(ctx, repo_dir, resolved, before)

@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from runners.embedded_terraform import embedded_argv, embedded_paths
+from runners.process import SessionPool
 from runners.sandbox import BUBBLEWRAP, Sandbox, probe
 from runners.terraform import TerraformRunner
 
@@ -54,10 +55,11 @@ def test_other_binaries_run_a_process_per_command(tmp_path: Path) -> None:
     fake = tmp_path / "terraform"
     fake.write_text("#!/bin/sh\necho \"$@\" >> calls\n")
     fake.chmod(0o755)
-    runner = TerraformRunner([str(fake)], {"PATH": "/usr/bin:/bin"}, 10)
-    with runner.session(tmp_path):
-        assert runner.init(tmp_path).ok and runner.init(tmp_path).ok
-    assert (tmp_path / "calls").read_text().count("init") == 2
+    pool = SessionPool()
+    runner = TerraformRunner([str(fake)], {"PATH": "/usr/bin:/bin"}, 10, sessions=pool)
+    runner.prestart(tmp_path)
+    assert runner.init(tmp_path).ok and runner.init(tmp_path).ok
+    assert (tmp_path / "calls").read_text().count("init") == 2 and pool.open_sessions == []
 
 
 SLEEPER = "sleep 31.4159"  # what a pull request's local-exec leaves running behind it
@@ -71,11 +73,11 @@ def _start_a_sleeper(root: Path, runner: TerraformRunner) -> None:
     (root / "main.tf").write_text(
         'resource "terraform_data" "x" {\n  provisioner "local-exec" {\n'
         f'    command = "{SLEEPER} >/dev/null 2>&1 &"\n  }}\n}}\n')
-    with runner.session(root):
-        assert runner.init(root).ok
-        applied = runner._step("apply", root, ["apply", "-auto-approve", "-no-color"], None, None)
-        assert applied.ok, applied.result and applied.result.output
-        assert runner._session is not None and runner._session.proc.poll() is None  # still open
+    assert runner.sessions is not None
+    assert runner.init(root).ok
+    applied = runner._step("apply", root, ["apply", "-auto-approve", "-no-color"], None, None)
+    assert applied.ok, applied.result and applied.result.output
+    assert len(runner.sessions.open_sessions) == 1  # the session is still open
 
 
 @needs_bwrap
@@ -84,18 +86,47 @@ def test_nothing_a_command_starts_outlives_it_in_a_sandboxed_session(tmp_path: P
     root.mkdir(), home.mkdir()
     sandbox = Sandbox(BUBBLEWRAP, shutil.which("bwrap") or "bwrap", read_only=tuple(embedded_paths()),
                       writable=(tmp_path,))
-    runner = TerraformRunner(embedded_argv(), {"PATH": "/usr/bin:/bin", "HOME": str(home)}, 60, sandbox=sandbox)
-    _start_a_sleeper(root, runner)
-    assert _sleepers() == []  # killed before the command's end line, inside the still-open session
+    pool = SessionPool()
+    runner = TerraformRunner(embedded_argv(), {"PATH": "/usr/bin:/bin", "HOME": str(home)}, 60, sandbox=sandbox,
+                             sessions=pool)
+    try:
+        _start_a_sleeper(root, runner)
+        assert _sleepers() == []  # killed before the command's end line, inside the still-open session
+    finally:
+        pool.close()
 
 
 def test_without_a_sandbox_the_session_does_not_reap(tmp_path: Path) -> None:
     """The control for the test above: the same local-exec does leave its sleeper running
     (a session outside a sandbox kills nothing: its /proc would be the host's)."""
-    runner = TerraformRunner(embedded_argv(), {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, 60)
+    pool = SessionPool()
+    runner = TerraformRunner(embedded_argv(), {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, 60, sessions=pool)
     try:
         _start_a_sleeper(tmp_path, runner)
         assert len(_sleepers()) == 1
     finally:
+        pool.close()
         for process in _sleepers():
             process.kill()
+
+
+def test_a_jobs_sessions_serve_several_projects_and_start_before_the_first_command(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    for root, value in ((first, "one"), (second, "two")):
+        root.mkdir()
+        (root / "main.tf").write_text(f'resource "terraform_data" "x" {{\n  input = "{value}"\n}}\n')
+    pool = SessionPool()
+    runner = TerraformRunner(embedded_argv(), {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, 60, sessions=pool)
+    try:
+        runner.prestart(tmp_path)
+        [prestarted] = pool.open_sessions
+        plans = [runner.plan(root, "default", root / "out") for root in (first, second)]
+        assert pool.open_sessions == [prestarted]  # both plans ran in it, and it stays for the job
+    finally:
+        pool.close()
+    assert all(plan.ok for plan in plans), [plan.output for plan in plans]
+    assert ['"one"' in plans[0].output, '"two"' in plans[1].output] == [True, True]  # each in its own dir
+    other = TerraformRunner(embedded_argv(), {"PATH": "/usr/bin:/bin", "HOME": str(first)}, 60, sessions=pool)
+    assert other.plan(first, "default", first / "out").ok
+    assert len(pool.open_sessions) == 1 and pool.open_sessions != [prestarted]  # another environment
+    pool.close()
