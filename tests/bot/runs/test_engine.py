@@ -19,9 +19,14 @@ from bot.models import (
 )
 from bot.runs import engine, report, store
 from bot.runs.model import NewRun, Run
+from bot.settings import TerraformSettings
 from bot.state import artifacts, joblog, keys, leases, locks
+from bot.forges.github import GitHubForge
 from runners.models import Project, ResourceChange
+from runners.process import Session
 from runners.repo_config_schema import EffectiveProject
+from tests.support import tf_data
+from tests.support_jobs import FULL
 
 PLAN_STATUS = "plankeeper/plan"
 
@@ -281,6 +286,37 @@ def test_a_one_project_plan_runs_in_its_events_job_with_one_checkout(bench_facto
     assert len(checkouts) == 1, checkouts  # the project used its coordinator's checkout
     assert any("saved plan" in line for line in joblog.read_log(bench.redis, f"{run_id}-p0"))  # its own log
     assert active_run(bench) is None
+
+
+def test_a_jobs_projects_share_one_terraform_session_started_before_they_are_selected(bench_factory,
+                                                                                      monkeypatch) -> None:
+    bench = bench_factory(terraform=TerraformSettings(binary="embedded"))  # sessions are the embedded one's
+    bench.open_pull()
+    bench.fake.push(FULL, 7, bench.push_commit({"infra/db/main.tf": tf_data("db")}),
+                    files=["infra/app/main.tf", "infra/db/main.tf"])
+    events: list[str] = []
+    sessions: list[Session] = []
+    start_session, changed_files = Session.__init__, GitHubForge.changed_files
+
+    def session_started(self, *args, **kwargs) -> None:
+        events.append("session started")
+        sessions.append(self)
+        start_session(self, *args, **kwargs)
+
+    def files_read(self, pull):
+        events.append("changed files read")
+        return changed_files(self, pull)
+
+    monkeypatch.setattr(Session, "__init__", session_started)
+    monkeypatch.setattr(GitHubForge, "changed_files", files_read)
+    queueing.enqueue_event(bench.redis, PullRequestEvent("delivery-1", "opened", bench.pull(), "alice"),
+                           bench.settings.terraform.timeout)
+    bench.work()  # one worker: both projects planned in the event's job
+
+    [comment] = bench.bot_comments()
+    assert "2 with changes" in comment["body"], comment["body"]
+    assert events == ["session started", "changed files read"]  # loading while the projects were chosen
+    assert sessions[0].ended and sessions[0].proc.returncode is not None  # closed with the job
 
 
 def test_a_coordinator_that_died_in_place_is_reported_on_the_runs_comment(bench_factory, scripted) -> None:
