@@ -75,6 +75,7 @@ class Lab:
         self.repo.checkout("main")
         head = self.repo.commit(files, f"pr {self.number}", branch=f"f{self.number}")
         self.repo.checkout("main")
+        self.repo.git("update-ref", f"refs/pull/{self.number}/head", head)  # as GitHub publishes it
         self.fake.add_pull(REPO, self.number, head, f"f{self.number}", "main", "alice", files=list(files),
                            base_sha=self.base_sha)
         self.fake.set_permission(REPO, "alice", "write")
