@@ -107,7 +107,8 @@ class WorkTrees:
         with self.cache.fetched(clone_url, sha, auth, refs) as mirror:
             if lease.present and meta.get("mirror") == str(mirror) and _admin_dir(lease.tree) is not None:
                 try:
-                    lease.kept = _update(lease.tree, sha, lease.records, self.cache.base_env)
+                    lease.kept = _update(lease.tree, sha, lease.records, self.cache.base_env,
+                                         cleaned=bool(meta.get("cleaned")))
                     lease.reused = True
                 except GitError:
                     pass  # e.g. files made unremovable: start over
@@ -115,7 +116,7 @@ class WorkTrees:
                 lease.present = False
                 self._create(lease, mirror, sha, meta)
             lease.present = True
-        meta.update(mirror=str(mirror), admin=str(_admin_dir(lease.tree) or ""), used_at=time.time())
+        meta.update(mirror=str(mirror), admin=str(_admin_dir(lease.tree) or ""), used_at=time.time(), cleaned=False)
         _write_meta(lease.slot, meta)
 
     def release(self, lease: TreeLease) -> None:
@@ -123,10 +124,11 @@ class WorkTrees:
         drop it; then let go of the slot and remove trees beyond the limits."""
         try:
             if lease.ready and lease.tree.is_dir() and not (lease.slot / CLOSED).exists():
+                cleaned = _clean(lease.tree, lease.records, self.cache.base_env)
                 _refresh_index(lease.tree, self.cache.base_env)
                 os.rename(lease.tree, lease.slot / TREE)
                 meta = _read_meta(lease.slot)
-                meta.update(used_at=time.time(), size=_size(lease.slot / TREE))
+                meta.update(used_at=time.time(), size=_size(lease.slot / TREE), cleaned=cleaned)
                 _write_meta(lease.slot, meta)
             else:
                 _remove_dir(lease.tree)
@@ -223,19 +225,34 @@ def shared_git_dir(checkout: Path) -> Path | None:
     return Path(os.path.normpath(admin / common))
 
 
-def _update(tree: Path, sha: str, records: InitRecords, env: Mapping[str, str]) -> tuple[str, ...]:
+def _update(tree: Path, sha: str, records: InitRecords, env: Mapping[str, str], cleaned: bool = False
+            ) -> tuple[str, ...]:
     """Check out sha in place (git writes only what differs), remove untracked files but the
-    recorded projects' .terraform and lock file; returns the projects whose .terraform stays."""
+    recorded projects' .terraform and lock file (unless `cleaned`: the last job's release did, and
+    nothing ran in the tree since); returns the projects whose .terraform stays."""
     dirs = records.kept_dirs()
     run_git(tree, ["-c", "advice.detachedHead=false", "-c", "core.hooksPath=/dev/null", "checkout", "--quiet",
                    "--force", "--detach", sha], env, f"check out {sha}")
-    keep = [arg for d in dirs for name in (DATA_DIR, LOCK_FILE) for arg in ("-e", _anchored(d, name))]
-    run_git(tree, ["clean", "-ffdxq", *keep], env, "clean the work tree")
+    if not cleaned:
+        _clean(tree, records, env, check=True)
     if not dirs:
         return ()
     specs = [f":(literal){_join(d, name)}" for d in dirs for name in (DATA_DIR, LOCK_FILE)]
     tracked = [f for f in run_git(tree, ["ls-files", "-z", "--", *specs], env, "list tracked files").split("\0") if f]
     return tuple(d for d in dirs if _keep(tree, d, tracked, records))
+
+
+def _clean(tree: Path, records: InitRecords, env: Mapping[str, str], check: bool = False) -> bool:
+    """Remove untracked files but the recorded projects' .terraform and lock file; False when git
+    could not (raised instead with check)."""
+    keep = [arg for d in records.kept_dirs() for name in (DATA_DIR, LOCK_FILE) for arg in ("-e", _anchored(d, name))]
+    try:
+        run_git(tree, ["clean", "-ffdxq", *keep], env, "clean the work tree")
+    except GitError:
+        if check:
+            raise
+        return False
+    return True
 
 
 def _keep(tree: Path, project_dir: str, tracked: Sequence[str], records: InitRecords) -> bool:

@@ -125,7 +125,17 @@ def test_another_pull_request_or_repository_never_gets_the_tree(lab):
         assert not other.reused and not (other.tree / "planted.sh").exists()
         assert other.slot != lease.slot
         lab.trees.release(other)
-    assert (lab.kept_tree() / "planted.sh").exists()  # 7's own tree is untouched (cleaned at its next use)
+    assert not (lab.kept_tree() / "planted.sh").exists()  # removed when 7's job gave its tree back
+
+
+def test_what_a_job_left_is_removed_when_it_gives_the_tree_back(lab):
+    lease = lab.checkout(release=False)
+    (lease.tree / "stacks/s01/leftover.txt").write_text("from the plan\n")
+    lab.trees.release(lease)
+    assert not (lab.kept_tree() / "stacks/s01/leftover.txt").exists()
+    assert json.loads((lease.slot / "meta.json").read_text())["cleaned"] is True  # the next checkout needs no clean
+    again = lab.checkout(release=False)
+    assert again.reused and json.loads((again.slot / "meta.json").read_text())["cleaned"] is False  # in use now
 
 
 def test_closing_removes_the_tree_and_gits_record_of_it(lab):
