@@ -6,16 +6,19 @@ with Terraform's exit code. Running it in a process of its own keeps Terraform's
 state (working dir, signal handling) away from the worker and lets us kill it like any binary.
 
 `[*embedded_argv(), SESSION]` (or `SESSION_REAPING` inside a sandbox) runs several commands in one
-process, one after another (runners.process.Session speaks the protocol): starting the library
-is ~85 ms of every command (loading 170 MB of shared library and initialising Go), while
-`init`, `plan` and `show -json` of a small root take 30, 10 and 2 ms once it is loaded. Each
-command arrives on stdin as a JSON line {"token": T, "args": [...], "cwd": DIR}; it runs in DIR,
-its output goes to fds 1 and 2 as before, then a line "T CODE". The token is new for every command and never leaves this
-process (which is made undumpable, so a program Terraform starts cannot read it from
-/proc/PID/mem or its fds): a plan's output cannot end a command early. With SESSION_REAPING every
-other process of the sandbox's PID namespace is killed after each command, so nothing a pull
-request's code started (an external data source's background child) outlives its command into
-the next one, as it could not when each command had a sandbox of its own.
+process, one after another (runners.process.Session speaks the protocol). A command of its own
+costs ~85 ms before it does anything (the process, the 170 MB shared library, Terraform's one-time
+set-up), while `init`, `plan` and `show -json` of a small root take 2, 10 and 2 ms after that. The
+session pays the set-up first, with a `terraform version` whose output goes nowhere, so that a
+session started early (TerraformRunner.prestart) has paid it before the job needs it.
+
+Each command arrives on stdin as a JSON line {"token": T, "args": [...], "cwd": DIR}; it runs in
+DIR, its output goes to fds 1 and 2 as before, then a line "T CODE". The token is new for every
+command and never leaves this process (which is made undumpable, so a program Terraform starts
+cannot read it from /proc/PID/mem or its fds): a plan's output cannot end a command early. With
+SESSION_REAPING every other process of the sandbox's PID namespace is killed after each command,
+so nothing a pull request's code started (an external data source's background child) outlives
+its command into the next one, as it could not when each command had a sandbox of its own.
 """
 from __future__ import annotations
 
@@ -82,6 +85,7 @@ def session(library: str | Path, reap: bool) -> NoReturn:
     docstring); exit 0 at the end of stdin."""
     ctypes.CDLL(None).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
     run_cli = _load(library)
+    _warm_up(run_cli)
     for line in sys.stdin.buffer:
         request = json.loads(line)
         os.chdir(request["cwd"])
@@ -91,6 +95,16 @@ def session(library: str | Path, reap: bool) -> NoReturn:
             os._exit(125)
         os.write(1, f"\n{request['token']} {code}\n".encode())
     raise SystemExit(0)
+
+
+def _warm_up(run_cli) -> None:
+    """`terraform version`, its output discarded: Terraform's one-time set-up, paid before the
+    first command (see the module's docstring)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        run_cli(1, (ctypes.c_char_p * 1)(b"version"), os.dup(devnull), os.dup(devnull))
+    finally:
+        os.close(devnull)
 
 
 def _load(library: str | Path):

@@ -2,7 +2,8 @@
 
 Its explicit provider_installation block turns off Terraform's implied local mirrors, among them
 `terraform.d/plugins` in the working directory: without it, a pull request could commit a
-"provider" there and Terraform would run it during plan, with no network needed.
+"provider" there and Terraform would run it during plan, with no network needed. And no command
+asks checkpoint-api.hashicorp.com whether a newer Terraform exists (`disable_checkpoint`).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def cli_config_text(mirrors: Sequence[Path] = ()) -> str:
     implied local mirrors such as a repository's own `terraform.d/plugins`."""
     blocks = "".join(f"  filesystem_mirror {{\n    path = {json.dumps(str(m))}\n  }}\n" for m in mirrors)
     return ("# Written by Plankeeper for every Terraform it runs (TF_CLI_CONFIG_FILE).\n"
+            "disable_checkpoint = true\n"  # no call to HashiCorp's version check from every command
             f"provider_installation {{\n{blocks}  direct {{}}\n}}\n")
 
 
