@@ -30,7 +30,8 @@ from runners.models import Project
 from runners.process import SessionPool
 from runners.repo_config_schema import EffectiveProject
 from runners.sandbox import BUBBLEWRAP, NO_SANDBOX, NONE, Sandbox, probe
-from runners.terraform import MissingBinary, TerraformRunner, resolve_binary
+from runners.terraform import TerraformRunner
+from runners.terraform_binaries import MissingBinary, resolve_binary
 from runners.terraform_install import InstallError, exact_version, install, required_version
 from runners.terraform_config import write_cli_config
 from runners.kubectl import KubectlRunner

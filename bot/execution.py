@@ -21,10 +21,10 @@ from bot.models import PullRequest
 from bot.redact import Redactor
 from bot.state import artifacts, keys
 from runners.models import ApplyResult, PlanResult, Project
+from runners.plan_json import change_values
 from runners.repo_config import CONFIG_FILES, find_config_file
 from runners.repo_config_merge import project_defaults
 from runners.repo_config_schema import EffectiveProject
-from runners.terraform import change_values
 from runners.workspace import PathEscape, Workspace
 
 SETUP_ERRORS = (UserFacingError, PathEscape)  # the user's to fix: reported on the project

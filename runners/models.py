@@ -36,7 +36,7 @@ class ResourceChange:
     address: str
     action: str  # create | update | replace | delete | read
     # SHA-256 of the change's before and after values in canonical form (unknown values as
-    # unknown, sensitive values as their hash: runners.terraform.change_values); "" when the
+    # unknown, sensitive values as their hash: runners.plan_json.change_values); "" when the
     # engine gives none. Not part of equality: two plans agree on values when digests match.
     digest: str = field(default="", compare=False)
 

@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-
-import hashlib
 import json
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +18,7 @@ from runners.embedded_terraform import SESSION, SESSION_REAPING, embedded_argv
 from runners.git_credentials import GitCredentials, merge_git_config, served
 from runners.incremental_init import FIRST, MISSING, SKIPPED, InitDecision, InitRecords, asks_for_init, decide, record
 from runners.models import ApplyResult, LineSink, PlanResult, ResourceChange, StopCheck
+from runners.plan_json import resource_changes
 from runners.process import ExecutableNotFound, ProcessResult, SessionPool, run
 from runners.sandbox import NO_SANDBOX, Sandbox
 
@@ -40,10 +38,6 @@ _NEXT_STEP = {
 }
 
 
-class MissingBinary(Exception):
-    """No configured Terraform binary satisfies a project's terraform_version."""
-
-
 @dataclass
 class _Step:
     name: str
@@ -59,101 +53,6 @@ class _Step:
 StepRun = _Step  # public name for the outcome of one step-level call
 
 
-# ---------------------------------------------------------------------------- binaries
-
-
-def resolve_binary(
-    setting: str,
-    path: str,
-    version: Optional[str] = None,
-    binaries: Mapping[str, str] = {},
-    distribution: str = "terraform",
-) -> list[str]:
-    """The argv prefix that runs Terraform for a project.
-
-    setting "auto" picks `terraform`, else `tofu` on the given PATH, else the embedded
-    Terraform; anything else is a path or a name looked up on PATH. With a version constraint
-    the binary comes from `binaries` (constraint or version -> path). Raises MissingBinary when
-    no entry fits the version.
-    """
-    if version:
-        return [_pick_versioned(version, binaries, distribution)]
-    if setting == "embedded":
-        return embedded_argv()
-    if setting == "auto":
-        for name in ("terraform", "tofu"):
-            found = shutil.which(name, path=path)
-            if found:
-                return [found]
-        return embedded_argv()
-    if "/" in setting:
-        return [setting]
-    return [shutil.which(setting, path=path) or setting]
-
-
-def _pick_versioned(version: str, binaries: Mapping[str, str], distribution: str) -> str:
-    wanted = version.strip()
-    if wanted in binaries:
-        return binaries[wanted]
-    candidates = [
-        (_parse_version(key), path)
-        for key, path in binaries.items()
-        if _is_plain_version(key) and version_satisfies(key, wanted)
-    ]
-    if candidates:
-        return max(candidates)[1]
-    if _is_plain_version(wanted):
-        for key, path in binaries.items():
-            if not _is_plain_version(key) and version_satisfies(wanted, key):
-                return path
-    known = ", ".join(sorted(binaries)) or "none"
-    raise MissingBinary(
-        f"no {distribution} binary for version {wanted!r}: add one to the server setting "
-        f"terraform.binaries (configured: {known})"
-    )
-
-
-_CONSTRAINT = re.compile(r"^\s*(=|!=|>=|<=|>|<|~>)?\s*v?(\d+(?:\.\d+){0,2})(?:-[\w.]+)?\s*$")
-
-
-def _is_plain_version(text: str) -> bool:
-    return re.fullmatch(r"v?\d+(\.\d+){0,2}", text.strip()) is not None
-
-
-def _parse_version(text: str) -> tuple[int, int, int]:
-    nums = [int(n) for n in re.findall(r"\d+", text.strip().lstrip("v").split("-")[0])[:3]]
-    return (nums + [0, 0, 0])[0], (nums + [0, 0, 0])[1], (nums + [0, 0, 0])[2]
-
-
-def version_satisfies(version: str, constraint: str) -> bool:
-    """True when version (e.g. "1.5.7") meets a Terraform constraint ("~> 1.5, != 1.5.2")."""
-    have = _parse_version(version)
-    for part in constraint.split(","):
-        match = _CONSTRAINT.match(part)
-        if not match:
-            return False
-        op, raw = match.group(1) or "=", match.group(2)
-        want = _parse_version(raw)
-        if not _compare(have, op, want, raw.count(".") + 1):
-            return False
-    return True
-
-
-def _compare(have: tuple[int, int, int], op: str, want: tuple[int, int, int], given: int) -> bool:
-    if op == "~>":
-        # ~> 1.5 allows 1.x >= 1.5; ~> 1.5.7 allows 1.5.x >= 1.5.7
-        prefix = max(given - 1, 1)
-        return have >= want and have[:prefix] == want[:prefix]
-    return {
-        "=": have == want,
-        "!=": have != want,
-        ">": have > want,
-        ">=": have >= want,
-        "<": have < want,
-        "<=": have <= want,
-    }[op]
-
-
 def _remove(path: Path) -> None:
     if path.is_symlink() or not path.is_dir():
         path.unlink(missing_ok=True)
@@ -167,108 +66,6 @@ def _forget_selected_workspace(data_dir: Path) -> None:
     environment = data_dir / "environment"
     if data_dir.is_dir() and not data_dir.is_symlink() and environment.is_file():
         environment.unlink()
-
-
-# ---------------------------------------------------------------------------- plan JSON
-
-
-def _action(actions: Sequence[str]) -> Optional[str]:
-    kinds = set(actions)
-    if kinds == {"delete", "create"}:
-        return "replace"
-    if kinds <= {"no-op"}:
-        return None
-    return actions[0] if len(actions) == 1 else "-".join(actions)
-
-
-def _changed(entries: Optional[Sequence[dict]]) -> list[tuple[dict, str]]:
-    """(entry, action) of each entry that changes something (no-ops left out), in order."""
-    found = []
-    for rc in entries or ():
-        action = _action(rc.get("change", {}).get("actions", []))
-        if action:
-            found.append((rc, action))
-    return found
-
-
-def _changes(entries: Sequence[dict]) -> list[ResourceChange]:
-    return [ResourceChange(address=rc.get("address", "?"), action=action, digest=values_digest(_values(rc)))
-            for rc, action in _changed(entries)]
-
-
-def resource_changes(plan_json: dict) -> list[ResourceChange]:
-    """Resources the plan changes (no-ops left out), in Terraform's order, each with the digest
-    of its values."""
-    return _changes(plan_json.get("resource_changes", []))
-
-
-# A change's values in canonical form: what merge-to-deploy compares attribute by attribute.
-# Unknown ("known after apply") and sensitive values become markers, a sensitive one keeping
-# only the SHA-256 of its value, so the form can be stored and shown without the secret.
-MARKER = "__plankeeper__"
-UNKNOWN = {MARKER: "unknown"}
-
-
-def change_values(plan_json: dict) -> list[dict]:
-    """{"before": ..., "after": ...} of each change resource_changes(plan_json) lists, in the
-    same order, in canonical form (see values_digest)."""
-    return [_values(rc) for rc, _ in _changed(plan_json.get("resource_changes", []))]
-
-
-def values_digest(values: dict) -> str:
-    """SHA-256 of canonical values: equal digests mean equal before and after values."""
-    return hashlib.sha256(_canonical_json(values).encode()).hexdigest()
-
-
-def sensitive_marker(value: object) -> dict:
-    return {MARKER: "sensitive", "sha256": hashlib.sha256(_canonical_json(value).encode()).hexdigest()}
-
-
-def _canonical_json(value: object) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def _values(rc: dict) -> dict:
-    change = rc.get("change") or {}
-    return {"before": _canonical(change.get("before"), None, change.get("before_sensitive")),
-            "after": _canonical(change.get("after"), change.get("after_unknown"), change.get("after_sensitive"))}
-
-
-def _has_unknown(unknown: object) -> bool:
-    if unknown is True:
-        return True
-    if isinstance(unknown, dict):
-        return any(_has_unknown(v) for v in unknown.values())
-    if isinstance(unknown, list):
-        return any(_has_unknown(v) for v in unknown)
-    return False
-
-
-def _canonical(value: object, unknown: object, sensitive: object) -> object:
-    """value with its unknown leaves (after_unknown: true) as UNKNOWN and its sensitive ones
-    (before_/after_sensitive: true) as sensitive_marker; Terraform leaves unknown attributes
-    out of `after`, they come back here as UNKNOWN."""
-    if unknown is True:
-        return UNKNOWN
-    if sensitive is True:
-        return sensitive_marker(value)
-    if isinstance(value, dict) or (value is None and isinstance(unknown, dict) and _has_unknown(unknown)):
-        known = value if isinstance(value, dict) else {}
-        unknowns = unknown if isinstance(unknown, dict) else {}
-        secrets = sensitive if isinstance(sensitive, dict) else {}
-        names = set(known) | {k for k, v in unknowns.items() if _has_unknown(v)}
-        return {k: _canonical(known.get(k), unknowns.get(k), secrets.get(k)) for k in sorted(names)}
-    if isinstance(value, list):
-        unknowns = unknown if isinstance(unknown, list) else []
-        secrets = sensitive if isinstance(sensitive, list) else []
-        return [_canonical(value[i] if i < len(value) else None, unknowns[i] if i < len(unknowns) else None,
-                           secrets[i] if i < len(secrets) else None) for i in range(max(len(value), len(unknowns)))]
-    return value
-
-
-def drift_changes(plan_json: dict) -> list[ResourceChange]:
-    """Resources that changed outside Terraform since the last apply ("resource_drift")."""
-    return _changes(plan_json.get("resource_drift", []))
 
 
 def _summary_line(output: str, prefixes: Sequence[str]) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import requests
 
-from runners.terraform import MissingBinary
+from runners.terraform_binaries import MissingBinary
 
 TERRAFORM = "terraform"
 OPENTOFU = "opentofu"

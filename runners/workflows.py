@@ -23,10 +23,11 @@ from typing import Any, Mapping, Optional, Sequence
 
 from runners.incremental_init import SKIPPED, asks_for_init
 from runners.models import ApplyResult, LineSink, PlanResult, StopCheck
+from runners.plan_json import resource_changes
 from runners.process import ExecutableNotFound, run
 from runners.repo_config_schema import Step, Workflow
 from runners.sandbox import NO_SANDBOX, Sandbox
-from runners.terraform import NO_CHANGES, TerraformRunner, _counted_summary, _summary_line, resource_changes
+from runners.terraform import NO_CHANGES, TerraformRunner, _counted_summary, _summary_line
 
 SHELL = "/bin/sh"
 _REFRESHING = re.compile(r": (Refreshing state\.\.\.|Reading\.\.\.|Read complete after)")

@@ -25,10 +25,10 @@ from bot.models import DriftState, JobState, Repo
 from bot.state import audit, joblog
 from runners.git import GitError
 from runners.models import PlanResult, Project
+from runners.plan_json import drift_changes
 from runners.projects import module_users
 from runners.repo_config import RepoConfigError, load_repo_config
 from runners.repo_config_merge import merge_with_server
-from runners.terraform import drift_changes
 from runners.workspace import PathEscape
 
 

@@ -10,7 +10,7 @@ import redis
 from bot import metrics
 from bot.state import keys
 from runners.models import PlanResult, ResourceChange
-from runners.terraform import drift_changes
+from runners.plan_json import drift_changes
 
 ACTOR = "plankeeper-drift"
 DRIFT_PULL = 0  # the lock owner number remediation uses: no pull request has it

@@ -7,7 +7,7 @@ deployment) with a comment saying why and what to do:
    forge for the reviewed head; `mergeable` and `undiverged` cannot hold after a merge);
 2. a fresh plan of the merge commit equals the reviewed plan attribute by attribute: the same
    resources, actions and before/after values (unknown values as unknown, sensitive ones by
-   their hash; runners.terraform.change_values); for a Kubernetes project, the same objects,
+   their hash; runners.plan_json.change_values); for a Kubernetes project, the same objects,
    actions and rendered manifests;
 3. the policy checks pass on that plan, or failed sets were approved on the reviewed plan
    (an approval carries over since the plans are identical).
@@ -33,7 +33,7 @@ from bot.runs.model import NewRun, Run
 from bot.state import artifacts, audit, deployments
 from runners.kubectl_render import object_key
 from runners.models import ResourceChange
-from runners.terraform import MARKER, change_values
+from runners.plan_json import MARKER, change_values
 
 NOT_LIVE = "The merged code is not live."
 MAX_DIFFERENCES = 40  # lines listed in the comment

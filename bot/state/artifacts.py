@@ -57,7 +57,7 @@ def save_plan(r: redis.Redis, artifact: PlanArtifact, plan_file: Path, secrets: 
     `secrets` are the plan's sensitive values, kept beside the plan file (which holds them
     in clear anyway) so the job that applies it can mask them in its output. `values` are the
     before and after values of each of its `changes` in canonical form (sensitive ones only
-    as hashes: runners.terraform.change_values), which merge-to-deploy compares.
+    as hashes: runners.plan_json.change_values), which merge-to-deploy compares.
     """
     data = plan_file.read_bytes()
     artifact.sha256 = hashlib.sha256(data).hexdigest()

