@@ -279,7 +279,7 @@ class Session:
 
     def __init__(self, argv: Sequence[str], cwd: Path, env: Mapping[str, str], sandbox: Sandbox = NO_SANDBOX,
                  grace: float = 10.0) -> None:
-        self.cwd, self.env, self.grace = Path(cwd), dict(env), grace
+        self.cwd, self.grace = Path(cwd), grace
         self.proc, self._launch = _start(argv, self.cwd, env, sandbox, subprocess.PIPE)
         self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
         self._reader = threading.Thread(target=_read_lines, args=(self.proc.stdout, self._lines), daemon=True)

@@ -19,7 +19,7 @@ from runners.git_credentials import GitCredentials, merge_git_config, served
 from runners.incremental_init import FIRST, MISSING, SKIPPED, InitDecision, InitRecords, asks_for_init, decide, record
 from runners.models import ApplyResult, LineSink, PlanResult, ResourceChange, StopCheck
 from runners.plan_json import resource_changes
-from runners.process import ExecutableNotFound, ProcessResult, SessionPool, run
+from runners.process import ExecutableNotFound, ProcessResult, Session, SessionPool, run
 from runners.sandbox import NO_SANDBOX, Sandbox
 
 NO_CHANGES = "No changes. Your infrastructure matches the configuration."
@@ -401,22 +401,23 @@ class TerraformRunner:
              should_stop: Optional[StopCheck], git_env: Mapping[str, str]) -> ProcessResult:
         """One Terraform command: in a session when there is a pool for it (an init offering git
         credentials has an environment of its own, so a process of its own)."""
-        env = merge_git_config({**self.env, **self.pinned}, git_env)
         pool = self.sessions or self._block_sessions
         if pool is None or git_env or self.argv0 != embedded_argv():
+            env = merge_git_config({**self.env, **self.pinned}, git_env)
             return run([*self.argv0, *args], project_dir, env, self.timeout, on_line, should_stop,
                        sandbox=self.sandbox)
-        session = pool.get(self._session_argv(), project_dir, env, self.sandbox)
-        return session.run(args, self.timeout, on_line, should_stop, cwd=project_dir)
+        return self._session(pool, project_dir).run(args, self.timeout, on_line, should_stop, cwd=project_dir)
 
-    def _session_argv(self) -> list[str]:
-        return [*self.argv0, SESSION_REAPING if self.sandbox.active else SESSION]
+    def _session(self, pool: SessionPool, cwd: Path) -> Session:
+        """The pool's session for this runner's commands (started in cwd if there is none)."""
+        mode = SESSION_REAPING if self.sandbox.active else SESSION
+        return pool.get([*self.argv0, mode], cwd, {**self.env, **self.pinned}, self.sandbox)
 
     def prestart(self, cwd: Path) -> None:
         """Start the job's session for this runner's commands now, so that the embedded
         Terraform loads while the job does other work (a no-op for other binaries)."""
         if self.sessions is not None and self.argv0 == embedded_argv():
-            self.sessions.get(self._session_argv(), cwd, {**self.env, **self.pinned}, self.sandbox)
+            self._session(self.sessions, cwd)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:

@@ -124,7 +124,7 @@ class WorkTrees:
         drop it; then let go of the slot and remove trees beyond the limits."""
         try:
             if lease.ready and lease.tree.is_dir() and not (lease.slot / CLOSED).exists():
-                cleaned = _clean(lease.tree, lease.records, self.cache.base_env)
+                cleaned = _cleaned(lease.tree, lease.records, self.cache.base_env)
                 _refresh_index(lease.tree, self.cache.base_env)
                 os.rename(lease.tree, lease.slot / TREE)
                 meta = _read_meta(lease.slot)
@@ -234,7 +234,7 @@ def _update(tree: Path, sha: str, records: InitRecords, env: Mapping[str, str], 
     run_git(tree, ["-c", "advice.detachedHead=false", "-c", "core.hooksPath=/dev/null", "checkout", "--quiet",
                    "--force", "--detach", sha], env, f"check out {sha}")
     if not cleaned:
-        _clean(tree, records, env, check=True)
+        _clean(tree, records, env)
     if not dirs:
         return ()
     specs = [f":(literal){_join(d, name)}" for d in dirs for name in (DATA_DIR, LOCK_FILE)]
@@ -242,15 +242,17 @@ def _update(tree: Path, sha: str, records: InitRecords, env: Mapping[str, str], 
     return tuple(d for d in dirs if _keep(tree, d, tracked, records))
 
 
-def _clean(tree: Path, records: InitRecords, env: Mapping[str, str], check: bool = False) -> bool:
-    """Remove untracked files but the recorded projects' .terraform and lock file; False when git
-    could not (raised instead with check)."""
+def _clean(tree: Path, records: InitRecords, env: Mapping[str, str]) -> None:
+    """Remove untracked files but the recorded projects' .terraform and lock file."""
     keep = [arg for d in records.kept_dirs() for name in (DATA_DIR, LOCK_FILE) for arg in ("-e", _anchored(d, name))]
+    run_git(tree, ["clean", "-ffdxq", *keep], env, "clean the work tree")
+
+
+def _cleaned(tree: Path, records: InitRecords, env: Mapping[str, str]) -> bool:
+    """_clean at release; False when git could not (the next checkout cleans then)."""
     try:
-        run_git(tree, ["clean", "-ffdxq", *keep], env, "clean the work tree")
+        _clean(tree, records, env)
     except GitError:
-        if check:
-            raise
         return False
     return True
 
