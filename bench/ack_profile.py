@@ -68,7 +68,7 @@ def steps(app, settings: Settings, body: bytes, n: int) -> dict[str, float]:
     """Microseconds of CPU per call of each step of the view, alone."""
     r = app.config["RUNTIME"].redis
     sig = sign_github(SECRET, body)
-    source = events.SOURCES[0]
+    source = next(s for s in events.SOURCES if s.forge == "github")
     payload = json.loads(body)
     event = source.read("pull_request", payload, "d", settings)
     log = logging.getLogger("bot.webhooks")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ from bot.embedded_redis import EmbeddedRedis
 from bot.engines import sandbox_status
 from bot.errors import SettingsError
 from bot.local import check_repo, local_plan
+from bot.ui.api import MAX_STREAMS
 from bot.logs import setup_logging
 from bot.reconcile.schedule import start_thread as start_reconciler
 from bot.reconcile.schedule import sweep_soon
@@ -118,7 +120,13 @@ class _Stop(SystemExit):
     (asyncore swallows ordinary exceptions) and shuts its task threads down."""
 
 
-HTTP_THREADS = 16  # per listener; live log tails take at most bot.ui.api.MAX_STREAMS of the UI's
+# Per listener: a UI with every live log tail open (each holds a thread) still has one for
+# webhooks. Not more: the app is CPU under one GIL, and with 16 threads some webhooks starved
+# behind the others for ~400 ms in a burst (bench/run.py: max 406 ms at 16 threads, 132 at 5).
+HTTP_THREADS = MAX_STREAMS + 1
+# Threads waiting for the GIL wait up to this long (CPython's default is 5 ms); the request
+# threads and waitress' I/O loop hand it to each other several times per webhook.
+GIL_SWITCH_SECONDS = 0.001
 
 
 def _serve_http(settings) -> None:
@@ -134,6 +142,11 @@ def _serve_http(settings) -> None:
         ui_app = create_app(settings, events_app.config["RUNTIME"], serves="ui")
         servers.append(_listener(ui_app, settings.host, settings.ui.port, shared_map))
         _announce(settings.host, settings.ui.port, "web UI, API and /metrics")
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
+    # Everything built so far lives as long as the process: out of the collector's sight, a
+    # full collection scans only what requests make (it took 50-60 ms, stalling every request).
+    gc.collect()
+    gc.freeze()
     try:
         servers[0].run()
     finally:

@@ -6,6 +6,7 @@ collector through prometheus-client's exposition format.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 
@@ -51,6 +52,11 @@ class DeliveryCounters:
 
 
 def delivery_counters(event: str) -> DeliveryCounters:
+    return _delivery_counters(event if event in WEBHOOK_EVENTS else OTHER_EVENT)
+
+
+@functools.cache  # one per label value: WEBHOOK_EVENTS and "other"
+def _delivery_counters(event: str) -> DeliveryCounters:
     return DeliveryCounters(keys.METRICS_WEBHOOKS, _webhook_field(event, "queued"), _webhook_field(event, "duplicate"))
 
 

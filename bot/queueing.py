@@ -1,6 +1,7 @@
 """The only module that enqueues: JSON arguments, job ids from delivery ids, timeouts."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import time
@@ -32,6 +33,7 @@ DELIVERY_TTL = 7 * 24 * 3600
 JOB_TIMEOUT_STEPS = 6
 
 
+@functools.lru_cache(maxsize=32)  # per client: building a Queue costs more than the enqueue's Redis call
 def queue(r: redis.Redis) -> Queue:
     return Queue(QUEUE_NAME, connection=r, serializer=JSONSerializer)
 
@@ -138,8 +140,13 @@ def accept_event(r: redis.Redis, event: Event, timeout_seconds: int, counters: D
     args: list = [DELIVERY_TTL, counters.key, counters.queued, counters.duplicate]
     for command in _event_job_writes(r, event, job_id, timeout_seconds):
         args += [len(command), *command]
-    accepted = r.register_script(_ACCEPT)(keys=claims, args=args)
+    accepted = _accept_script(r)(keys=claims, args=args)
     return job_id if accepted else None
+
+
+@functools.lru_cache(maxsize=32)
+def _accept_script(r: redis.Redis):
+    return r.register_script(_ACCEPT)
 
 
 def _event_job_writes(r: redis.Redis, event: Event, job_id: str, timeout_seconds: int) -> list[tuple]:

@@ -9,7 +9,7 @@ import logging
 
 import orjson
 import redis
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, request
 
 from bot import events, logs, metrics, queueing
 from bot.context import Runtime
@@ -25,7 +25,7 @@ def _answer(status: int, outcome: str, event_name: str, counted: bool = False, *
             metrics.count_webhook(current_app.config["RUNTIME"].redis, event_name, outcome)
         except redis.RedisError as exc:  # a counter must not turn an answer into a 500
             log.warning("could not count the webhook: %s", exc)
-    return jsonify({"outcome": outcome, **body}), status
+    return current_app.response_class(orjson.dumps({"outcome": outcome, **body}), status, mimetype="application/json")
 
 
 @blueprint.post("/events")

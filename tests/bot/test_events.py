@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -119,6 +120,7 @@ def test_github_fixture_outcome(name: str) -> None:
         assert result.delivery_id == "d-1"
         # What crosses the queue must survive the round trip.
         assert event_from_dict(json.loads(json.dumps(event_to_dict(result)))) == result
+        assert event_to_dict(result)["data"] == dataclasses.asdict(result)  # the fast copy is asdict's
 
 
 @pytest.mark.parametrize("name", sorted(GITLAB_OUTCOMES))
@@ -130,6 +132,7 @@ def test_gitlab_fixture_outcome(name: str) -> None:
     else:
         assert type(result) is expected
         assert event_from_dict(json.loads(json.dumps(event_to_dict(result)))) == result
+        assert event_to_dict(result)["data"] == dataclasses.asdict(result)  # the fast copy is asdict's
 
 
 # ---------------------------------------------------------------- GitHub key fields

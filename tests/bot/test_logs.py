@@ -81,3 +81,11 @@ def test_exceptions_are_kept_in_the_line(captured):
         logging.getLogger("x").exception("failed")
     line = captured()[0]
     assert line["level"] == "error" and "RuntimeError: boom" in line["exception"]
+
+
+def test_values_orjson_cannot_write_still_make_a_line(captured):
+    logging.getLogger("bot.x").info("huge %s", 1, extra={"pull": 2**70})
+    logging.getLogger("bot.x").info("object %s", 2, extra={"repo": object()})
+    huge, obj = captured()
+    assert huge["pull"] == 2**70 and huge["message"] == "huge 1"
+    assert obj["repo"].startswith("<object object")
