@@ -104,10 +104,9 @@ def plan_via_bot(lab: Lab, server: Server, projects: int, tag: str, sample=None)
     payload = github_pr_payload("opened", lab.fake, REPO, number)
     started = time.perf_counter()
     assert server.deliver_github("pull_request", payload, WEBHOOK_SECRET).status_code == 202
-    while not lab.final_comment(number):
+    while not lab.fake.wait_until(lambda: lab.final_comment(number), 0.02 if sample else 1.0):
         if sample:
             sample()
-        time.sleep(0.02)
         if time.perf_counter() - started > 900:
             raise RuntimeError(f"no final plan comment on #{number}:\n{server.log()}")
     elapsed = time.perf_counter() - started

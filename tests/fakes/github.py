@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -109,6 +109,7 @@ class FakeGitHub:
         self.requests: list[tuple[str, str]] = []
         self.graphql_calls: list[dict] = []  # {query, variables, viewer} of each POST to the GraphQL endpoint
         self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)  # notified after every request that writes
         self._failures: list[_Failure] = []
         self._ids = iter(range(1000, 10**9))
         self._server: Any = None
@@ -308,6 +309,12 @@ class FakeGitHub:
             )
 
     # -- inspecting state --------
+
+    def wait_until(self, predicate: Callable[[], Any], timeout: float) -> Any:
+        """predicate()'s value once it is true, checked after each write the bot makes (no polling
+        interval to add to a measured time); falsy when `timeout` passes first."""
+        with self.changed:
+            return self.changed.wait_for(predicate, timeout)
 
     def comments(self, full_name: str, number: int) -> list[dict]:
         with self.lock:

@@ -80,6 +80,8 @@ def build_app(fake: "FakeGitHub", prefix: str) -> Flask:
     @api.teardown_request
     def release(_exc: Any) -> None:
         if g.pop("locked", False):
+            if request.method != "GET":
+                fake.changed.notify_all()
             fake.lock.release()
 
     def repo_or_404(owner: str, name: str) -> "FakeRepo":
