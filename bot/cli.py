@@ -23,12 +23,12 @@ from bot.embedded_redis import EmbeddedRedis
 from bot.engines import sandbox_status
 from bot.errors import SettingsError
 from bot.local import check_repo, local_plan
-from bot.ui.api import MAX_STREAMS
 from bot.logs import setup_logging
 from bot.reconcile.schedule import start_thread as start_reconciler
 from bot.reconcile.schedule import sweep_soon
 from bot.settings import validate_for_serve
 from bot.settings_loader import load_settings
+from bot.ui.api import MAX_STREAMS
 
 log = logging.getLogger("plankeeper")
 RESPAWN_SECONDS = 3  # a dead worker is replaced within this; also the pace of a crash loop
