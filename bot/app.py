@@ -18,7 +18,7 @@ from bot.models import pull_ref
 from bot.ui import api_blueprint as ui_api_bp, blueprint as ui_bp
 from bot.ui.auth import read_guard
 from bot.ui.runs_api import blueprint as runs_api_bp
-from bot.webhooks import blueprint as webhooks_bp
+from bot.webhooks import EventsEndpoint, mount
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, serves: str =
     app.jinja_env.globals["pull_ref"] = lambda repo_id, number: pull_ref(settings.forge_for(str(repo_id)), number)
 
     if serves != "ui":
-        app.register_blueprint(webhooks_bp)
+        mount(app, EventsEndpoint(rt))
     if serves != "events":
         app.before_request(read_guard)  # ui.read_auth: every read but /events and /healthz
         app.register_blueprint(ui_bp)

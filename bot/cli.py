@@ -143,6 +143,9 @@ def _serve_http(settings) -> None:
         servers.append(_listener(ui_app, settings.host, settings.ui.port, shared_map))
         _announce(settings.host, settings.ui.port, "web UI, API and /metrics")
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
+    # waitress warns "Task queue depth is N" for every request that waits for a thread: in a burst,
+    # a line per webhook (2,000 for bench/run.py's) and 4% of the web process' CPU.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     # Everything built so far lives as long as the process: out of the collector's sight, a
     # full collection scans only what requests make (it took 50-60 ms, stalling every request).
     gc.collect()

@@ -32,7 +32,8 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_MAX_AGE = 12 * 3600
 REALM = 'Basic realm="Plankeeper", charset="UTF-8"'
-OPEN_ENDPOINTS = frozenset({"webhooks.receive", "healthz", "static",  # never behind ui.read_auth
+# never behind ui.read_auth (POST /events is not a Flask view: bot.webhooks.mount serves it first)
+OPEN_ENDPOINTS = frozenset({"healthz", "static",
                             "runs_api.api_plan", "runs_api.api_apply"})  # these check the API token themselves
 READ_ONLY = ("The Plankeeper UI is read-only: no UI credentials are configured. Set ui.username and "
              "ui.password (pages) or ui.api_token (API) in the server config, then restart, to enable "

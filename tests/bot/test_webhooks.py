@@ -11,6 +11,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from bot import queueing
+from bot import webhooks
 from bot.app import create_app
 from bot.metrics import delivery_counters
 from bot.models import PullRequestEvent, event_from_dict
@@ -77,6 +78,7 @@ def test_a_redis_refusing_writes_leaves_nothing_claimed_and_the_redelivery_is_qu
     finally:
         redis_db.config_set("maxmemory", "0")
     assert refused.status_code == 500  # not acknowledged: the forge redelivers
+    assert refused.get_json()["outcome"] == "error" and "redelivery will be accepted" in refused.get_json()["error"]
     assert redis_db.keys(f"{keys.DELIVERY.format('*')}") == []
     assert queued_ids(redis_db) == [] and joblog.get_job(redis_db, "d-delivery-1") is None
 
@@ -90,3 +92,44 @@ def test_a_body_that_is_not_json_is_malformed(client) -> None:
     assert answer.status_code == 400
     assert answer.get_json()["error"].startswith("body is not valid JSON")
 
+
+
+def test_another_method_is_405_with_allow_and_other_paths_stay_flasks(client) -> None:
+    answer = client.get("/events")
+    assert (answer.status_code, answer.headers["Allow"], answer.get_json()["outcome"]) == (405, "POST", "malformed")
+    assert client.get("/healthz").status_code in (200, 503)  # Flask's view, behind the mount
+    assert client.post("/events/").status_code == 404  # only the exact path is the endpoint
+
+
+def test_the_ui_only_listener_does_not_take_webhooks(redis_db) -> None:
+    app = create_app(Settings(redis_url=f"unix://{redis_db.socket_file}", github=GitHubSettings(webhook_secret=SECRET)),
+                     serves="ui")
+    assert app.test_client().post("/events", data=b"{}").status_code == 404
+
+
+def test_an_unexpected_error_is_a_json_500_logged_with_its_traceback(client, monkeypatch, caplog) -> None:
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(queueing, "accept_event", broken)
+    answer = deliver(client, "delivery-1")
+    assert (answer.status_code, answer.get_json()["outcome"]) == (500, "error")
+    assert "boom" not in answer.get_json()["error"]  # the traceback is the log's, not the forge's
+    logged = [r for r in caplog.records if r.name == "bot.webhooks" and r.levelname == "ERROR"]
+    assert logged and logged[0].exc_info and "boom" in str(logged[0].exc_info[1])
+
+
+def test_a_body_declared_or_sent_over_the_limit_is_413(client, monkeypatch) -> None:
+    monkeypatch.setattr(webhooks, "MAX_BODY_BYTES", 100)
+    declared = client.post("/events", data=b"{}", headers={"X-GitHub-Event": "ping"},
+                           environ_overrides={"CONTENT_LENGTH": "101"})  # refused before the body is read
+    assert (declared.status_code, declared.get_json()["outcome"]) == (413, "too_large")
+    sent = deliver(client, "delivery-1", body=b"{" + b" " * 120 + b"}")
+    assert sent.status_code == 413
+
+
+def test_headers_are_named_as_werkzeug_names_them() -> None:
+    environ = {"HTTP_X_GITHUB_EVENT": "push", "HTTP_X_HUB_SIGNATURE_256": "sha256=ab", "CONTENT_TYPE": "application/json",
+               "CONTENT_LENGTH": "2", "PATH_INFO": "/events"}
+    assert webhooks.wsgi_headers(environ) == {"X-Github-Event": "push", "X-Hub-Signature-256": "sha256=ab",
+                                              "Content-Type": "application/json", "Content-Length": "2"}
