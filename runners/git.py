@@ -332,7 +332,8 @@ class RepoCache:
                 raise
             # a ref the forge has not published (yet): heads, tags and the sha may still do
             _git(g, [*fetch, *specs], env, f"fetch {url}")
-        if _has_commit(g, sha):
+        # a small fetch leaves its objects loose: no git process to ask (~2 ms of a kept tree's update)
+        if _is_loose_object(mirror, sha) or _has_commit(g, sha):
             return
         try:
             _git(g, [*fetch, sha], env, f"fetch {url}")
@@ -383,6 +384,11 @@ def _has_commit(g: git.Git, sha: str) -> bool:
     except git.GitCommandError:
         return False
     return True
+
+
+def _is_loose_object(git_dir: Path, sha: str) -> bool:
+    """Whether sha (a full object name) is a loose object of the bare repository git_dir."""
+    return bool(re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", sha)) and (git_dir / "objects" / sha[:2] / sha[2:]).is_file()
 
 
 def _is_ancestor(g: git.Git, ancestor: str, descendant: str) -> bool:

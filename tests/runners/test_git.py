@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from runners import git as git_module
 from runners.git import GitError, MergeConflict, RepoCache, strip_credentials
 
 PARENT = {"PATH": "/usr/bin:/bin"}
@@ -58,6 +59,27 @@ def test_second_checkout_reuses_the_mirror_and_fetches_new_commits(
     assert mirrors(cache_dir) == [mirror] and marker.exists()
     assert gitrun(tmp_path / "b", "rev-parse", "HEAD") == pr_sha
     assert gitrun(mirror, "rev-parse", "refs/pull/7/head") == pr_sha
+
+
+def test_a_commit_a_small_fetch_left_loose_is_found_without_asking_git(
+    tmp_path: Path, upstream, commit, gitrun, monkeypatch
+) -> None:
+    work, bare = upstream
+    cache = RepoCache(tmp_path / "cache", PARENT)
+    cache.checkout(str(bare), gitrun(work, "rev-parse", "HEAD"), tmp_path / "a")
+    sha = commit(work, {"app/main.tf": "# next\n"})
+    gitrun(work, "push", "-q", "origin", "main")
+
+    def asked(*_args):
+        raise AssertionError("git cat-file was run for a loose commit")
+
+    monkeypatch.setattr(git_module, "_has_commit", asked)
+    cache.checkout(str(bare), sha, tmp_path / "b")
+    assert (tmp_path / "b" / "app" / "main.tf").read_text() == "# next\n"
+    [mirror] = mirrors(tmp_path / "cache")
+    assert git_module._is_loose_object(mirror, sha)
+    assert not git_module._is_loose_object(mirror, "../" + sha[3:])  # only an object name is a path here
+    assert not git_module._is_loose_object(mirror, sha.upper())
 
 
 def test_changed_files_uses_merge_base_and_lists_renames(
