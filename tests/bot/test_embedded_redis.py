@@ -131,6 +131,20 @@ def test_a_killed_server_is_seen_dead_and_restarted_on_its_data_and_socket(tmp_p
     assert client.get("pk:lock:x") == b"held"  # the same client, reconnected
 
 
+def test_the_append_only_file_is_the_only_persistence_while_it_runs(tmp_path):
+    """No periodic RDB snapshot forks the server in a burst; the AOF is what a restart loads (the
+    test above kills it), and a snapshot is still written when it stops."""
+    server = EmbeddedRedis(tmp_path / "data")
+    client = redis.Redis.from_url(server.start())
+    try:
+        assert client.config_get("save") == {"save": ""}
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        client.set("pk:lock:x", "held")
+    finally:
+        server.stop()
+    assert (server.dir / "redis.rdb").stat().st_size > 0
+
+
 def test_a_busy_server_is_never_taken_for_dead(tmp_path, embedded):
     server = EmbeddedRedis(tmp_path / "data")
     server.start()
