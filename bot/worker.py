@@ -36,6 +36,14 @@ class PlankeeperWorker(Worker):
         kwargs.setdefault("worker_ttl", WORKER_TTL)
         super().__init__(*args, **kwargs)
 
+    def request_stop(self, signum, frame):
+        # RQ stops an idle worker only by raising StopRequested from this signal handler. A signal
+        # that lands while a finalizer runs (a redis Pipeline's __del__, seen in the suite) has that
+        # exception printed and dropped, and the worker went on idling until serve killed it; the
+        # flag is what the work loop checks at its next turn.
+        self._stop_requested = True
+        super().request_stop(signum, frame)
+
     def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
         return super().get_heartbeat_ttl(job, working_time) - 60 + HEARTBEAT_GRACE
 
