@@ -11,6 +11,7 @@ context, routing and response object were ~15% of an acknowledgement's CPU (issu
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 
@@ -33,6 +34,7 @@ class EventsEndpoint:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self._thread = threading.local()
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         logs.clear()  # a server thread's last request must not lend its log context
@@ -45,6 +47,15 @@ class EventsEndpoint:
         start_response(f"{status} {HTTPStatus(status).phrase}",
                        [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *extra])
         return [body]
+
+    def _redis(self) -> redis.Redis:
+        """This server thread's own client, on a connection of the runtime's pool that it keeps:
+        taking one from the pool and giving it back was ~8% of an acknowledgement's CPU."""
+        client = getattr(self._thread, "redis", None)
+        if client is None:
+            client = self._thread.redis = redis.Redis(connection_pool=self.runtime.redis.connection_pool,
+                                                      single_connection_client=True)
+        return client
 
     def _receive_or_fail(self, environ: dict) -> Answer:
         try:
@@ -96,7 +107,7 @@ class EventsEndpoint:
         # about claimed too, so the sweep for missed webhooks (bot.reconcile) never queues it again
         # (not a reason to refuse it: a reopened pull request has its old head); its job queued and
         # counted. A Redis error answers 500 with nothing claimed: the forge's redelivery is accepted.
-        job_id = queueing.accept_event(rt.redis, event, settings.terraform.timeout, metrics.delivery_counters(event_name))
+        job_id = queueing.accept_event(self._redis(), event, settings.terraform.timeout, metrics.delivery_counters(event_name))
         if job_id is None:
             return self._answer(200, "duplicate", event_name, counted=True,
                                 reason=f"delivery {delivery} was already received")
@@ -106,7 +117,7 @@ class EventsEndpoint:
     def _answer(self, status: int, outcome: str, event_name: str, counted: bool = False, **body: object) -> Answer:
         if not counted:
             try:
-                metrics.count_webhook(self.runtime.redis, event_name, outcome)
+                metrics.count_webhook(self._redis(), event_name, outcome)
             except redis.RedisError as exc:  # a counter must not turn an answer into a 500
                 log.warning("could not count the webhook: %s", exc)
         return status, orjson.dumps({"outcome": outcome, **body})
