@@ -69,6 +69,12 @@ def test_two_jobs_from_one_template_share_nothing_per_job(redis_db) -> None:
     assert not any(queueing.JobTemplate.MARK in str(arg) for command in first + second for arg in command)
 
 
+def test_an_int_over_64_bits_in_the_call_is_written_as_rq_would(redis_db) -> None:
+    [data] = [c[i + 1] for c in queueing.JobTemplate.made_by_rq(redis_db, 300).writes("d-big", ({"n": 2**70},), "x")
+              for i in range(2, len(c) - 1) if c[0] == "HSET" and c[i] == "data"]
+    assert JSONSerializer.loads(zlib.decompress(data)) == [queueing.HANDLE_EVENT, None, [{"n": 2**70}], {}]
+
+
 def test_a_job_written_from_the_template_is_read_back_by_rq(redis_db) -> None:
     event = read("github", "pull_request.synchronize", "pull_request")
     job_id = queueing.accept_event(redis_db, event, 300, delivery_counters("pull_request"))
