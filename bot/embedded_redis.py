@@ -43,6 +43,7 @@ MAX_SOCKET_PATH = 107  # bytes: sun_path is 108 with its terminating NUL
 # is still written when the server stops.
 SERVER_CONFIG = {"appendonly": "yes", "appendfsync": "everysec", "unixsocketperm": "700", "save": '""'}
 
+
 class EmbeddedRedis:
     def __init__(self, data_dir: Path):
         self.dir = Path(data_dir).resolve() / "redis"

@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 import zlib
+from collections.abc import Callable
 from typing import Optional
 
 import orjson
@@ -155,22 +156,26 @@ def _accept_script(r: redis.Redis):
 def _event_job_writes(r: redis.Redis, event: Event, job_id: str, timeout_seconds: int) -> list[list]:
     """The writes enqueue_event makes (RQ's job and queue entry, the job record), not sent."""
     record = event_record(event)
-    pipe = r.pipeline(transaction=False)
-    try:
+
+    def ours(pipe: redis.client.Pipeline) -> None:
         joblog.add_record(pipe, job_id, state="queued", created_at=time.time(), **record)
         turns.append(pipe, event.repo.id, event.number, job_id)
-        ours = [list(args) for args, _ in pipe.command_stack]
-    finally:
-        pipe.reset()
+
     call = _call(HANDLE_EVENT, event_to_dict(event), job_id, timeout_seconds, None, record)
-    return _event_job_template(r, timeout_seconds).writes(job_id, call["args"], call["description"]) + ours
+    return _event_job_template(r, timeout_seconds).writes(job_id, call["args"], call["description"]) + \
+        _unsent(r, ours)
 
 
 def rq_job_writes(r: redis.Redis, call: dict) -> list[list]:
     """What RQ's enqueue_call(**call) writes (the job's hash, the queue's entry), not sent."""
+    return _unsent(r, lambda pipe: queue(r).enqueue_call(**call, pipeline=pipe))
+
+
+def _unsent(r: redis.Redis, write: Callable[[redis.client.Pipeline], object]) -> list[list]:
+    """The commands write(pipe) queues on a pipeline, as execute() would send them; none is sent."""
     pipe = r.pipeline(transaction=False)
     try:
-        queue(r).enqueue_call(**call, pipeline=pipe)
+        write(pipe)
         return [list(args) for args, _ in pipe.command_stack]
     finally:
         pipe.reset()
