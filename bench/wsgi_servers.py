@@ -3,7 +3,7 @@ a real embedded Redis) behind waitress, gunicorn (gthread), granian and cheroot,
 process each, measured one after another with the same load.
 
 Run: python3 bench/wsgi_servers.py [--runs 5] [--servers waitress,gunicorn,...]
-(the contenders are not dependencies: `pip install gunicorn granian cheroot` first)
+(granian is serve's; the other contenders are not dependencies: `pip install waitress gunicorn cheroot` first)
 
 For each server: 2,000 signed deliveries at 50 in flight (p50, p99, throughput) and 300 one at a
 time (p50, and the server's CPU per ack from its process tree's CPU time). Medians of --runs.

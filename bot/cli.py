@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gc
 import logging
 import os
 import signal
@@ -14,10 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from waitress.server import create_server
-
-from bot import __version__, datadir
-from bot.app import create_app
+from bot import __version__, datadir, web
 from bot.drift.schedule import start_thread
 from bot.embedded_redis import EmbeddedRedis
 from bot.engines import sandbox_status
@@ -28,7 +24,6 @@ from bot.reconcile.schedule import start_thread as start_reconciler
 from bot.reconcile.schedule import sweep_soon
 from bot.settings import validate_for_serve
 from bot.settings_loader import load_settings
-from bot.ui.api import MAX_STREAMS
 
 log = logging.getLogger("plankeeper")
 RESPAWN_SECONDS = 3  # a dead worker is replaced within this; also the pace of a crash loop
@@ -56,11 +51,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not settings.redis_url:
         embedded = EmbeddedRedis(Path(settings.data_dir))
         settings = dataclasses.replace(settings, redis_url=embedded.start())
-    workers = _spawn_workers(args.config, settings)
+    children = _spawn_workers(args.config, settings)
+    split = settings.ui.port is not None and settings.ui.port != settings.port
+    if split:  # the UI, API and /metrics in a web server of their own: nothing there holds up a webhook
+        children.append(_Child("the UI listener", web.ui_listener_argv(settings), _child_env(args.config, settings)).start())
     _, stop_scheduler = start_thread(settings)  # drift checks on their cron; exactly once across servers
     _, stop_reconciler = start_reconciler(settings)  # sweeps for missed webhooks: at start, then each interval
     stopping: dict = {"flag": False, "exit_code": 0}
-    threading.Thread(target=_supervise, args=(workers, args.config, settings, stopping), daemon=True).start()
+    threading.Thread(target=_supervise, args=(children, stopping), daemon=True).start()
     if embedded:
         threading.Thread(target=_supervise_redis, args=(embedded, settings, stopping), name="redis-supervisor",
                          daemon=True).start()
@@ -73,15 +71,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     try:
-        _serve_http(settings)
+        if split:
+            _announce(settings.host, settings.ui.port, "web UI, API and /metrics")
+        _announce(settings.host, settings.port, "webhooks (/events)" if split else "")
+        web.serve(settings, "events" if split else "all")  # granian takes SIGTERM and SIGINT from here
     except _Stop:
-        log.info("stopping: draining %d worker(s) (running jobs finish first)", len(workers))
+        pass
     finally:
         stopping["flag"] = True
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        log.info("stopping: draining %d worker(s) (running jobs finish first)", settings.workers)
         stop_scheduler.set()
         stop_reconciler.set()
-        _drain(workers, settings.terraform.timeout)
+        _drain(children, settings.terraform.timeout)
         if embedded:
             embedded.stop()
     return stopping["exit_code"]
@@ -116,51 +118,7 @@ def _check_sandbox(settings) -> None:
 
 
 class _Stop(SystemExit):
-    """Raised by the SIGTERM handler; waitress' loop re-raises SystemExit from any handler
-    (asyncore swallows ordinary exceptions) and shuts its task threads down."""
-
-
-# Per listener: a UI with every live log tail open (each holds a thread) still has one for
-# webhooks. Not more: the app is CPU under one GIL, and with 16 threads some webhooks starved
-# behind the others for ~400 ms in a burst (bench/run.py: max 406 ms at 16 threads, 132 at 5).
-HTTP_THREADS = MAX_STREAMS + 1
-# Threads waiting for the GIL wait up to this long (CPython's default is 5 ms); the request
-# threads and waitress' I/O loop hand it to each other several times per webhook.
-GIL_SWITCH_SECONDS = 0.001
-
-
-def _serve_http(settings) -> None:
-    """Serve /events and the UI on `port`, or, when `ui.port` is another port, /events (and
-    /healthz) on `port` and the UI, API and /metrics on `ui.port`: one event loop, a thread
-    pool per listener, so nothing done on the UI's port can hold up a webhook."""
-    split = settings.ui.port is not None and settings.ui.port != settings.port
-    events_app = create_app(settings, serves="events" if split else "all")
-    shared_map: dict = {}  # both listeners in one asyncore loop, run by the main thread
-    servers = [_listener(events_app, settings.host, settings.port, shared_map)]
-    _announce(settings.host, settings.port, "webhooks (/events)" if split else "")
-    if split:
-        ui_app = create_app(settings, events_app.config["RUNTIME"], serves="ui")
-        servers.append(_listener(ui_app, settings.host, settings.ui.port, shared_map))
-        _announce(settings.host, settings.ui.port, "web UI, API and /metrics")
-    sys.setswitchinterval(GIL_SWITCH_SECONDS)
-    # waitress warns "Task queue depth is N" for every request that waits for a thread: in a burst,
-    # a line per webhook (2,000 for bench/run.py's) and 4% of the web process' CPU.
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    # Everything built so far lives as long as the process: out of the collector's sight, a
-    # full collection scans only what requests make (it took 50-60 ms, stalling every request).
-    gc.collect()
-    gc.freeze()
-    try:
-        servers[0].run()
-    finally:
-        for server in servers:
-            server.task_dispatcher.shutdown()
-            server.close()
-
-
-def _listener(app, host: str, port: int, shared_map: dict):
-    return create_server(app, map=shared_map, host=host, port=port, threads=HTTP_THREADS, connection_limit=1000,
-                         backlog=2048, channel_timeout=60, ident="plankeeper")
+    """Raised by the SIGTERM handler serve has until granian's own takes over."""
 
 
 def _announce(host: str, port: int, what: str) -> None:
@@ -169,21 +127,40 @@ def _announce(host: str, port: int, what: str) -> None:
     print(f"plankeeper {__version__} listening on http://{host}:{port}{suffix}", flush=True)
 
 
-def _spawn_workers(config: str | None, settings) -> list[subprocess.Popen]:
-    env = dict(os.environ, PLANKEEPER_REDIS_URL=settings.redis_url)
+@dataclasses.dataclass
+class _Child:
+    """A process serve runs beside its web server (a worker, the UI port's listener), and starts
+    again when it exits on its own."""
+
+    what: str
+    argv: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> "_Child":
+        self.proc = subprocess.Popen(self.argv, env=self.env)
+        return self
+
+
+def _child_env(config: str | None, settings) -> dict[str, str]:
+    return dict(os.environ, PLANKEEPER_REDIS_URL=settings.redis_url, **({"PLANKEEPER_CONFIG": config} if config else {}))
+
+
+def _spawn_workers(config: str | None, settings) -> list[_Child]:
     argv = [sys.executable, "-m", "bot.cli", "worker"] + (["--config", config] if config else [])
-    return [subprocess.Popen(argv, env=env) for _ in range(settings.workers)]
+    return [_Child("worker", argv, _child_env(config, settings)).start() for _ in range(settings.workers)]
 
 
-def _supervise(workers: list[subprocess.Popen], config: str | None, settings, stopping: dict) -> None:
-    """Start a worker again when one exits on its own (killed, or quit on a Redis error such
-    as a full disk): otherwise the server would keep taking webhooks that nothing runs."""
+def _supervise(children: list[_Child], stopping: dict) -> None:
+    """Start a child again when one exits on its own (killed, or a worker that quit on a Redis
+    error such as a full disk): otherwise the server would keep taking webhooks that nothing runs."""
     while not stopping["flag"]:
         time.sleep(RESPAWN_SECONDS)
-        for i, proc in enumerate(workers):
-            if proc.poll() is not None and not stopping["flag"]:
-                log.warning("worker %s exited with %s: starting another", proc.pid, proc.returncode)
-                workers[i] = _spawn_workers(config, dataclasses.replace(settings, workers=1))[0]
+        for child in children:
+            if child.proc.poll() is not None and not stopping["flag"]:
+                log.warning("%s %s exited with %s: starting another", child.what, child.proc.pid,
+                            child.proc.returncode)
+                child.start()
 
 
 def _supervise_redis(embedded: EmbeddedRedis, settings, stopping: dict) -> None:
@@ -219,16 +196,16 @@ def _supervise_redis(embedded: EmbeddedRedis, settings, stopping: dict) -> None:
             log.exception("could not queue a sweep for the webhooks missed while Redis was away")
 
 
-def _drain(workers: list[subprocess.Popen], timeout: int) -> None:
-    for proc in workers:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # RQ warm shutdown: the running job finishes
+def _drain(children: list[_Child], timeout: int) -> None:
+    for child in children:
+        if child.proc.poll() is None:
+            child.proc.send_signal(signal.SIGTERM)  # RQ warm shutdown: the running job finishes
     deadline = time.time() + timeout
-    for proc in workers:
+    for child in children:
         try:
-            proc.wait(timeout=max(deadline - time.time(), 1))
+            child.proc.wait(timeout=max(deadline - time.time(), 1))
         except subprocess.TimeoutExpired:
-            proc.kill()
+            child.proc.kill()
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -87,6 +87,14 @@ def test_a_redis_refusing_writes_leaves_nothing_claimed_and_the_redelivery_is_qu
     assert queued_ids(redis_db) == ["d-delivery-1"]
 
 
+def test_a_connection_redis_dropped_is_made_again_and_the_delivery_queued(client, redis_db) -> None:
+    assert deliver(client, "before").status_code == 202  # this thread's client keeps its connection
+    assert redis_db.client_kill_filter(_type="normal", skipme=True) >= 1  # as a Redis restart drops it
+    answer = deliver(client, "after")
+    assert answer.status_code == 202, answer.get_data(as_text=True)
+    assert queued_ids(redis_db) == [queueing.job_id_for("before"), queueing.job_id_for("after")]
+
+
 def test_a_body_that_is_not_json_is_malformed(client) -> None:
     answer = deliver(client, "delivery-1", body=b"{not json")
     assert answer.status_code == 400

@@ -22,7 +22,7 @@ import requests
 from bench.webhook_load import make_delivery, send
 from tests.conftest import WEBHOOK_SECRET
 from tests.e2e.test_github_apply import Scenario, root_module
-from tests.support import github_comment_payload, github_pr_payload, runs_under, wait_for
+from tests.support import Server, github_comment_payload, github_pr_payload, runs_under, wait_for
 
 pytestmark = pytest.mark.e2e
 REPO = "acme/infra"
@@ -311,3 +311,47 @@ def test_1000_redeliveries_of_one_delivery_run_one_job(scenario, fake_github, se
     assert len([j for j in jobs if j.get("event") == "pull_request"]) == 1
     assert len(scenario.comments(7, "**Plankeeper plan**")) == 1, scenario.comments(7)  # data_dir needs 1 GiB free (bot.disk)
     assert final_states(fake_github, head, "plankeeper/plan") == ["pending", "success"]
+
+
+def web_process(server) -> psutil.Process | None:
+    """The web process granian forked from serve (its command line is serve's)."""
+    serve = psutil.Process(server.proc.pid)
+    for child in serve.children():
+        try:
+            if child.cmdline() == serve.cmdline():
+                return child
+        except psutil.Error:  # the one just killed, not reaped yet
+            pass
+    return None
+
+
+def test_killed_web_process_is_replaced_and_dies_with_serve(scenario, fake_github, tmp_path):
+    (tmp_path / "web").mkdir()
+    server = Server(tmp_path / "web", {"workers": 0, "github": {"api_url": fake_github.api_url, "token": "t",
+                                                                  "webhook_secret": WEBHOOK_SECRET}}).start()
+    try:
+        first = web_process(server)
+        assert first is not None
+        first.send_signal(signal.SIGKILL)  # as the OOM killer would
+        replaced = wait_for(lambda: (web := web_process(server)) and web.pid != first.pid and web,
+                            timeout=30, what="granian to fork another web process")
+        scenario.open_pull(7)
+        wait_for(lambda: _acked(server, fake_github, 7), timeout=30, what="the new web process to ack a webhook")
+
+        server.proc.send_signal(signal.SIGKILL)  # serve itself gone: its web process must not keep the port
+        server.proc.wait(10)
+        wait_for(lambda: not replaced.is_running() or replaced.status() == psutil.STATUS_ZOMBIE, timeout=10,
+                 what="the web process to die with serve")
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{server.url}/healthz", timeout=2)
+    finally:
+        if server.stop() == -signal.SIGKILL:
+            server.redis().shutdown(nosave=True)  # the embedded Redis outlives a serve killed by SIGKILL
+
+
+def _acked(server, fake, number: int) -> bool:
+    try:
+        answer = server.deliver_github("pull_request", github_pr_payload("opened", fake, REPO, number), WEBHOOK_SECRET)
+    except requests.ConnectionError:
+        return False
+    return answer.status_code == 202

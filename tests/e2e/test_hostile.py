@@ -67,6 +67,13 @@ def test_unknown_event_names_add_no_metric_labels(serve_factory):
     assert 'plankeeper_webhooks_total{event="other",outcome="unauthorized"} 30.0' in metrics
 
 
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code in (200, 503)
+    except requests.ConnectionError:
+        return False
+
+
 def _basic() -> dict:
     return {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
 
@@ -84,7 +91,9 @@ def test_ui_port_with_read_auth_apart_from_events_and_a_private_data_dir(serve_f
     for path in ("/", "/jobs", "/api/jobs", "/api/locks", "/api/drift", "/api/audit", "/metrics"):
         assert requests.get(f"{server.url}{path}", headers=_basic(), timeout=5).status_code == 404, path
 
-    # the UI port answers everything else, to the UI credentials only
+    # the UI port (a web server of its own, up soon after the events port) answers everything
+    # else, to the UI credentials only
+    wait_for(lambda: _answers(f"{ui}/healthz"), timeout=30, what="the UI port to answer")
     assert requests.post(f"{ui}/events", data=b"{}", headers=_basic(), timeout=5).status_code == 404
     for path in ("/", "/api/jobs", "/api/audit?format=jsonl", "/metrics"):
         assert requests.get(f"{ui}{path}", timeout=5).status_code == 401, path
