@@ -74,6 +74,16 @@ def test_check_symlinks_names_the_offender(tmp_path: Path) -> None:
         check_symlinks(root)
 
 
+def test_check_symlinks_names_the_first_offender_in_path_order(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    for rel in ("z", "a-b", "a/c", "a/b/d"):
+        (root / rel).mkdir(parents=True)
+    for rel in ("z/leak", "a-b/leak", "a/c/leak", "a/b/d/leak", "a/b/zz"):
+        os.symlink("/etc", root / rel)
+    with pytest.raises(PathEscape, match="^symlink 'a/b/d/leak' "):  # "a/…" before "a-b", depth first
+        check_symlinks(root)
+
+
 def test_check_symlinks_does_not_look_into_a_kept_terraform_dir(tmp_path: Path) -> None:
     root = tmp_path / "repo"
     (root / "app" / ".terraform" / "providers").mkdir(parents=True)
