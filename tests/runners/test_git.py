@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -211,3 +212,24 @@ def test_diverged_from_names_the_base_tip_the_head_lacks(tmp_path: Path, upstrea
     assert cache.diverged_from(dest, str(bare), "main", head) == tip
     with pytest.raises(GitError, match="no-such-branch"):
         cache.diverged_from(dest, str(bare), "no-such-branch", head)
+
+
+def test_git_gets_the_filtered_environment_only(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PLANKEEPER_GITHUB__TOKEN", "ghp_probe")  # the worker's own secrets
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "elsewhere"))  # nor does the worker's git setup leak in
+    cache = RepoCache(tmp_path / "cache", dict(os.environ))
+    out = git_module.run_git(tmp_path, ["-c", "alias.printenv=!env", "printenv"], cache.base_env, "print env")
+    assert "ghp_probe" not in out and "GIT_DIR=" not in out
+    lines = out.splitlines()
+    assert "LC_ALL=C" in lines
+    assert any(line.startswith("PATH=") and line.endswith(os.environ["PATH"]) for line in lines)  # git adds its own dir
+
+
+def test_a_git_that_runs_past_the_timeout_is_killed_with_what_it_started(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(git_module, "FETCH_TIMEOUT", 1)
+    marker = tmp_path / "still-running"
+    hang = f"sh -c 'sleep 5; touch {marker}'"
+    with pytest.raises(GitError, match="longer than 1 s"):
+        git_module.run_git(tmp_path, ["-c", f"alias.hang=!{hang}", "hang"], {"PATH": os.environ["PATH"]}, "hang")
+    time.sleep(5)
+    assert not marker.exists()  # the grandchild shell died with git
