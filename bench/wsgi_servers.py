@@ -32,11 +32,12 @@ from bench.webhook_load import make_delivery, send  # noqa: E402
 from bot.app import create_app  # noqa: E402
 from bot.embedded_redis import EmbeddedRedis  # noqa: E402
 from bot.logs import setup_logging  # noqa: E402
+from bot.web import HTTP_THREADS  # noqa: E402
 from bot.settings import GitHubSettings, Settings  # noqa: E402
 from tests.support import fixture, free_port  # noqa: E402
 
 SECRET = "bench-secret"
-THREADS = int(os.environ.get("PLANKEEPER_BENCH_THREADS", "16"))
+THREADS = int(os.environ.get("PLANKEEPER_BENCH_THREADS", str(HTTP_THREADS)))  # as serve runs them
 SERVERS = ("waitress", "gunicorn", "granian", "cheroot")
 
 
