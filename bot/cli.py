@@ -74,7 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if split:
             _announce(settings.host, settings.ui.port, "web UI, API and /metrics")
         _announce(settings.host, settings.port, "webhooks (/events)" if split else "")
-        web.serve(settings, "events" if split else "all")  # granian takes SIGTERM and SIGINT from here
+        web.serve(settings, "events" if split else "all", settings.port)  # granian takes SIGTERM and SIGINT from here
     except _Stop:
         pass
     finally:

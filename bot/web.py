@@ -1,6 +1,6 @@
 """serve's web listeners, on granian: HTTP is parsed and answered in Rust, the Flask app runs in a
 web process that granian forks from `serve` (and forks again when it dies), on HTTP_THREADS
-request threads.
+request threads. A `ui.port` of its own is `python -m bot.web`, a child of serve's.
 
 Chosen by measurement (`bench/wsgi_servers.py`, README "Benchmarks"): with the same app, the
 same Redis and 2,000 webhooks at 50 in flight, granian acked at p99 ~60 ms and ~1,100/s where
@@ -9,7 +9,9 @@ GIL hand-offs of its I/O loop were a third of the web process' CPU.
 """
 from __future__ import annotations
 
+import argparse
 import ctypes
+import dataclasses
 import gc
 import os
 import signal
@@ -31,43 +33,41 @@ HTTP_THREADS = MAX_STREAMS + 1
 # On SIGTERM granian waits for running requests this long: a live log tail can run for as long
 # as its job, and must not hold up a restart.
 KILL_SECONDS = 5
-UI_APP = "bot.web:ui_app"  # the factory `python -m granian` loads for a UI port of its own
 # granian's own lines go through the root logger, as JSON like every other line
 _LOGGING = {"version": 1, "disable_existing_loggers": False,
             "loggers": {"_granian": {"propagate": True}, "granian.access": {"propagate": True}}}
 _PR_SET_PDEATHSIG = 1
 
 
-def serve(settings: Settings, serves: str) -> None:
-    """Serve create_app(settings, serves=serves) on settings.host:settings.port until SIGTERM or
-    SIGINT, then stop the web process and return. granian answers SystemExit(1) when the web
-    process keeps dying at start."""
+def serve(settings: Settings, serves: str, port: int) -> None:
+    """Serve create_app(settings, serves=serves) on settings.host:port until SIGTERM or SIGINT,
+    then stop the web process and return. granian answers SystemExit(1) when the web process
+    keeps dying at start."""
     parent = os.getpid()
-    server = Server("plankeeper", address=settings.host, port=settings.port, **_options())
+    server = Server("plankeeper", address=settings.host, port=port, interface=Interfaces.WSGI, workers=1,
+                    blocking_threads=HTTP_THREADS, backlog=2048, respawn_failed_workers=True,
+                    workers_kill_timeout=KILL_SECONDS, log_level="warning", log_dictconfig=_LOGGING)
     server.serve(target_loader=lambda: _web_process_app(settings, serves, parent), wrap_loader=False)
 
 
 def ui_listener_argv(settings: Settings) -> list[str]:
-    """The command that serves the UI, API and /metrics on `ui.port` in a granian of its own
-    (settings from $PLANKEEPER_CONFIG and the environment, as a worker's)."""
-    options = _options()
-    return [sys.executable, "-m", "granian", "--interface", "wsgi", "--factory", "--workers", "1",
-            "--blocking-threads", str(options["blocking_threads"]), "--backlog", str(options["backlog"]),
-            "--workers-kill-timeout", str(KILL_SECONDS), "--respawn-failed-workers", "--log-level", "warning",
-            "--host", settings.host, "--port", str(settings.ui.port), UI_APP]
+    """The command that serves the UI, API and /metrics on `ui.port`, as a child of this process
+    that dies with it (its settings from $PLANKEEPER_CONFIG and the environment, as a worker's)."""
+    return [sys.executable, "-m", "bot.web", "--parent", str(os.getpid()), "--host", settings.host,
+            "--port", str(settings.ui.port)]
 
 
-def ui_app() -> Flask:
-    """granian's factory for the UI port's listener (ui_listener_argv)."""
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bot.web", description="serve's listener for a ui.port of its own")
+    parser.add_argument("--parent", type=int, required=True, help="serve's pid: this process dies with it")
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    _die_with(args.parent)
     setup_logging()
     settings = load_settings(os.environ.get("PLANKEEPER_CONFIG"), os.environ)
-    return _ready(create_app(settings, serves="ui"))
-
-
-def _options() -> dict:
-    return {"interface": Interfaces.WSGI, "workers": 1, "blocking_threads": HTTP_THREADS, "backlog": 2048,
-            "respawn_failed_workers": True, "workers_kill_timeout": KILL_SECONDS, "log_level": "warning",
-            "log_dictconfig": _LOGGING}
+    serve(dataclasses.replace(settings, host=args.host), "ui", args.port)
+    return 0
 
 
 def _web_process_app(settings: Settings, serves: str, parent: int) -> Flask:
@@ -93,3 +93,7 @@ def _die_with(parent: int) -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
     if os.getppid() != parent:  # serve died before the prctl
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -22,7 +22,7 @@ import requests
 from bench.webhook_load import make_delivery, send
 from tests.conftest import WEBHOOK_SECRET
 from tests.e2e.test_github_apply import Scenario, root_module
-from tests.support import Server, github_comment_payload, github_pr_payload, runs_under, wait_for
+from tests.support import Server, free_port, github_comment_payload, github_pr_payload, runs_under, wait_for
 
 pytestmark = pytest.mark.e2e
 REPO = "acme/infra"
@@ -327,26 +327,45 @@ def web_process(server) -> psutil.Process | None:
 
 def test_killed_web_process_is_replaced_and_dies_with_serve(scenario, fake_github, tmp_path):
     (tmp_path / "web").mkdir()
-    server = Server(tmp_path / "web", {"workers": 0, "github": {"api_url": fake_github.api_url, "token": "t",
-                                                                  "webhook_secret": WEBHOOK_SECRET}}).start()
+    ui_port = free_port()
+    server = Server(tmp_path / "web", {"workers": 0, "ui": {"port": ui_port},
+                                       "github": {"api_url": fake_github.api_url, "token": "t",
+                                                  "webhook_secret": WEBHOOK_SECRET}}).start()
     try:
         first = web_process(server)
         assert first is not None
         first.send_signal(signal.SIGKILL)  # as the OOM killer would
-        replaced = wait_for(lambda: (web := web_process(server)) and web.pid != first.pid and web,
-                            timeout=30, what="granian to fork another web process")
+        wait_for(lambda: (web := web_process(server)) and web.pid != first.pid, timeout=30,
+                 what="granian to fork another web process")
         scenario.open_pull(7)
         wait_for(lambda: _acked(server, fake_github, 7), timeout=30, what="the new web process to ack a webhook")
+        wait_for(lambda: _answers(f"http://127.0.0.1:{ui_port}/healthz"), timeout=30, what="the UI port")
 
-        server.proc.send_signal(signal.SIGKILL)  # serve itself gone: its web process must not keep the port
+        web_side = [p for p in psutil.Process(server.proc.pid).children(recursive=True)
+                    if "redis-server" not in " ".join(p.cmdline())]  # the web process, the UI listener and its own
+        assert len(web_side) == 3, [p.cmdline() for p in web_side]
+        server.proc.send_signal(signal.SIGKILL)  # serve itself gone: nothing of it may keep a port
         server.proc.wait(10)
-        wait_for(lambda: not replaced.is_running() or replaced.status() == psutil.STATUS_ZOMBIE, timeout=10,
-                 what="the web process to die with serve")
-        with pytest.raises(requests.ConnectionError):
-            requests.get(f"{server.url}/healthz", timeout=2)
+        wait_for(lambda: not any(_alive(p) for p in web_side), timeout=10, what="the web side to die with serve")
+        for url in (server.url, f"http://127.0.0.1:{ui_port}"):
+            assert not _answers(f"{url}/healthz"), url
     finally:
         if server.stop() == -signal.SIGKILL:
             server.redis().shutdown(nosave=True)  # the embedded Redis outlives a serve killed by SIGKILL
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code in (200, 503)
+    except requests.ConnectionError:
+        return False
 
 
 def _acked(server, fake, number: int) -> bool:
