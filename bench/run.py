@@ -38,7 +38,7 @@ from runners.workspace import check_symlinks, create_workspace  # noqa: E402
 from runners.worktrees import WorkTrees  # noqa: E402
 from tests.conftest import GITHUB_TOKEN, WEBHOOK_SECRET  # noqa: E402
 from tests.fakes.github import FakeGitHub  # noqa: E402
-from tests.support import GIT_ENV, GitRepo, Server, github_pr_payload, tf_data  # noqa: E402
+from tests.support import GIT_ENV, GitRepo, Server, forked_web_process, github_pr_payload, tf_data  # noqa: E402
 
 REPO = "acme/infra"
 JOB_SECONDS = 1.0  # the least a job holds a work tree: one embedded Terraform plan takes longer
@@ -141,8 +141,9 @@ def plan_by_hand(lab: Lab, work: Path, projects: int = 1, project_dirs: tuple[st
 
 
 def web_processes(serve: psutil.Process) -> list[psutil.Process]:
-    """serve and the web process granian forks from it (its command line is serve's)."""
-    return [serve, *(child for child in serve.children() if child.cmdline() == serve.cmdline())]
+    """serve and the web process granian forks from it."""
+    web = forked_web_process(serve)
+    return [serve, *([web] if web else [])]
 
 
 def rss_tree(proc: psutil.Process) -> tuple[int, int]:

@@ -10,7 +10,6 @@ GIL hand-offs of its I/O loop were a third of the web process' CPU.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import dataclasses
 import gc
 import os
@@ -26,6 +25,7 @@ from bot.logs import setup_logging
 from bot.settings import Settings
 from bot.settings_loader import load_settings
 from bot.ui.api import MAX_STREAMS
+from runners.process import signal_when_parent_dies
 
 # Per listener: a UI with every live log tail open (each holds a thread) still has one for
 # webhooks. Not more: the app is CPU under one GIL.
@@ -36,7 +36,6 @@ KILL_SECONDS = 5
 # granian's own lines go through the root logger, as JSON like every other line
 _LOGGING = {"version": 1, "disable_existing_loggers": False,
             "loggers": {"_granian": {"propagate": True}, "granian.access": {"propagate": True}}}
-_PR_SET_PDEATHSIG = 1
 
 
 def serve(settings: Settings, serves: str, port: int) -> None:
@@ -88,9 +87,8 @@ def _die_with(parent: int) -> None:
     """Kill this process when `serve` dies, even by SIGKILL: an orphaned web process would keep the
     port and answer webhooks for a server that is gone. (Not SIGTERM: until granian's worker sets
     its own handlers, this process has the handlers of serve's granian, which would ignore it.)"""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if not signal_when_parent_dies(signal.SIGKILL):
+        raise OSError("prctl(PR_SET_PDEATHSIG) failed: this process would outlive serve")
     if os.getppid() != parent:  # serve died before the prctl
         os.kill(os.getpid(), signal.SIGKILL)
 

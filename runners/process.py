@@ -6,6 +6,7 @@ then SIGTERM, then SIGKILL.
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import queue
@@ -57,13 +58,18 @@ def strip_ansi(text: str) -> str:
 _PR_SET_PDEATHSIG = 1
 
 
+def signal_when_parent_dies(sig: int) -> bool:
+    """Have Linux send this process sig when its parent dies, even by SIGKILL (PR_SET_PDEATHSIG);
+    False where it cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0
+
+
 def _interrupt_when_parent_dies() -> None:
     """In the child: get SIGINT (Terraform's graceful stop, which releases its state lock)
     if the job process running us is killed, instead of running on unsupervised."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
+    signal_when_parent_dies(signal.SIGINT)
 
 
 def run(

@@ -38,9 +38,7 @@ class Workspace:
         if joined == ".." or joined.startswith("../"):
             raise PathEscape(f"path {rel!r} leaves the repository")
         path = self.root if joined == "." else self.root / joined
-        real_root = os.path.realpath(self.root)
-        real = os.path.realpath(path)
-        if real != real_root and not real.startswith(real_root + os.sep):
+        if _escapes(path, os.path.realpath(self.root)):
             raise PathEscape(f"path {rel!r} resolves through a symlink to outside the repository")
         return path
 

@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Callable, Optional
 
+import psutil
 import requests
 import yaml
 
@@ -168,6 +169,25 @@ class Server:
                 return jobs
             time.sleep(0.2)
         raise AssertionError(f"jobs still running after {timeout}s: {jobs}\n{self.log()}")
+
+
+def answers(url: str) -> bool:
+    """Whether an HTTP server answers url at all (a 503 from /healthz counts: it is up)."""
+    try:
+        return requests.get(url, timeout=2).status_code in (200, 503)
+    except requests.ConnectionError:
+        return False
+
+
+def forked_web_process(serve: psutil.Process) -> Optional[psutil.Process]:
+    """The web process granian forked from `serve` (a fork: its command line is serve's)."""
+    for child in serve.children():
+        try:
+            if child.cmdline() == serve.cmdline():
+                return child
+        except psutil.Error:  # one just killed, not reaped yet
+            pass
+    return None
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 60, interval: float = 0.2, what: str = "") -> object:

@@ -22,7 +22,8 @@ import requests
 from bench.webhook_load import make_delivery, send
 from tests.conftest import WEBHOOK_SECRET
 from tests.e2e.test_github_apply import Scenario, root_module
-from tests.support import Server, free_port, github_comment_payload, github_pr_payload, runs_under, wait_for
+from tests.support import (Server, answers, forked_web_process, free_port, github_comment_payload, github_pr_payload,
+                           runs_under, wait_for)
 
 pytestmark = pytest.mark.e2e
 REPO = "acme/infra"
@@ -314,15 +315,7 @@ def test_1000_redeliveries_of_one_delivery_run_one_job(scenario, fake_github, se
 
 
 def web_process(server) -> psutil.Process | None:
-    """The web process granian forked from serve (its command line is serve's)."""
-    serve = psutil.Process(server.proc.pid)
-    for child in serve.children():
-        try:
-            if child.cmdline() == serve.cmdline():
-                return child
-        except psutil.Error:  # the one just killed, not reaped yet
-            pass
-    return None
+    return forked_web_process(psutil.Process(server.proc.pid))
 
 
 def test_killed_web_process_is_replaced_and_dies_with_serve(scenario, fake_github, tmp_path):
@@ -339,7 +332,7 @@ def test_killed_web_process_is_replaced_and_dies_with_serve(scenario, fake_githu
                  what="granian to fork another web process")
         scenario.open_pull(7)
         wait_for(lambda: _acked(server, fake_github, 7), timeout=30, what="the new web process to ack a webhook")
-        wait_for(lambda: _answers(f"http://127.0.0.1:{ui_port}/healthz"), timeout=30, what="the UI port")
+        wait_for(lambda: answers(f"http://127.0.0.1:{ui_port}/healthz"), timeout=30, what="the UI port")
 
         web_side = [p for p in psutil.Process(server.proc.pid).children(recursive=True)
                     if "redis-server" not in " ".join(p.cmdline())]  # the web process, the UI listener and its own
@@ -348,7 +341,7 @@ def test_killed_web_process_is_replaced_and_dies_with_serve(scenario, fake_githu
         server.proc.wait(10)
         wait_for(lambda: not any(_alive(p) for p in web_side), timeout=10, what="the web side to die with serve")
         for url in (server.url, f"http://127.0.0.1:{ui_port}"):
-            assert not _answers(f"{url}/healthz"), url
+            assert not answers(f"{url}/healthz"), url
     finally:
         if server.stop() == -signal.SIGKILL:
             server.redis().shutdown(nosave=True)  # the embedded Redis outlives a serve killed by SIGKILL
@@ -358,13 +351,6 @@ def _alive(process: psutil.Process) -> bool:
     try:
         return process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
-        return False
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code in (200, 503)
-    except requests.ConnectionError:
         return False
 
 

@@ -15,7 +15,7 @@ from bot.embedded_redis import EmbeddedRedis
 from bot.state import joblog
 from bot.ui.api import MAX_STREAMS
 from tests.conftest import WEBHOOK_SECRET
-from tests.support import fixture, free_port, wait_for
+from tests.support import answers, fixture, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 USER, PASSWORD, TOKEN = "admin", "ui-secret-pass", "ui-api-token-123"
@@ -67,13 +67,6 @@ def test_unknown_event_names_add_no_metric_labels(serve_factory):
     assert 'plankeeper_webhooks_total{event="other",outcome="unauthorized"} 30.0' in metrics
 
 
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code in (200, 503)
-    except requests.ConnectionError:
-        return False
-
-
 def _basic() -> dict:
     return {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
 
@@ -93,7 +86,7 @@ def test_ui_port_with_read_auth_apart_from_events_and_a_private_data_dir(serve_f
 
     # the UI port (a web server of its own, up soon after the events port) answers everything
     # else, to the UI credentials only
-    wait_for(lambda: _answers(f"{ui}/healthz"), timeout=30, what="the UI port to answer")
+    wait_for(lambda: answers(f"{ui}/healthz"), timeout=30, what="the UI port to answer")
     assert requests.post(f"{ui}/events", data=b"{}", headers=_basic(), timeout=5).status_code == 404
     for path in ("/", "/api/jobs", "/api/audit?format=jsonl", "/metrics"):
         assert requests.get(f"{ui}{path}", timeout=5).status_code == 401, path
