@@ -68,10 +68,12 @@ class EventsEndpoint:
     def _receive_or_fail(self, environ: dict) -> Answer:
         try:
             return self.receive(environ)
-        except redis.RedisError as exc:
+        except redis.RedisError:
+            # the detail (host, socket path) is for the log: the answer goes to whoever can see
+            # the forge's delivery log
             log.exception("webhook not accepted: Redis failed")
-            return 500, orjson.dumps({"outcome": "error", "error": f"Redis failed ({exc}); nothing was claimed, "
-                                                                   "so the forge's redelivery will be accepted"})
+            return 500, orjson.dumps({"outcome": "error", "error": "Redis failed (see the server's log); nothing was "
+                                                                   "claimed, so the forge's redelivery will be accepted"})
         except Exception:  # noqa: BLE001 -- answered, and logged with its traceback
             log.exception("webhook not accepted: internal error")
             return 500, orjson.dumps({"outcome": "error", "error": "internal error; see the server's log"})

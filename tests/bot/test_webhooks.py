@@ -70,7 +70,7 @@ def test_the_same_head_again_in_another_delivery_is_queued_too(client, redis_db)
     assert queued_ids(redis_db) == ["d-delivery-1", "d-delivery-2"]
 
 
-def test_a_redis_refusing_writes_leaves_nothing_claimed_and_the_redelivery_is_queued(client, redis_db) -> None:
+def test_a_redis_refusing_writes_leaves_nothing_claimed_and_the_redelivery_is_queued(client, redis_db, caplog) -> None:
     redis_db.config_set("maxmemory-policy", "noeviction")
     redis_db.config_set("maxmemory", "1")  # every write is refused: OOM
     try:
@@ -79,6 +79,8 @@ def test_a_redis_refusing_writes_leaves_nothing_claimed_and_the_redelivery_is_qu
         redis_db.config_set("maxmemory", "0")
     assert refused.status_code == 500  # not acknowledged: the forge redelivers
     assert refused.get_json()["outcome"] == "error" and "redelivery will be accepted" in refused.get_json()["error"]
+    # Redis' own words (its address, its state) reach the log, never the forge's delivery log
+    assert "OOM" not in refused.get_data(as_text=True) and "OOM" in caplog.text
     assert redis_db.keys(f"{keys.DELIVERY.format('*')}") == []
     assert queued_ids(redis_db) == [] and joblog.get_job(redis_db, "d-delivery-1") is None
 
