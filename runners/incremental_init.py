@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runners.init_fingerprint import RESET_PARTS, Fingerprint, fingerprint, lock_digest, note_for
+from runners.workspace import resolves_inside
 
 DATA_DIR = ".terraform"
 SKIPPED = "init skipped: lock file, backend and modules unchanged"
@@ -53,10 +54,10 @@ class InitRecords:
 
     def relative(self, project_dir: Path) -> str | None:
         """project_dir relative to the tree ("." for its root); None when it is not inside."""
-        tree, path = os.path.realpath(self.tree), os.path.realpath(project_dir)
-        if path != tree and not path.startswith(tree + os.sep):
+        tree = os.path.realpath(self.tree)
+        if not resolves_inside(project_dir, tree):
             return None
-        return Path(os.path.relpath(path, tree)).as_posix()
+        return Path(os.path.relpath(os.path.realpath(project_dir), tree)).as_posix()
 
     def get(self, rel: str) -> InitRecord | None:
         """The record of the project at rel (relative to the tree), or None."""

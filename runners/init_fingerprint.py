@@ -29,6 +29,7 @@ from pathlib import Path
 
 from runners.embedded_terraform import embedded_argv, embedded_paths
 from runners.hcl_scan import Block, parse, parse_json
+from runners.workspace import resolves_inside
 
 LOCK_FILE = ".terraform.lock.hcl"
 CONFIG_SUFFIXES = (".tf", ".tofu", ".tf.json", ".tofu.json")
@@ -172,8 +173,7 @@ class _ModuleWalk:
         if not text.startswith(("./", "../")):
             return []
         target = Path(os.path.normpath(module_dir / text))
-        real = os.path.realpath(target)
-        if real != self.real_root and not real.startswith(self.real_root + os.sep):
+        if not resolves_inside(target, self.real_root):
             raise _Unknowable(f"module {'.'.join(block.labels)!r} is a local directory outside the repository")
         return [target] if target.is_dir() else []
 
@@ -197,10 +197,9 @@ def _module_blocks(module_dir: Path, repo_root: Path) -> list[Block]:
 def _read(path: Path, repo_root: Path) -> bytes:
     """The bytes of a regular file inside repo_root (a symlink to one too); raises _Unknowable for
     anything else (a FIFO would block, a symlink out could reveal what is not the repository's)."""
-    real = os.path.realpath(path)
-    root = os.path.realpath(repo_root)
-    if real != root and not real.startswith(root + os.sep):
+    if not resolves_inside(path, os.path.realpath(repo_root)):
         raise _Unknowable(f"{path.name} resolves outside the repository")
+    real = os.path.realpath(path)
     try:
         info = os.stat(real)
         if not stat.S_ISREG(info.st_mode):

@@ -102,6 +102,11 @@ def check_symlinks(root: Path, skip: Iterable[str] = ()) -> None:
         raise PathEscape(f"symlink {rel!r} points to {os.readlink(first)!r}, outside the repository")
 
 
-def _escapes(path: str, real_root: str) -> bool:
+def resolves_inside(path: str | os.PathLike, real_root: str) -> bool:
+    """Whether path, its symlinks followed, is real_root (already resolved) or under it."""
     real = os.path.realpath(path)
-    return real != real_root and not real.startswith(real_root + os.sep)
+    return real == real_root or real.startswith(real_root + os.sep)
+
+
+def _escapes(path: str, real_root: str) -> bool:
+    return not resolves_inside(path, real_root)
