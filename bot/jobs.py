@@ -179,21 +179,26 @@ def _run_context(payload: dict) -> tuple[JobContext, Run]:
 
 
 def run_project(payload: dict) -> str:
-    """Plan, apply or deploy one project of a run: {run, index}; nothing when its coordinator
-    took it in place. Finishes the run when its outcome is the last one recorded."""
+    """Plan, apply or deploy one project of a run: {run, index}, unless another lane took it; then
+    the projects of the coordinator's lane that no lane has started yet, in place (one checkout and
+    one Terraform session for them all, where a job each would fork, check out and start Terraform
+    again). Finishes the run when it records the last outcome."""
     ctx, run = _run_context(payload)
     index = int(payload["index"])
     try:
-        if not _take(ctx, run, index):  # nothing recorded: the record is the lane's that runs it
+        # a project another lane took: nothing recorded here, the record is that lane's
+        outcome = _project(ctx, run, index) if _take(ctx, run, index) else None
+        took = _take_rest_of_lane(ctx, run)
+        if outcome is None and not took:
             return f"run in place by {store.project_owner(ctx.redis, run.id, index)}"
-        outcome = _project(ctx, run, index)
         try:
             engine.finish_if_last(ctx, run)
         except Exception:  # its outcome stands; the run's finalizing job finishes the run
             log.exception("job %s: could not finish run %s", ctx.job_id, run.id)
     finally:
         ctx.cleanup()
-    return str(outcome.status)
+    done = [str(outcome.status)] if outcome else []
+    return ", ".join(done + ([f"{took} more in place"] if took else []))
 
 
 def work_in_place(ctx: JobContext) -> str | None:
@@ -208,6 +213,16 @@ def work_in_place(ctx: JobContext) -> str | None:
         if _take(ctx, run, index):
             _project(engine.lane_context(ctx, run, index), run, index)
     return engine.finish_if_last(ctx, run)
+
+
+def _take_rest_of_lane(ctx: JobContext, run: Run) -> int:
+    """Run here each project of the coordinator's lane this job can still claim; how many."""
+    took = 0
+    for index in store.lane(ctx.redis, run.id):
+        if store.claim_project(ctx.redis, run.id, index, ctx.job_id):
+            _project(engine.lane_context(ctx, run, index), run, index)
+            took += 1
+    return took
 
 
 def _take(ctx: JobContext, run: Run, index: int) -> bool:
@@ -339,8 +354,12 @@ def report_dead_job(job, reason: str, detail: object = "") -> None:
         index = payload.get("index")
         if index is None:
             engine.finish_died(ctx, run, job.id, reason)
-        elif store.project_owner(rt.redis, run.id, int(index)) in (None, job.id):  # not its coordinator's
-            engine.project_died(ctx, run, int(index), job.id, reason)  # its run's finalizing job reports the rest
+            return
+        own = int(index)
+        if (store.project_owner(rt.redis, run.id, own) in (None, job.id)  # not another lane's
+                and not store.outcomes(rt.redis, run)[own].status.is_final):  # it may have died after it
+            engine.project_died(ctx, run, own, job.id, reason)  # its run's finalizing job reports the rest
+        engine.lane_died(ctx, run, job.id, reason)  # the lane's projects it took after its own
         return
     if "apply" in payload and "ref" in payload:  # an API plan/apply: free the lock an apply held
         locks.release_pull(rt.redis, Repo.from_dict(payload["repo"]).id, api_runs.API_PULL)

@@ -4,8 +4,10 @@ A coordinator (the event's job) gets a NewRun from a handler's start; the engine
 comment (every project queued) and records the run. Projects run in lanes: the coordinator
 itself, in place, takes the projects no other project waits for (all of them when one worker
 is registered, which would run them one by one anyway), sharing its checkout and sparing a
-forked job each; every other project is an RQ job of its own. A lane claims a project before
-running it (the run's hash), so each runs once. Ordering (`parallel_plan`/`parallel_apply`
+forked job each; every other project is an RQ job of its own. A project job, once its own project
+is done, takes what is left of the coordinator's lane the same way, so two workers split the lane
+with one checkout and one Terraform session each. A lane claims a project before running it (the
+run's hash), so each runs once. Ordering (`parallel_plan`/`parallel_apply`
 off, `execution_order_group`, `depends_on`) becomes RQ job dependencies. Lanes call the
 handler's `project`, record the outcome in Redis and refresh the comment; the lane that records
 the last outcome finishes the run: the final comment and statuses, then the handler's `finish`.
@@ -224,8 +226,9 @@ def project_died(ctx: JobContext, run: Run, index: int, dead_job_id: str, reason
 
 
 def lane_died(ctx: JobContext, run: Run, dead_job_id: str, reason: str) -> None:
-    """The coordinator died while it ran projects in place: each one it took and did not finish
-    is recorded as failed, as a dead project job's (the finalizing job then finishes the run)."""
+    """A lane died while it ran projects in place (the coordinator, or a project job that took
+    more of the coordinator's lane): each one it took and did not finish is recorded as failed,
+    as a dead project job's (the finalizing job then finishes the run)."""
     outcomes = store.outcomes(ctx.redis, run)
     for index in store.lane(ctx.redis, run.id):
         if store.project_owner(ctx.redis, run.id, index) == dead_job_id and not outcomes[index].status.is_final:

@@ -31,9 +31,13 @@ from tests.support_jobs import FULL
 PLAN_STATUS = "plankeeper/plan"
 
 
+class JobKilled(BaseException):
+    """Ends a job mid-project past every `except Exception`, as a killed work-horse would."""
+
+
 class Scripted(Handler):
     """A handler whose `project` does what `script` says for each project dir: "ok" plans,
-    "refuse" raises a UserFacingError, "crash" raises a bug. It records what it was called with."""
+    "refuse" raises a UserFacingError, "crash" raises a bug, "die" ends the job. It records what it was called with."""
 
     name = "plan"
 
@@ -49,6 +53,8 @@ class Scripted(Handler):
             raise UserFacingError(f"Project {outcome.project.dir} needs a `backend` block.", title="Bad project")
         if action == "crash":
             raise RuntimeError("KeyError deep inside: token=hunter2")
+        if action == "die":  # what no handler catches: the job itself ends here, as if killed
+            raise JobKilled(outcome.project.dir)
         outcome.status = OutcomeStatus.PLANNED
 
     def finish(self, ctx, run: Run, outcomes: list[ProjectOutcome]) -> None:
@@ -348,6 +354,64 @@ def test_a_coordinator_that_died_in_place_is_reported_on_the_runs_comment(bench_
     assert "still running" not in comment["body"]
     assert bench.statuses(pull.head_sha, PLAN_STATUS)[-1][0] == "failure"
     assert joblog.get_job(bench.redis, "run-1-p0")["state"] == "failed"
+    assert active_run(bench) is None
+
+
+def lane_of_the_coordinator(bench, run: Run, lane: list[int]) -> None:
+    """What engine.start leaves with two workers: the projects no other waits for in the
+    coordinator's lane, the first claimed by it (the others it claims when it gets to them)."""
+    store.save_lane(bench.redis, run.id, lane)
+    assert store.claim_project(bench.redis, run.id, lane[0], run.coordinator_job)
+
+
+def test_a_project_job_takes_what_is_left_of_the_coordinators_lane(bench_factory, scripted) -> None:
+    bench = bench_factory()
+    pull = bench.open_pull()
+    handler = scripted({"a": "ok", "b": "ok", "c": "ok"})
+    run = start_run(bench, pull, ["a", "b", "c"])
+    lane_of_the_coordinator(bench, run, [0, 1, 2])
+    with bench.job(run.coordinator_job) as ctx:
+        engine.execute_project(engine.lane_context(ctx, run, 0), run, 0)
+
+    bench.work()  # p0's job: its project taken, it takes b and c; p1's and p2's find them taken
+
+    assert handler.called == ["a", "b", "c"]  # each once
+    assert [store.project_owner(bench.redis, run.id, i) for i in (1, 2)] == [run.project_job_id(0)] * 2
+    for i in (1, 2):  # each under its own job id: its log link and the UI's record
+        assert joblog.get_job(bench.redis, run.project_job_id(i))["state"] == "succeeded"
+        assert Job.fetch(run.project_job_id(i), connection=bench.redis, serializer=JSONSerializer).return_value() \
+            == f"run in place by {run.project_job_id(0)}"
+    assert Job.fetch(run.project_job_id(0), connection=bench.redis,
+                     serializer=JSONSerializer).return_value() == "2 more in place"
+    [comment] = bench.bot_comments()
+    assert "3 with changes" in comment["body"] and "still running" not in comment["body"]
+    assert joblog.get_job(bench.redis, run.finalize_job_id)["summary"] == "finished by the run's last project"
+    assert active_run(bench) is None
+
+
+def test_a_project_job_that_died_in_the_lane_fails_only_what_it_had_not_finished(bench_factory, scripted) -> None:
+    bench = bench_factory()
+    pull = bench.open_pull()
+    handler = scripted({"a": "ok", "b": "ok", "c": "die"})
+    run = start_run(bench, pull, ["a", "b", "c"])
+    lane_of_the_coordinator(bench, run, [1, 2])  # a is a job's only (as a project that waits for another)
+    with bench.job(run.coordinator_job) as ctx:
+        engine.execute_project(engine.lane_context(ctx, run, 1), run, 1)
+
+    # p0's job plans a, takes c from the lane and dies planning it: RQ fails the job and calls
+    # its failure callback; the finalizing job then runs
+    bench.work()
+
+    assert handler.called == ["b", "a", "c"]
+    a, b, c = outcomes_of(bench, run.id)
+    assert (a.status, b.status) == (OutcomeStatus.PLANNED, OutcomeStatus.PLANNED)  # its own, finished: kept
+    assert c.status is OutcomeStatus.FAILED
+    assert c.message.startswith(f"Internal error (job `{run.project_job_id(2)}`): the job stopped because "
+                                "of an internal error.")
+    assert joblog.get_job(bench.redis, run.project_job_id(2))["state"] == "failed"
+    [comment] = bench.bot_comments()
+    assert "still running" not in comment["body"] and "2 with changes" in comment["body"], comment["body"]
+    assert bench.statuses(pull.head_sha, PLAN_STATUS)[-1][0] == "failure"
     assert active_run(bench) is None
 
 
