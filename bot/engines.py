@@ -16,14 +16,13 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-import git
-
 from bot import selection
 from bot.errors import UserFacingError
 from bot.settings import Settings
 from runners.base import Runner
 from runners.embedded_terraform import embedded_paths
 from runners.environment import minimal_env, path_values
+from runners.git import GitError, git_environment, run_git
 from runners.git_credentials import HELPER as GIT_CREDENTIAL_HELPER, GitCredentials
 from runners.incremental_init import InitRecords
 from runners.models import Project
@@ -253,7 +252,7 @@ def render_base_dir(ctx: Any, pull: Any, repo_dir: str, project: Project) -> Opt
             sha = _merge_base(ctx.workspace.resolve(repo_dir), pull)
             ctx.checkout(pull, sha=sha, subdir=BASE_DIR)
         return selection.project_dir(ctx.workspace, BASE_DIR, project)
-    except (UserFacingError, PathEscape, git.GitCommandError) as exc:  # no base to diff: diff against nothing
+    except (UserFacingError, PathEscape, GitError) as exc:  # no base to diff: diff against nothing
         ctx.log(f"[{project.label}] base of the pull request not checked out ({getattr(exc, 'message', exc)}): "
                 "every object is shown as new")
         return None
@@ -264,8 +263,9 @@ def _merge_base(head_checkout: Path, pull: Any) -> str:
     to the base commit the forge reported when git cannot tell."""
     base = pull.base_sha or f"origin/{pull.base_ref}"
     try:
-        return git.Git(str(head_checkout)).merge_base(base, pull.head_sha).strip()
-    except git.GitCommandError:
+        return run_git(head_checkout, ["merge-base", base, pull.head_sha], git_environment(parent_environment()),
+                       f"find where {pull.head_sha[:12]} left {base}").strip()
+    except GitError:
         if pull.base_sha:
             return pull.base_sha
         raise

@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Iterator, Mapping, Optional, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-import git
-
 from runners.environment import is_allowed
 
 FETCH_TIMEOUT = 900  # seconds for one fetch of a large repository
@@ -79,10 +77,7 @@ class RepoCache:
 
     def __init__(self, cache_dir: Path, parent_env: Mapping[str, str]) -> None:
         self.cache_dir = Path(cache_dir)
-        self.base_env = {
-            k: v for k, v in parent_env.items() if k in _GIT_PASSTHROUGH or is_allowed(k)
-        }
-        self.base_env.update({"GIT_TERMINAL_PROMPT": "0", "GCM_INTERACTIVE": "never"})
+        self.base_env = git_environment(parent_env)
 
     def checkout(
         self,
@@ -125,7 +120,7 @@ class RepoCache:
         strategy `merge`); returns the merged branch's commit. Nothing is pushed. Raises
         MergeConflict (naming the files; the checkout is left as it was) or GitError."""
         url, auth = _split_auth(clone_url, auth)
-        g = git.Git(str(dest))
+        g = Path(dest)
         env = self._env(url, auth)
         _git(g, ["check-ref-format", "--branch", branch], env, f"read the branch name {branch!r}")
         ref = "refs/worktree/plankeeper-merge-base"  # per work tree: kept trees share the mirror's refs
@@ -152,25 +147,24 @@ class RepoCache:
         """The remote tip of `branch` when the checkout's commit `head` does not contain it
         (the `undiverged` requirement), None when it does. Raises GitError."""
         url, auth = _split_auth(clone_url, auth)
-        g = git.Git(str(dest))
+        g = Path(dest)
         env = self._env(url, auth)
         _git(g, ["check-ref-format", "--branch", branch], env, f"read the branch name {branch!r}")
         ref = "refs/plankeeper/undiverged-base"
         _git(g, ["fetch", "--quiet", "--no-write-fetch-head", url, f"+refs/heads/{branch}:{ref}"], env,
              f"fetch {branch}")
         tip = _git(g, ["rev-parse", ref], env, f"read {branch}").strip()
-        try:
-            g.execute(["git", "merge-base", "--is-ancestor", tip, head], env=self.base_env)
-        except git.GitCommandError as exc:
-            if exc.status == 1:  # not an ancestor: the base moved on without the pull request
-                return tip
-            raise GitError(strip_credentials(f"could not compare {branch} with {head[:12]}: exit {exc.status}")) from exc
+        status, _, err = _run(g, ["merge-base", "--is-ancestor", tip, head], self.base_env, f"compare {branch}")
+        if status == 1:  # not an ancestor: the base moved on without the pull request
+            return tip
+        if status:
+            raise GitError(_failure(f"compare {branch} with {head[:12]}", status, err))
         return None
 
     def branch_head(self, clone_url: str, branch: str, auth: Optional[tuple[str, str]] = None) -> str:
         """The commit at the head of `branch` on the remote (git ls-remote). Raises GitError."""
         url, auth = _split_auth(clone_url, auth)
-        out = _git(git.Git(), ["ls-remote", "--", url, f"refs/heads/{branch}"], self._env(url, auth),
+        out = _git(None, ["ls-remote", "--", url, f"refs/heads/{branch}"], self._env(url, auth),
                    what=f"read the head of {branch}")
         lines = out.strip().splitlines()
         if not lines:
@@ -183,7 +177,7 @@ class RepoCache:
         Renamed files are listed under both names. Raises GitError when a commit is unknown.
         """
         out = _git(
-            git.Git(str(repo_dir)),
+            Path(repo_dir),
             ["diff", "--name-status", "-M", "-z", "--no-color", f"{base}...{head}"],
             self.base_env,
             what=f"compare {base}...{head}",
@@ -208,19 +202,18 @@ class RepoCache:
         onto the base: then the chain of commits with their authors, dates and subjects is
         reverted. When `pr_head` itself is on the base (a fast-forward merge), its commits since
         `pr_base` are. Raises GitError when `merged` is unknown or not on the base."""
-        g = git.Git(str(repo_dir))
-        env = self.base_env
-        if not _SHA.match(merged) or not _has_commit(g, merged):
+        g, env = Path(repo_dir), self.base_env
+        if not _SHA.match(merged) or not _has_commit(g, merged, env):
             raise GitError(f"commit {merged} is not in the repository")
-        if not _is_ancestor(g, merged, "HEAD"):
+        if not _is_ancestor(g, merged, "HEAD", env):
             raise GitError(f"commit {merged[:12]} is not on the base branch any more (was it force-pushed away?)")
         parents = _git(g, ["rev-list", "--parents", "-n", "1", merged], env, f"read {merged[:12]}").split()[1:]
         if len(parents) >= 2:
             return RevertPlan("merge", (merged,))
-        known_head = bool(pr_head) and _SHA.match(pr_head) is not None and _has_commit(g, pr_head)
-        if known_head and _is_ancestor(g, pr_head, "HEAD"):
-            since = [pr_base] if pr_base and _SHA.match(pr_base) and _has_commit(g, pr_base) \
-                and _is_ancestor(g, pr_base, pr_head) and pr_base != pr_head else []
+        known_head = bool(pr_head) and _SHA.match(pr_head) is not None and _has_commit(g, pr_head, env)
+        if known_head and _is_ancestor(g, pr_head, "HEAD", env):
+            since = [pr_base] if pr_base and _SHA.match(pr_base) and _has_commit(g, pr_base, env) \
+                and _is_ancestor(g, pr_base, pr_head, env) and pr_base != pr_head else []
             commits = _lines(_git(g, ["rev-list", "--no-merges", pr_head, *(f"^{c}" for c in since)], env,
                                   "list the pull request's commits")) if since else [pr_head]
             return RevertPlan("fast-forward", tuple(commits or [pr_head]))
@@ -250,7 +243,7 @@ class RepoCache:
         push's environment. Raises RevertConflict (naming the files, nothing pushed),
         NothingToRevert, or GitError."""
         url, auth = _split_auth(push_url, auth)
-        g = git.Git(str(repo_dir))
+        g = Path(repo_dir)
         name, email = author
         identity = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
                     "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
@@ -314,15 +307,14 @@ class RepoCache:
     def _ensure_mirror(self, mirror: Path) -> None:
         if (mirror / "HEAD").exists():
             return
-        repo = git.Repo.init(str(mirror), bare=True)
-        with repo.config_writer() as config:
-            config.set_value("gc", "auto", "0")  # no gc racing a clone that reads the mirror
-        repo.close()
+        _git(None, ["init", "--quiet", "--bare", str(mirror)], self.base_env, "make the repository's mirror")
+        # no gc racing a clone that reads the mirror
+        _git(mirror, ["config", "gc.auto", "0"], self.base_env, "configure the repository's mirror")
 
     def _fetch(
         self, mirror: Path, url: str, env: dict[str, str], refs: Sequence[str], sha: str
     ) -> None:
-        g = git.Git(str(mirror))
+        g = mirror
         # refs/remotes/origin/*: a work tree of the mirror knows `origin/main` as a clone does
         specs = ["+refs/heads/*:refs/heads/*", "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"]
         # --no-auto-maintenance: gc.auto is 0 here, so `git maintenance run --auto` would be a
@@ -336,34 +328,41 @@ class RepoCache:
             # a ref the forge has not published (yet): heads, tags and the sha may still do
             _git(g, [*fetch, *specs], env, f"fetch {url}")
         # a small fetch leaves its objects loose: no git process to ask (~2 ms of a kept tree's update)
-        if _is_loose_object(mirror, sha) or _has_commit(g, sha):
+        if _is_loose_object(mirror, sha) or _has_commit(g, sha, self.base_env):
             return
         try:
             _git(g, [*fetch, sha], env, f"fetch {url}")
         except GitError:
             pass  # servers may refuse unadvertised commits; reported below as not found
-        if not _has_commit(g, sha):
+        if not _has_commit(g, sha, self.base_env):
             raise GitError(f"commit {sha} not found in {url} (was it force-pushed away?)")
 
     def _clone(self, mirror: Path, dest: Path, sha: str, url: str) -> None:
         _git(
-            git.Git(str(self.cache_dir)),
+            self.cache_dir,
             ["clone", "--quiet", "--local", "--no-checkout", str(mirror), str(dest)],
             self.base_env,
             f"clone {url}",
         )
         _git(
-            git.Git(str(dest)),
+            dest,
             ["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", sha],
             self.base_env,
             f"check out {sha}",
         )
 
 
+def git_environment(parent_env: Mapping[str, str]) -> dict[str, str]:
+    """What of parent_env git runs with: the allowlist (never the server's secrets), and no
+    prompt for credentials."""
+    env = {k: v for k, v in parent_env.items() if k in _GIT_PASSTHROUGH or is_allowed(k)}
+    return {**env, "GIT_TERMINAL_PROMPT": "0", "GCM_INTERACTIVE": "never"}
+
+
 def run_git(cwd: Path, args: list[str], env: Mapping[str, str], what: str) -> str:
     """`git ARGS` in cwd with env (an argument list, never a shell); its output. Raises GitError
     saying what could not be done."""
-    return _git(git.Git(str(cwd)), args, env, what)
+    return _git(Path(cwd), args, env, what)
 
 
 def _split_auth(
@@ -381,12 +380,8 @@ def _split_auth(
     return url, auth
 
 
-def _has_commit(g: git.Git, sha: str) -> bool:
-    try:
-        g.execute(["git", "cat-file", "-e", f"{sha}^{{commit}}"])
-    except git.GitCommandError:
-        return False
-    return True
+def _has_commit(g: Path, sha: str, env: Mapping[str, str]) -> bool:
+    return _run(g, ["cat-file", "-e", f"{sha}^{{commit}}"], env, f"look for {sha}")[0] == 0
 
 
 def _is_loose_object(git_dir: Path, sha: str) -> bool:
@@ -394,42 +389,45 @@ def _is_loose_object(git_dir: Path, sha: str) -> bool:
     return bool(re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", sha)) and (git_dir / "objects" / sha[:2] / sha[2:]).is_file()
 
 
-def _is_ancestor(g: git.Git, ancestor: str, descendant: str) -> bool:
-    try:
-        g.execute(["git", "merge-base", "--is-ancestor", ancestor, descendant])
-    except git.GitCommandError:
-        return False
-    return True
+def _is_ancestor(g: Path, ancestor: str, descendant: str, env: Mapping[str, str]) -> bool:
+    return _run(g, ["merge-base", "--is-ancestor", ancestor, descendant], env, "compare commits")[0] == 0
 
 
-def _quiet_diff(g: git.Git, env: Mapping[str, str]) -> bool:
+def _quiet_diff(g: Path, env: Mapping[str, str]) -> bool:
     """True when nothing is staged."""
-    try:
-        g.execute(["git", "diff", "--cached", "--quiet"], env=dict(env))
-    except git.GitCommandError:
-        return False
-    return True
+    return _run(g, ["diff", "--cached", "--quiet"], env, "compare the index")[0] == 0
 
 
 def _lines(out: str) -> list[str]:
     return [line for line in out.splitlines() if line.strip()]
 
 
-def _identities(g: git.Git, env: Mapping[str, str], commits: Sequence[str]) -> list[str]:
+def _identities(g: Path, env: Mapping[str, str], commits: Sequence[str]) -> list[str]:
     """Author, author date and subject of each commit, in the order given (a rebase keeps them)."""
     out = _git(g, ["show", "--no-patch", "--no-walk=unsorted", "--format=%an%x1f%ae%x1f%at%x1f%s", *commits],
                env, "read commits")
     return _lines(out)
 
 
-def _git(g: git.Git, args: list[str], env: Mapping[str, str], what: str) -> str:
-    """`git ARGS` in g's directory; its output. Raises GitError saying what could not be done.
+def _git(cwd: Path | None, args: list[str], env: Mapping[str, str], what: str) -> str:
+    """`git ARGS` in cwd (None: the current directory); its output. Raises GitError saying what
+    could not be done."""
+    status, out, err = _run(cwd, args, env, what)
+    if status:
+        raise GitError(_failure(what, status, err))
+    return out.decode(errors="replace")
 
-    subprocess, not GitPython's execute: its timeout watchdog is a thread started for every
-    call (~1 ms here, a tenth of a kept work tree's update). The git process leads a session of
-    its own, so a timeout kills what it started too (upload-pack, a remote helper, ssh)."""
-    env = {"LANGUAGE": "C", "LC_ALL": "C", **env}  # messages in English, as GitPython sets them
-    with subprocess.Popen(["git", *args], cwd=g.working_dir, env=env, stdin=subprocess.DEVNULL,
+
+def _run(cwd: Path | None, args: list[str], env: Mapping[str, str], what: str) -> tuple[int, bytes, bytes]:
+    """`git ARGS` in cwd with exactly env (and English messages): its exit status, output and
+    errors. Raises GitError when it runs past FETCH_TIMEOUT.
+
+    Not GitPython: its execute() merges the env it is given into os.environ (the worker's
+    secrets would reach git), and its timeout watchdog is a thread started for every call. The
+    git process leads a session of its own, so a timeout kills what it started too (upload-pack,
+    a remote helper, ssh)."""
+    env = {"LANGUAGE": "C", "LC_ALL": "C", **env}
+    with subprocess.Popen(["git", *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True) as proc:
         try:
             out, err = proc.communicate(timeout=FETCH_TIMEOUT)
@@ -437,7 +435,9 @@ def _git(g: git.Git, args: list[str], env: Mapping[str, str], what: str) -> str:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
             raise GitError(f"could not {what}: git took longer than {FETCH_TIMEOUT} s") from None
-    if proc.returncode:
-        detail = err.decode(errors="replace").strip()
-        raise GitError(strip_credentials(f"could not {what}: {detail or f'exit status {proc.returncode}'}"))
-    return out.decode(errors="replace")
+    return proc.returncode, out, err
+
+
+def _failure(what: str, status: int, err: bytes) -> str:
+    detail = err.decode(errors="replace").strip()
+    return strip_credentials(f"could not {what}: {detail or f'exit status {status}'}")

@@ -11,9 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
-from typing import Optional
-
-import git
+from typing import Mapping, Optional
 
 from bot import selection
 from bot.context import JobContext
@@ -22,6 +20,7 @@ from bot.engines import runner_for
 from bot.execution import SETUP_ERRORS
 from bot.models import DriftState, Repo, pull_ref
 from bot.state import audit, deployments, keys, leases, locks
+from runners.git import GitError, run_git
 from runners.models import ApplyResult, PlanResult, Project
 
 
@@ -53,18 +52,19 @@ def unapplied_changes(ctx: JobContext, repo: Repo, head: str, repo_dir: str, pro
     applied = deployments.last_applied(ctx.redis, repo.id, project.key)
     if not applied:
         return "waiting: no apply of this project was recorded, so its live code is unknown"
-    checkout = git.Git(str(ctx.workspace.resolve(repo_dir)))
+    checkout, env = ctx.workspace.resolve(repo_dir), ctx.repo_cache().base_env
     path = "" if project.dir == "." else project.dir
-    live, wanted = _tree(checkout, applied, path), _tree(checkout, head, path)
+    live, wanted = _tree(checkout, env, applied, path), _tree(checkout, env, head, path)
     if live is None or live != wanted:
         return WAITING_UNAPPLIED
     return ""
 
 
-def _tree(checkout: git.Git, sha: str, path: str) -> Optional[str]:
+def _tree(checkout: Path, env: Mapping[str, str], sha: str, path: str) -> Optional[str]:
+    """The id of the project's tree at sha."""
     try:
-        return str(checkout.execute(["git", "rev-parse", "--verify", "--quiet", f"{sha}:{path}"])).strip()
-    except git.GitCommandError:
+        return run_git(checkout, ["rev-parse", "--verify", "--quiet", f"{sha}:{path}"], env, f"read {sha[:12]}").strip()
+    except GitError:
         return None  # the commit (or the dir in it) is unknown here: treat as different
 
 

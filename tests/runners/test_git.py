@@ -225,6 +225,17 @@ def test_git_gets_the_filtered_environment_only(tmp_path: Path, monkeypatch) -> 
     assert any(line.startswith("PATH=") and line.endswith(os.environ["PATH"]) for line in lines)  # git adds its own dir
 
 
+def test_the_commit_checks_run_without_the_workers_environment(tmp_path: Path, upstream, gitrun, monkeypatch) -> None:
+    work, bare = upstream
+    head = gitrun(work, "rev-parse", "HEAD")
+    cache = RepoCache(tmp_path / "cache", PARENT)
+    dest = tmp_path / "ws"
+    cache.checkout(str(bare), head, dest)
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "elsewhere"))  # a git run with the worker's env looks there
+    assert cache.diverged_from(dest, str(bare), "main", head) is None  # merge-base --is-ancestor
+    assert cache.revert_plan(dest, head).commits == (head,)  # cat-file -e, merge-base --is-ancestor, rev-list
+
+
 def test_a_git_that_runs_past_the_timeout_is_killed_with_what_it_started(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(git_module, "FETCH_TIMEOUT", 1)
     marker = tmp_path / "still-running"
