@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Iterator, Optional
 
 from rq import get_current_job
@@ -45,6 +46,9 @@ from bot.state.repos import remember_repo
 
 log = logging.getLogger(__name__)
 PULL_LEASE_TTL = 60  # seconds; renewed while the job runs, so a dead worker frees the pull request quickly
+# Steps of one project (init, plan, show, a policy check) each bounded by terraform.timeout: what a
+# job must have left of its RQ timeout to take one more project in place
+PROJECT_STEPS = 4
 _runtime: Optional[Runtime] = None  # this worker process's; read only in this module
 
 
@@ -210,7 +214,8 @@ def work_in_place(ctx: JobContext) -> str | None:
         return None
     run = store.load(ctx.redis, run_id)
     for index in store.lane(ctx.redis, run.id):
-        if _take(ctx, run, index):
+        mine = store.project_owner(ctx.redis, run.id, index) == ctx.job_id  # no job of its own runs it
+        if mine or (_time_for_another_project(ctx) and store.claim_project(ctx.redis, run.id, index, ctx.job_id)):
             _project(engine.lane_context(ctx, run, index), run, index)
     return engine.finish_if_last(ctx, run)
 
@@ -219,10 +224,24 @@ def _take_rest_of_lane(ctx: JobContext, run: Run) -> int:
     """Run here each project of the coordinator's lane this job can still claim; how many."""
     took = 0
     for index in store.lane(ctx.redis, run.id):
+        if not _time_for_another_project(ctx):
+            break  # the projects left have jobs of their own
         if store.claim_project(ctx.redis, run.id, index, ctx.job_id):
             _project(engine.lane_context(ctx, run, index), run, index)
             took += 1
     return took
+
+
+def _time_for_another_project(ctx: JobContext) -> bool:
+    """Whether this job's RQ timeout leaves a whole project's steps (each bounded by
+    terraform.timeout) after what it has run or waited for so far: a project taken later
+    would be killed half-way, where its own job would have had the time."""
+    job = get_current_job()
+    if job is None or job.started_at is None or not job.timeout:
+        return True
+    started = job.started_at if job.started_at.tzinfo else job.started_at.replace(tzinfo=timezone.utc)
+    left = float(job.timeout) - (datetime.now(timezone.utc) - started).total_seconds()
+    return left >= ctx.settings.terraform.timeout * PROJECT_STEPS
 
 
 def _take(ctx: JobContext, run: Run, index: int) -> bool:

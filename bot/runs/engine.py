@@ -6,8 +6,9 @@ itself, in place, takes the projects no other project waits for (all of them whe
 is registered, which would run them one by one anyway), sharing its checkout and sparing a
 forked job each; every other project is an RQ job of its own. A project job, once its own project
 is done, takes what is left of the coordinator's lane the same way, so two workers split the lane
-with one checkout and one Terraform session each. A lane claims a project before running it (the
-run's hash), so each runs once. Ordering (`parallel_plan`/`parallel_apply`
+with one checkout and one Terraform session each, while its timeout leaves a project's worth of
+time (bot.jobs.PROJECT_STEPS). A lane claims a project before running it (the run's hash), so each
+runs once. Ordering (`parallel_plan`/`parallel_apply`
 off, `execution_order_group`, `depends_on`) becomes RQ job dependencies. Lanes call the
 handler's `project`, record the outcome in Redis and refresh the comment; the lane that records
 the last outcome finishes the run: the final comment and statuses, then the handler's `finish`.

@@ -389,6 +389,26 @@ def test_a_project_job_takes_what_is_left_of_the_coordinators_lane(bench_factory
     assert active_run(bench) is None
 
 
+def test_a_job_short_of_time_leaves_the_rest_of_the_lane_to_the_projects_own_jobs(bench_factory, scripted,
+                                                                                  monkeypatch) -> None:
+    bench = bench_factory()
+    pull = bench.open_pull()
+    handler = scripted({"a": "ok", "b": "ok", "c": "ok"})
+    run = start_run(bench, pull, ["a", "b", "c"])
+    lane_of_the_coordinator(bench, run, [0, 1, 2])
+    with bench.job(run.coordinator_job) as ctx:
+        engine.execute_project(engine.lane_context(ctx, run, 0), run, 0)
+    # one project more than a job's RQ timeout holds: no job has time left for another one
+    monkeypatch.setattr(jobs, "PROJECT_STEPS", queueing.JOB_TIMEOUT_STEPS + 1)
+
+    bench.work()
+
+    assert handler.called == ["a", "b", "c"]
+    assert [store.project_owner(bench.redis, run.id, i) for i in (1, 2)] == [run.project_job_id(1), run.project_job_id(2)]
+    [comment] = bench.bot_comments()
+    assert "3 with changes" in comment["body"] and "still running" not in comment["body"]
+
+
 def test_a_project_job_that_died_in_the_lane_fails_only_what_it_had_not_finished(bench_factory, scripted) -> None:
     bench = bench_factory()
     pull = bench.open_pull()
