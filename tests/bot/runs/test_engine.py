@@ -357,11 +357,14 @@ def test_a_coordinator_that_died_in_place_is_reported_on_the_runs_comment(bench_
     assert active_run(bench) is None
 
 
-def lane_of_the_coordinator(bench, run: Run, lane: list[int]) -> None:
-    """What engine.start leaves with two workers: the projects no other waits for in the
-    coordinator's lane, the first claimed by it (the others it claims when it gets to them)."""
+def coordinator_ran_first_of_lane(bench, run: Run, lane: list[int]) -> None:
+    """What engine.start leaves with two workers (the projects no other waits for in the
+    coordinator's lane, the first claimed by it, the others claimed when it gets to them), once
+    the coordinator has run that first project."""
     store.save_lane(bench.redis, run.id, lane)
     assert store.claim_project(bench.redis, run.id, lane[0], run.coordinator_job)
+    with bench.job(run.coordinator_job) as ctx:
+        engine.execute_project(engine.lane_context(ctx, run, lane[0]), run, lane[0])
 
 
 def test_a_project_job_takes_what_is_left_of_the_coordinators_lane(bench_factory, scripted) -> None:
@@ -369,9 +372,7 @@ def test_a_project_job_takes_what_is_left_of_the_coordinators_lane(bench_factory
     pull = bench.open_pull()
     handler = scripted({"a": "ok", "b": "ok", "c": "ok"})
     run = start_run(bench, pull, ["a", "b", "c"])
-    lane_of_the_coordinator(bench, run, [0, 1, 2])
-    with bench.job(run.coordinator_job) as ctx:
-        engine.execute_project(engine.lane_context(ctx, run, 0), run, 0)
+    coordinator_ran_first_of_lane(bench, run, [0, 1, 2])
 
     bench.work()  # p0's job: its project taken, it takes b and c; p1's and p2's find them taken
 
@@ -395,9 +396,7 @@ def test_a_job_short_of_time_leaves_the_rest_of_the_lane_to_the_projects_own_job
     pull = bench.open_pull()
     handler = scripted({"a": "ok", "b": "ok", "c": "ok"})
     run = start_run(bench, pull, ["a", "b", "c"])
-    lane_of_the_coordinator(bench, run, [0, 1, 2])
-    with bench.job(run.coordinator_job) as ctx:
-        engine.execute_project(engine.lane_context(ctx, run, 0), run, 0)
+    coordinator_ran_first_of_lane(bench, run, [0, 1, 2])
     # one project more than a job's RQ timeout holds: no job has time left for another one
     monkeypatch.setattr(jobs, "PROJECT_STEPS", queueing.JOB_TIMEOUT_STEPS + 1)
 
@@ -414,9 +413,7 @@ def test_a_project_job_that_died_in_the_lane_fails_only_what_it_had_not_finished
     pull = bench.open_pull()
     handler = scripted({"a": "ok", "b": "ok", "c": "die"})
     run = start_run(bench, pull, ["a", "b", "c"])
-    lane_of_the_coordinator(bench, run, [1, 2])  # a is a job's only (as a project that waits for another)
-    with bench.job(run.coordinator_job) as ctx:
-        engine.execute_project(engine.lane_context(ctx, run, 1), run, 1)
+    coordinator_ran_first_of_lane(bench, run, [1, 2])  # a is a job's only (as a project that waits for another)
 
     # p0's job plans a, takes c from the lane and dies planning it: RQ fails the job and calls
     # its failure callback; the finalizing job then runs
