@@ -22,7 +22,7 @@ from bot.settings import Settings
 from runners.base import Runner
 from runners.embedded_terraform import embedded_paths
 from runners.environment import minimal_env, path_values
-from runners.git import GitError, git_environment, run_git
+from runners.git import GitError, run_git
 from runners.git_credentials import HELPER as GIT_CREDENTIAL_HELPER, GitCredentials
 from runners.incremental_init import InitRecords
 from runners.models import Project
@@ -249,7 +249,7 @@ def render_base_dir(ctx: Any, pull: Any, repo_dir: str, project: Project) -> Opt
         return None
     try:
         if not ctx.workspace.resolve(BASE_DIR).exists():
-            sha = _merge_base(ctx.workspace.resolve(repo_dir), pull)
+            sha = _merge_base(ctx.workspace.resolve(repo_dir), pull, ctx.repo_cache().base_env)
             ctx.checkout(pull, sha=sha, subdir=BASE_DIR)
         return selection.project_dir(ctx.workspace, BASE_DIR, project)
     except (UserFacingError, PathEscape, GitError) as exc:  # no base to diff: diff against nothing
@@ -258,12 +258,12 @@ def render_base_dir(ctx: Any, pull: Any, repo_dir: str, project: Project) -> Opt
         return None
 
 
-def _merge_base(head_checkout: Path, pull: Any) -> str:
+def _merge_base(head_checkout: Path, pull: Any, git_env: Mapping[str, str]) -> str:
     """Where the pull request's branch left its base, as the forge's diff shows it; falls back
     to the base commit the forge reported when git cannot tell."""
     base = pull.base_sha or f"origin/{pull.base_ref}"
     try:
-        return run_git(head_checkout, ["merge-base", base, pull.head_sha], git_environment(parent_environment()),
+        return run_git(head_checkout, ["merge-base", base, pull.head_sha], git_env,
                        f"find where {pull.head_sha[:12]} left {base}").strip()
     except GitError:
         if pull.base_sha:

@@ -192,7 +192,7 @@ def run_project(payload: dict) -> str:
     try:
         # a project another lane took: nothing recorded here, the record is that lane's
         outcome = _project(ctx, run, index) if _take(ctx, run, index) else None
-        took = _take_rest_of_lane(ctx, run)
+        took = _run_lane(ctx, run, done=index)
         if outcome is None and not took:
             return f"run in place by {store.project_owner(ctx.redis, run.id, index)}"
         try:
@@ -213,20 +213,20 @@ def work_in_place(ctx: JobContext) -> str | None:
     if not run_id:
         return None
     run = store.load(ctx.redis, run_id)
-    for index in store.lane(ctx.redis, run.id):
-        mine = store.project_owner(ctx.redis, run.id, index) == ctx.job_id  # no job of its own runs it
-        if mine or (_time_for_another_project(ctx) and store.claim_project(ctx.redis, run.id, index, ctx.job_id)):
-            _project(engine.lane_context(ctx, run, index), run, index)
+    _run_lane(ctx, run)
     return engine.finish_if_last(ctx, run)
 
 
-def _take_rest_of_lane(ctx: JobContext, run: Run) -> int:
-    """Run here each project of the coordinator's lane this job can still claim; how many."""
+def _run_lane(ctx: JobContext, run: Run, done: int | None = None) -> int:
+    """Run here, one by one, the projects of the coordinator's lane this job claimed already (the
+    coordinator's: no job of their own runs them) or can claim now while it has the time for one;
+    `done` is one it ran already. Returns how many it ran."""
     took = 0
     for index in store.lane(ctx.redis, run.id):
-        if not _time_for_another_project(ctx):
-            break  # the projects left have jobs of their own
-        if store.claim_project(ctx.redis, run.id, index, ctx.job_id):
+        if index == done:
+            continue
+        mine = store.project_owner(ctx.redis, run.id, index) == ctx.job_id
+        if mine or (_time_for_another_project(ctx) and store.claim_project(ctx.redis, run.id, index, ctx.job_id)):
             _project(engine.lane_context(ctx, run, index), run, index)
             took += 1
     return took

@@ -77,7 +77,8 @@ class RepoCache:
 
     def __init__(self, cache_dir: Path, parent_env: Mapping[str, str]) -> None:
         self.cache_dir = Path(cache_dir)
-        self.base_env = git_environment(parent_env)
+        self.base_env = {k: v for k, v in parent_env.items() if k in _GIT_PASSTHROUGH or is_allowed(k)}
+        self.base_env.update({"GIT_TERMINAL_PROMPT": "0", "GCM_INTERACTIVE": "never"})
 
     def checkout(
         self,
@@ -120,24 +121,24 @@ class RepoCache:
         strategy `merge`); returns the merged branch's commit. Nothing is pushed. Raises
         MergeConflict (naming the files; the checkout is left as it was) or GitError."""
         url, auth = _split_auth(clone_url, auth)
-        g = Path(dest)
+        repo = Path(dest)
         env = self._env(url, auth)
-        _git(g, ["check-ref-format", "--branch", branch], env, f"read the branch name {branch!r}")
+        _git(repo, ["check-ref-format", "--branch", branch], env, f"read the branch name {branch!r}")
         ref = "refs/worktree/plankeeper-merge-base"  # per work tree: kept trees share the mirror's refs
-        _git(g, ["fetch", "--quiet", "--no-write-fetch-head", url, f"+refs/heads/{branch}:{ref}"], env,
+        _git(repo, ["fetch", "--quiet", "--no-write-fetch-head", url, f"+refs/heads/{branch}:{ref}"], env,
              f"fetch {branch}")
-        base = _git(g, ["rev-parse", ref], env, f"read {branch}").strip()
+        base = _git(repo, ["rev-parse", ref], env, f"read {branch}").strip()
         name, email = author
         identity = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
                     "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
         safe = ["-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false"]
         try:
-            _git(g, [*safe, "merge", "--quiet", "--no-edit", "--no-ff", "-m",
+            _git(repo, [*safe, "merge", "--quiet", "--no-edit", "--no-ff", "-m",
                      f"Merge {branch} (checkout strategy merge)", base], {**self.base_env, **identity}, "merge")
         except GitError:
-            conflicts = _lines(_git(g, ["diff", "--name-only", "--diff-filter=U"], self.base_env, "list conflicts"))
+            conflicts = _lines(_git(repo, ["diff", "--name-only", "--diff-filter=U"], self.base_env, "list conflicts"))
             if conflicts:
-                _git(g, ["merge", "--abort"], self.base_env, "abort the merge")
+                _git(repo, ["merge", "--abort"], self.base_env, "abort the merge")
                 raise MergeConflict(conflicts) from None
             raise
         return base
@@ -147,14 +148,14 @@ class RepoCache:
         """The remote tip of `branch` when the checkout's commit `head` does not contain it
         (the `undiverged` requirement), None when it does. Raises GitError."""
         url, auth = _split_auth(clone_url, auth)
-        g = Path(dest)
+        repo = Path(dest)
         env = self._env(url, auth)
-        _git(g, ["check-ref-format", "--branch", branch], env, f"read the branch name {branch!r}")
+        _git(repo, ["check-ref-format", "--branch", branch], env, f"read the branch name {branch!r}")
         ref = "refs/plankeeper/undiverged-base"
-        _git(g, ["fetch", "--quiet", "--no-write-fetch-head", url, f"+refs/heads/{branch}:{ref}"], env,
+        _git(repo, ["fetch", "--quiet", "--no-write-fetch-head", url, f"+refs/heads/{branch}:{ref}"], env,
              f"fetch {branch}")
-        tip = _git(g, ["rev-parse", ref], env, f"read {branch}").strip()
-        status, _, err = _run(g, ["merge-base", "--is-ancestor", tip, head], self.base_env, f"compare {branch}")
+        tip = _git(repo, ["rev-parse", ref], env, f"read {branch}").strip()
+        status, _, err = _run(repo, ["merge-base", "--is-ancestor", tip, head], self.base_env, f"compare {branch}")
         if status == 1:  # not an ancestor: the base moved on without the pull request
             return tip
         if status:
@@ -202,27 +203,27 @@ class RepoCache:
         onto the base: then the chain of commits with their authors, dates and subjects is
         reverted. When `pr_head` itself is on the base (a fast-forward merge), its commits since
         `pr_base` are. Raises GitError when `merged` is unknown or not on the base."""
-        g, env = Path(repo_dir), self.base_env
-        if not _SHA.match(merged) or not _has_commit(g, merged, env):
+        repo, env = Path(repo_dir), self.base_env
+        if not _SHA.match(merged) or not _has_commit(repo, merged, env):
             raise GitError(f"commit {merged} is not in the repository")
-        if not _is_ancestor(g, merged, "HEAD", env):
+        if not _is_ancestor(repo, merged, "HEAD", env):
             raise GitError(f"commit {merged[:12]} is not on the base branch any more (was it force-pushed away?)")
-        parents = _git(g, ["rev-list", "--parents", "-n", "1", merged], env, f"read {merged[:12]}").split()[1:]
+        parents = _git(repo, ["rev-list", "--parents", "-n", "1", merged], env, f"read {merged[:12]}").split()[1:]
         if len(parents) >= 2:
             return RevertPlan("merge", (merged,))
-        known_head = bool(pr_head) and _SHA.match(pr_head) is not None and _has_commit(g, pr_head, env)
-        if known_head and _is_ancestor(g, pr_head, "HEAD", env):
-            since = [pr_base] if pr_base and _SHA.match(pr_base) and _has_commit(g, pr_base, env) \
-                and _is_ancestor(g, pr_base, pr_head, env) and pr_base != pr_head else []
-            commits = _lines(_git(g, ["rev-list", "--no-merges", pr_head, *(f"^{c}" for c in since)], env,
+        known_head = bool(pr_head) and _SHA.match(pr_head) is not None and _has_commit(repo, pr_head, env)
+        if known_head and _is_ancestor(repo, pr_head, "HEAD", env):
+            since = [pr_base] if pr_base and _SHA.match(pr_base) and _has_commit(repo, pr_base, env) \
+                and _is_ancestor(repo, pr_base, pr_head, env) and pr_base != pr_head else []
+            commits = _lines(_git(repo, ["rev-list", "--no-merges", pr_head, *(f"^{c}" for c in since)], env,
                                   "list the pull request's commits")) if since else [pr_head]
             return RevertPlan("fast-forward", tuple(commits or [pr_head]))
-        originals = _lines(_git(g, ["rev-list", "--no-merges", pr_head, "^HEAD"], env,
+        originals = _lines(_git(repo, ["rev-list", "--no-merges", pr_head, "^HEAD"], env,
                                 "list the pull request's commits")) if known_head else []
         if len(originals) > 1:
-            chain = _lines(_git(g, ["rev-list", "--first-parent", "-n", str(len(originals)), merged], env,
+            chain = _lines(_git(repo, ["rev-list", "--first-parent", "-n", str(len(originals)), merged], env,
                                 f"read the history of {merged[:12]}"))
-            if len(chain) == len(originals) and _identities(g, env, chain) == _identities(g, env, originals):
+            if len(chain) == len(originals) and _identities(repo, env, chain) == _identities(repo, env, originals):
                 return RevertPlan("rebase", tuple(chain))
         return RevertPlan("squash", (merged,))
 
@@ -243,31 +244,31 @@ class RepoCache:
         push's environment. Raises RevertConflict (naming the files, nothing pushed),
         NothingToRevert, or GitError."""
         url, auth = _split_auth(push_url, auth)
-        g = Path(repo_dir)
+        repo = Path(repo_dir)
         name, email = author
         identity = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
                     "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
         env = {**self.base_env, **identity}
         safe = ["-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false"]
-        _git(g, ["checkout", "--quiet", "-b", branch], env, f"create branch {branch}")
+        _git(repo, ["checkout", "--quiet", "-b", branch], env, f"create branch {branch}")
         mainline = ["-m", str(plan.mainline)] if plan.mainline else []
         try:
-            _git(g, [*safe, "revert", "--no-commit", *mainline, *plan.commits], env, "revert")
+            _git(repo, [*safe, "revert", "--no-commit", *mainline, *plan.commits], env, "revert")
         except GitError as exc:
-            conflicts = _lines(_git(g, ["diff", "--name-only", "--diff-filter=U"], env, "list conflicts"))
+            conflicts = _lines(_git(repo, ["diff", "--name-only", "--diff-filter=U"], env, "list conflicts"))
             if conflicts:
                 raise RevertConflict(conflicts) from exc
             raise
-        if _quiet_diff(g, env):
+        if _quiet_diff(repo, env):
             raise NothingToRevert("the base branch has none of the pull request's changes any more: "
                                   "nothing to revert")
-        _git(g, [*safe, "commit", "--quiet", "--no-verify", "-m", message], env, "commit the revert")
-        commit = _git(g, ["rev-parse", "HEAD"], env, "read the revert commit").strip()
+        _git(repo, [*safe, "commit", "--quiet", "--no-verify", "-m", message], env, "commit the revert")
+        commit = _git(repo, ["rev-parse", "HEAD"], env, "read the revert commit").strip()
         push_env = {**self._env(url, auth), **identity}
-        if _git(g, ["ls-remote", "--", url, f"refs/heads/{branch}"], push_env, f"look for {branch}").strip():
+        if _git(repo, ["ls-remote", "--", url, f"refs/heads/{branch}"], push_env, f"look for {branch}").strip():
             raise GitError(f"branch {branch} already exists in {strip_credentials(url)}")
         # The lease with no value: the push only creates the branch, it never moves an existing one.
-        _git(g, [*safe, "push", "--quiet", "--no-verify", f"--force-with-lease=refs/heads/{branch}:", url,
+        _git(repo, [*safe, "push", "--quiet", "--no-verify", f"--force-with-lease=refs/heads/{branch}:", url,
                  f"HEAD:refs/heads/{branch}"], push_env, f"push {branch}")
         return commit
 
@@ -314,27 +315,26 @@ class RepoCache:
     def _fetch(
         self, mirror: Path, url: str, env: dict[str, str], refs: Sequence[str], sha: str
     ) -> None:
-        g = mirror
         # refs/remotes/origin/*: a work tree of the mirror knows `origin/main` as a clone does
         specs = ["+refs/heads/*:refs/heads/*", "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"]
         # --no-auto-maintenance: gc.auto is 0 here, so `git maintenance run --auto` would be a
         # process started after every fetch to do nothing
         fetch = ["fetch", "--quiet", "--no-write-fetch-head", "--no-auto-maintenance", url]
         try:
-            _git(g, [*fetch, *specs, *(f"+{ref}:{ref}" for ref in refs)], env, f"fetch {url}")
+            _git(mirror, [*fetch, *specs, *(f"+{ref}:{ref}" for ref in refs)], env, f"fetch {url}")
         except GitError:
             if not refs:
                 raise
             # a ref the forge has not published (yet): heads, tags and the sha may still do
-            _git(g, [*fetch, *specs], env, f"fetch {url}")
+            _git(mirror, [*fetch, *specs], env, f"fetch {url}")
         # a small fetch leaves its objects loose: no git process to ask (~2 ms of a kept tree's update)
-        if _is_loose_object(mirror, sha) or _has_commit(g, sha, self.base_env):
+        if _is_loose_object(mirror, sha) or _has_commit(mirror, sha, self.base_env):
             return
         try:
-            _git(g, [*fetch, sha], env, f"fetch {url}")
+            _git(mirror, [*fetch, sha], env, f"fetch {url}")
         except GitError:
             pass  # servers may refuse unadvertised commits; reported below as not found
-        if not _has_commit(g, sha, self.base_env):
+        if not _has_commit(mirror, sha, self.base_env):
             raise GitError(f"commit {sha} not found in {url} (was it force-pushed away?)")
 
     def _clone(self, mirror: Path, dest: Path, sha: str, url: str) -> None:
@@ -350,13 +350,6 @@ class RepoCache:
             self.base_env,
             f"check out {sha}",
         )
-
-
-def git_environment(parent_env: Mapping[str, str]) -> dict[str, str]:
-    """What of parent_env git runs with: the allowlist (never the server's secrets), and no
-    prompt for credentials."""
-    env = {k: v for k, v in parent_env.items() if k in _GIT_PASSTHROUGH or is_allowed(k)}
-    return {**env, "GIT_TERMINAL_PROMPT": "0", "GCM_INTERACTIVE": "never"}
 
 
 def run_git(cwd: Path, args: list[str], env: Mapping[str, str], what: str) -> str:
@@ -380,8 +373,8 @@ def _split_auth(
     return url, auth
 
 
-def _has_commit(g: Path, sha: str, env: Mapping[str, str]) -> bool:
-    return _run(g, ["cat-file", "-e", f"{sha}^{{commit}}"], env, f"look for {sha}")[0] == 0
+def _has_commit(repo: Path, sha: str, env: Mapping[str, str]) -> bool:
+    return _run(repo, ["cat-file", "-e", f"{sha}^{{commit}}"], env, f"look for {sha}")[0] == 0
 
 
 def _is_loose_object(git_dir: Path, sha: str) -> bool:
@@ -389,22 +382,22 @@ def _is_loose_object(git_dir: Path, sha: str) -> bool:
     return bool(re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", sha)) and (git_dir / "objects" / sha[:2] / sha[2:]).is_file()
 
 
-def _is_ancestor(g: Path, ancestor: str, descendant: str, env: Mapping[str, str]) -> bool:
-    return _run(g, ["merge-base", "--is-ancestor", ancestor, descendant], env, "compare commits")[0] == 0
+def _is_ancestor(repo: Path, ancestor: str, descendant: str, env: Mapping[str, str]) -> bool:
+    return _run(repo, ["merge-base", "--is-ancestor", ancestor, descendant], env, "compare commits")[0] == 0
 
 
-def _quiet_diff(g: Path, env: Mapping[str, str]) -> bool:
+def _quiet_diff(repo: Path, env: Mapping[str, str]) -> bool:
     """True when nothing is staged."""
-    return _run(g, ["diff", "--cached", "--quiet"], env, "compare the index")[0] == 0
+    return _run(repo, ["diff", "--cached", "--quiet"], env, "compare the index")[0] == 0
 
 
 def _lines(out: str) -> list[str]:
     return [line for line in out.splitlines() if line.strip()]
 
 
-def _identities(g: Path, env: Mapping[str, str], commits: Sequence[str]) -> list[str]:
+def _identities(repo: Path, env: Mapping[str, str], commits: Sequence[str]) -> list[str]:
     """Author, author date and subject of each commit, in the order given (a rebase keeps them)."""
-    out = _git(g, ["show", "--no-patch", "--no-walk=unsorted", "--format=%an%x1f%ae%x1f%at%x1f%s", *commits],
+    out = _git(repo, ["show", "--no-patch", "--no-walk=unsorted", "--format=%an%x1f%ae%x1f%at%x1f%s", *commits],
                env, "read commits")
     return _lines(out)
 
@@ -422,10 +415,10 @@ def _run(cwd: Path | None, args: list[str], env: Mapping[str, str], what: str) -
     """`git ARGS` in cwd with exactly env (and English messages): its exit status, output and
     errors. Raises GitError when it runs past FETCH_TIMEOUT.
 
-    Not GitPython: its execute() merges the env it is given into os.environ (the worker's
-    secrets would reach git), and its timeout watchdog is a thread started for every call. The
-    git process leads a session of its own, so a timeout kills what it started too (upload-pack,
-    a remote helper, ssh)."""
+    Not GitPython: its execute() merges the env it is given into the process' environment (the
+    worker's secrets would reach git), and its timeout watchdog is a thread started for every
+    call. The git process leads a session of its own, so a timeout kills what it started too
+    (upload-pack, a remote helper, ssh)."""
     env = {"LANGUAGE": "C", "LC_ALL": "C", **env}
     with subprocess.Popen(["git", *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True) as proc:

@@ -54,10 +54,10 @@ class InitRecords:
 
     def relative(self, project_dir: Path) -> str | None:
         """project_dir relative to the tree ("." for its root); None when it is not inside."""
-        tree = os.path.realpath(self.tree)
-        if not resolves_inside(project_dir, tree):
+        tree, path = os.path.realpath(self.tree), os.path.realpath(project_dir)
+        if not resolves_inside(path, tree):
             return None
-        return Path(os.path.relpath(os.path.realpath(project_dir), tree)).as_posix()
+        return Path(os.path.relpath(path, tree)).as_posix()
 
     def get(self, rel: str) -> InitRecord | None:
         """The record of the project at rel (relative to the tree), or None."""

@@ -197,9 +197,9 @@ def _module_blocks(module_dir: Path, repo_root: Path) -> list[Block]:
 def _read(path: Path, repo_root: Path) -> bytes:
     """The bytes of a regular file inside repo_root (a symlink to one too); raises _Unknowable for
     anything else (a FIFO would block, a symlink out could reveal what is not the repository's)."""
-    if not resolves_inside(path, os.path.realpath(repo_root)):
-        raise _Unknowable(f"{path.name} resolves outside the repository")
     real = os.path.realpath(path)
+    if not resolves_inside(real, os.path.realpath(repo_root)):
+        raise _Unknowable(f"{path.name} resolves outside the repository")
     try:
         info = os.stat(real)
         if not stat.S_ISREG(info.st_mode):

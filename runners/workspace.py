@@ -38,7 +38,7 @@ class Workspace:
         if joined == ".." or joined.startswith("../"):
             raise PathEscape(f"path {rel!r} leaves the repository")
         path = self.root if joined == "." else self.root / joined
-        if _escapes(path, os.path.realpath(self.root)):
+        if not resolves_inside(path, os.path.realpath(self.root)):
             raise PathEscape(f"path {rel!r} resolves through a symlink to outside the repository")
         return path
 
@@ -90,7 +90,7 @@ def check_symlinks(root: Path, skip: Iterable[str] = ()) -> None:
             with os.scandir(pending.pop()) as listing:
                 for entry in listing:
                     if entry.is_symlink():
-                        if _escapes(entry.path, real_root):
+                        if not resolves_inside(entry.path, real_root):
                             escaping.append(entry.path)
                     elif entry.is_dir() and os.path.normpath(entry.path) not in skipped:
                         pending.append(entry.path)
@@ -106,7 +106,3 @@ def resolves_inside(path: str | os.PathLike, real_root: str) -> bool:
     """Whether path, its symlinks followed, is real_root (already resolved) or under it."""
     real = os.path.realpath(path)
     return real == real_root or real.startswith(real_root + os.sep)
-
-
-def _escapes(path: str, real_root: str) -> bool:
-    return not resolves_inside(path, real_root)

@@ -390,15 +390,18 @@ def test_a_project_job_takes_what_is_left_of_the_coordinators_lane(bench_factory
     assert active_run(bench) is None
 
 
-def test_a_job_short_of_time_leaves_the_rest_of_the_lane_to_the_projects_own_jobs(bench_factory, scripted,
-                                                                                  monkeypatch) -> None:
+def test_a_job_short_of_time_leaves_the_rest_of_the_lane_to_the_projects_own_jobs(bench_factory, scripted) -> None:
     bench = bench_factory()
     pull = bench.open_pull()
     handler = scripted({"a": "ok", "b": "ok", "c": "ok"})
     run = start_run(bench, pull, ["a", "b", "c"])
     coordinator_ran_first_of_lane(bench, run, [0, 1, 2])
-    # one project more than a job's RQ timeout holds: no job has time left for another one
-    monkeypatch.setattr(jobs, "PROJECT_STEPS", queueing.JOB_TIMEOUT_STEPS + 1)
+    # the project jobs' RQ timeouts hold one project's steps less than a whole project (as when a
+    # job waited for its turn): none has time to take another project
+    for i in range(3):
+        job = Job.fetch(run.project_job_id(i), connection=bench.redis, serializer=JSONSerializer)
+        job.timeout = bench.settings.terraform.timeout * (jobs.PROJECT_STEPS - 1)
+        job.save()
 
     bench.work()
 
